@@ -1,0 +1,126 @@
+"""The `riskgw` command.
+
+Every user mistake ends in a one-line message (or `path:line:col: error:` diagnostics) and exit 1;
+a traceback means a bug in riskgw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from riskgw.errors import InputError, UserError
+from riskgw.lang.ast import CompileError, Diagnostic
+
+
+def _print_diagnostics(diags: Sequence[Diagnostic]) -> None:
+    for d in diags:
+        print(d.render(), file=sys.stderr)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from riskgw.doe.compiler import compile_files
+
+    result = compile_files([Path(p) for p in args.files], lanes=args.lanes)
+    _print_diagnostics(result.warnings)
+    p = result.program
+    n_triggers = len(p.triggers)
+    print(
+        f"ok: {len(args.files)} file(s), {len(p.tables)} table(s), {len(p.rules)} rule(s), "
+        f"{n_triggers} trigger(s), {len(result.warnings)} warning(s)"
+    )
+    return 0
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from riskgw.doe.asm import disassemble
+    from riskgw.doe.compiler import compile_files
+
+    result = compile_files([Path(p) for p in args.files], lanes=args.lanes)
+    _print_diagnostics(result.warnings)
+    blob = result.image.encode()
+    if args.output:
+        out = Path(args.output)
+        tmp = out.with_name(out.name + ".tmp")
+        try:
+            tmp.write_bytes(blob)
+            tmp.replace(out)
+        except OSError as exc:
+            raise UserError(f"cannot write {out}: {exc.strerror}") from exc
+    if args.asm:
+        print(disassemble(result.image))
+    if args.output:
+        print(f"wrote {args.output}: {len(blob)} bytes, {len(result.image.rules)} rule(s)", file=sys.stderr)
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from riskgw.engine.replay import run_replay
+
+    return run_replay(args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from riskgw.demo import run_demo
+
+    return run_demo(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="riskgw", description="FPGA-offloaded pre-trade risk gateway")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("check", help="check rule files and report problems")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--lanes", type=int, default=8, help="ALU lanes to schedule for (default 8)")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("compile", help="compile rule files into a DOE program image")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("-o", "--output", metavar="PROG.bin", help="where to write the image")
+    p.add_argument("--asm", action="store_true", help="print the assembly listing")
+    p.add_argument("--lanes", type=int, default=8, help="ALU lanes to schedule for (default 8)")
+    p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("replay", help="run recorded events through the rules and write the verdicts")
+    p.add_argument("rules", nargs="+", metavar="RULES")
+    p.add_argument("--data", metavar="DIR", help="initial tables, one <table>.csv each")
+    p.add_argument("--events", required=True, metavar="EVENTS.csv")
+    p.add_argument("--out", required=True, metavar="OUT.csv")
+    p.add_argument("--dump-state", metavar="DIR", help="write every table's final state here")
+    p.add_argument("--backend", choices=["soft"], default="soft")
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("demo", help="check, compile and replay the example rules on the reference data set")
+    p.add_argument("--workdir", metavar="DIR", help="where to write the demo's files (default: a temp dir)")
+    p.add_argument("--orders", type=int, default=2000, help="orders in the scripted session")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except CompileError as exc:
+        _print_diagnostics(exc.diagnostics)
+        errors = sum(1 for d in exc.diagnostics if d.severity.value == "error")
+        print(f"{errors} error(s)", file=sys.stderr)
+        return 1
+    except InputError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    except UserError as exc:
+        print(f"riskgw: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("riskgw: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
