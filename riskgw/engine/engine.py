@@ -1,0 +1,142 @@
+"""The software DOE: runs a program image's sections on events and data rows.
+
+`Engine(image)` uses the generated fast path; `Engine(image, backend="interp")` the reference
+interpreter. Both hold their state in an `EngineState` and give identical decisions and hashes.
+Time arrives in the event (`ts`); the engine never reads a clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from riskgw.doe.image import Image
+from riskgw.doe.isa import EVENT_FIELD_REGS, N_EVENT_REGS, Event
+from riskgw.doe.values import encode_char
+from riskgw.engine.fastpath import FastPath
+from riskgw.engine.interp import Interpreter
+from riskgw.engine.program import check_image
+from riskgw.engine.state import EngineState, Snapshot
+from riskgw.engine.table import EngineError, Key, Value
+
+Backend = Literal["fast", "interp"]
+EVENTS = (Event.NEW, Event.FILL, Event.REJECT, Event.CANCEL)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of one event: NEW is accepted iff no rule failed; other events are always applied."""
+
+    accepted: bool
+    failed: tuple[int, ...] = ()  # ids of the failed rules, in rule order
+
+
+ACCEPTED = Decision(True)
+
+
+class DuplicateKeyError(EngineError):
+    """A data row whose key is already in its table."""
+
+    def __init__(self, table: str, key: Key) -> None:
+        self.table = table
+        self.key = key
+        super().__init__(f"duplicate key in table {table}")
+
+
+def event_inputs(fields: Mapping[str, int | str | None]) -> tuple[Value, ...]:
+    """The input registers of an event from `trade_order` field values (missing fields are NULL)."""
+    regs: list[Value] = [None] * N_EVENT_REGS
+    for name, (reg, n_words) in EVENT_FIELD_REGS.items():
+        value = fields.get(name)
+        if value is None:
+            continue
+        if n_words == 1:
+            if not isinstance(value, int):
+                raise TypeError(f"{name} must be an integer")
+            regs[reg] = value
+        else:
+            words = encode_char(value if isinstance(value, str) else str(value), 8 * n_words)
+            regs[reg : reg + n_words] = words
+    return tuple(regs)
+
+
+class Engine:
+    def __init__(self, image: Image, backend: Backend = "fast") -> None:
+        if backend not in ("fast", "interp"):
+            raise ValueError(f"unknown backend {backend!r}")
+        check_image(image)
+        self.image = image
+        self.backend = backend
+        self.state = EngineState(image)
+        self._rule_ids = [r.id for r in image.rules]
+        self._decisions: dict[int, Decision] = {}
+        self._interp = Interpreter(image, self.state)
+        self._fast = FastPath(image, self.state, N_EVENT_REGS) if backend == "fast" else None
+
+    # ------------------------------------------------------------------ events
+
+    def process(self, event: Event, inputs: Sequence[Value]) -> Decision:
+        """Run one event (NEW, FILL, REJECT or CANCEL) with its N_EVENT_REGS input words."""
+        if len(inputs) != N_EVENT_REGS:
+            raise ValueError(f"an event has {N_EVENT_REGS} input words, got {len(inputs)}")
+        fast = self._fast
+        if fast is not None:
+            if event is Event.NEW:
+                mask = fast.new(inputs)
+                return self._decision(mask) if mask else ACCEPTED
+            if event in fast.events:
+                fast.events[event](inputs)
+                return ACCEPTED
+            raise ValueError(f"{event.name} is not an event")
+        return self._interpret(event, inputs)
+
+    def _interpret(self, event: Event, inputs: Sequence[Value]) -> Decision:
+        if event is Event.NEW:
+            failed: set[int] = set()
+            self._interp.run(Event.NEW, 0, inputs, failed)
+            if failed:
+                return Decision(False, tuple(r for r in self._rule_ids if r in failed))
+            self._interp.run(Event.ACCEPT, 0, inputs)
+            return ACCEPTED
+        if event not in EVENTS:
+            raise ValueError(f"{event.name} is not an event")
+        self._interp.run(event, 0, inputs)
+        return ACCEPTED
+
+    def _decision(self, mask: int) -> Decision:
+        decision = self._decisions.get(mask)
+        if decision is None:
+            failed = tuple(r for i, r in enumerate(self._rule_ids) if mask >> i & 1)
+            decision = self._decisions[mask] = Decision(False, failed)
+        return decision
+
+    # ------------------------------------------------------------------ data
+
+    def load_row(self, table_id: int, words: Sequence[Value]) -> None:
+        """Insert a data row (its physical words in column order) by running the table's LOAD section.
+
+        Raises DuplicateKeyError, changing nothing, when a row with the same key is already there.
+        """
+        table = self.state.table(table_id)
+        if len(words) != table.n_cols:
+            raise ValueError(f"table {table.config.name} has {table.n_cols} words per row, got {len(words)}")
+        if table.key_cols:
+            key = table.key_of(tuple(words))
+            if None not in key and key in table.index:
+                raise DuplicateKeyError(table.config.name, key)
+        if self._fast is not None:
+            self._fast.loads[table_id](words)
+        else:
+            self._interp.run(Event.LOAD, table_id, words)
+
+    # ------------------------------------------------------------------ state
+
+    def snapshot(self) -> Snapshot:
+        return self.state.snapshot()
+
+    def restore(self, snap: Snapshot) -> None:
+        self.state.restore(snap)
+
+    def state_hash(self) -> str:
+        return self.state.hash()
