@@ -1,0 +1,8 @@
+"""cocotb benches: sim/ on sys.path so benches share `simrun` and the stream models."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
