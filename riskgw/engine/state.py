@@ -6,7 +6,9 @@ that the SQLite oracle in the tests and `riskgw replay --dump-state` produce com
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -113,3 +115,12 @@ def dump_rows(rows: Iterable[Sequence[LogicalValue]]) -> list[list[str]]:
     """
     ordered = sorted(rows, key=_sort_key)
     return [["" if v is None else str(v) for v in row] for row in ordered]
+
+
+def dump_csv(header: Sequence[str], rows: Iterable[Sequence[LogicalValue]]) -> str:
+    """The text of a state dump file: the header, then `dump_rows(rows)`; lines end with a newline."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(dump_rows(rows))
+    return buf.getvalue()
