@@ -233,7 +233,9 @@ class Image:
         if magic != MAGIC:
             raise ImageError("not a riskgw program image: bad magic")
         if abi != ABI_VERSION:
-            raise ImageError(f"program image ABI {abi}, this build runs ABI {ABI_VERSION}: recompile the rules")
+            raise ImageError(
+                f"program image ABI {abi}, this build runs ABI {ABI_VERSION}: recompile the rules"
+            )
         if total != len(blob):
             raise ImageError(f"program image truncated: header says {total} bytes, got {len(blob)}")
         try:
@@ -280,7 +282,9 @@ def _decode_sections(
         key = struct.unpack_from(f"<{n_key}H", data, pos)
         pos += 2 * n_key
         pos += -pos % 4
-        tables.append(TableConfig(tid, string(name), tuple(cols), tuple(key), bool(flags & TABLE_FLAG_HIDDEN)))
+        tables.append(
+            TableConfig(tid, string(name), tuple(cols), tuple(key), bool(flags & TABLE_FLAG_HIDDEN))
+        )
 
     data = raw[(SectionKind.CONSTS, 0)]
     (count,) = struct.unpack_from("<I", data)

@@ -112,9 +112,11 @@ class Op(enum.IntEnum):
     COALESCE = 0x1E  # dst = a if a is not NULL else b
     RANGE32 = 0x1F  # dst = a if a fits 32 bits signed, else NULL
     RULE = 0x20  # failed[imm] = (a is TRUE) and not (b is TRUE); a = guard, b = expression
-    LOOKUP = 0x30  # dst = handle of the row of `table` whose key equals a..; NULL if none or a key word is NULL
+    LOOKUP = (
+        0x30  # dst = handle of the row of `table` whose key equals a..; NULL if none or a key word is NULL
+    )
     READ = 0x31  # dst = table.column[imm] at row a; NULL if a is NULL or the cell is NULL
-    ALLOC = 0x32  # if pred: append a row to `table` with key a.., other cells NULL; dst = its handle
+    ALLOC = 0x32  # if pred and the key is new: append a row with key a.., other cells NULL; dst = its handle, else NULL
     WRITE = 0x33  # if pred and a is not NULL: table.column[imm] at row a = b
     SCAN = 0x34  # dst = handle of the best row of scan spec `table` among rows whose match columns equal a..
 
