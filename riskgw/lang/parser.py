@@ -9,7 +9,6 @@ The nesting depth is checked on tokens first, because sqlglot's parser recurses.
 from __future__ import annotations
 
 import bisect
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -23,7 +22,6 @@ from riskgw.lang.source import SourceFile
 
 MAX_NESTING = 256  # parentheses, CASEs and prefix operators open at once
 
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _PREFIX_OPS = frozenset({TokenType.NOT, TokenType.DASH, TokenType.PLUS, TokenType.TILDE})
 TRIGGER_EVENTS = ("ACCEPT", "FILL", "REJECT", "CANCEL")
 
@@ -133,7 +131,7 @@ _OPENERS: dict[type, TokenType] = {
 
 
 def _is_name(token: Token) -> bool:
-    return token.token_type is TokenType.IDENTIFIER or bool(_NAME.match(token.text))
+    return token.token_type is TokenType.IDENTIFIER or token.text.isidentifier()
 
 
 def _is_rule_start(tokens: list[Token], i: int) -> bool:

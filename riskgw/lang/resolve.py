@@ -853,6 +853,9 @@ class Resolver:
     def _subquery(self, node: exp.Subquery, env: Env, loc: Loc) -> ast.Expr:
         self._only(node, {"this"})
         select = node.this
+        while isinstance(select, exp.Subquery | exp.Paren):  # ((SELECT ...)): extra parentheses
+            self._only(select, {"this"})
+            select = select.this
         if not isinstance(select, exp.Select):
             raise self._unsupported(select)
         self._only(select, {"expressions", "from_", "where", "order", "limit"})
