@@ -184,8 +184,9 @@ class Lowering:
             out = self.g.alu(Op.AND, out, self.g.alu(Op.EQ, x, y))
         return out
 
-    def store(self, column: ast.Column, words: Words, loc: ast.Loc) -> Words:
+    def store(self, column: ast.Column, value: ast.Expr) -> Words:
         """The words stored into `column` for a value: INT is range-checked, CHAR widened."""
+        words, loc = self.expr(value), value.loc
         if column.type.kind is ast.TypeKind.CHAR:
             n = char_words(column.type.size)
             if len(words) > n:
@@ -193,7 +194,7 @@ class Lowering:
                     loc, f"a value of {len(words) * 8} bytes does not fit {column.name} {column.type}"
                 )
             return self.pad(words, n)
-        if column.type.kind is ast.TypeKind.INT:
+        if column.type.kind is ast.TypeKind.INT and value.type.kind is not ast.TypeKind.INT:
             return (self.g.alu(Op.RANGE32, words[0]),)
         return words[:1]
 
@@ -423,7 +424,7 @@ class Lowering:
         self.rows[s.target.id] = _Handle(table, h, e0)
         try:
             filters = [self.scalar(c, c.loc) for c in extra + rest]
-            assigned = {a.column.index: self.store(a.column, self.expr(a.value), a.loc) for a in s.sets}
+            assigned = {a.column.index: self.store(a.column, a.value) for a in s.sets}
         finally:
             del self.rows[s.target.id]
         old = {p: self.g.read(table, p, e0, h) for p in range(len(cfg.columns))}
@@ -450,7 +451,7 @@ class Lowering:
         cfg = self.configs[table.name]
         values: dict[int, Node] = {p: self.null for p in range(len(cfg.columns))}
         for col, v in zip(s.columns, s.values, strict=True):
-            for p, w in zip(column_words(cfg, col.index), self.store(col, self.expr(v), v.loc), strict=True):
+            for p, w in zip(column_words(cfg, col.index), self.store(col, v), strict=True):
                 values[p] = w
         if s.conflict is not None:
             key_names = {k.name for k in self.keys[table.name]}
@@ -490,9 +491,7 @@ class Lowering:
             self.rows[s.target.id] = _Handle(name, h0, e0)
             self.rows[s.excluded.id] = _Values(name, values)
             try:
-                assigned = {
-                    a.column.index: self.store(a.column, self.expr(a.value), a.loc) for a in s.conflict_sets
-                }
+                assigned = {a.column.index: self.store(a.column, a.value) for a in s.conflict_sets}
             finally:
                 del self.rows[s.target.id]
                 del self.rows[s.excluded.id]
