@@ -340,7 +340,7 @@ always_comb begin
                 if (rb_reg) begin
                     // a NULL key word (or no key): stored, not indexed
                     bank_we = '1;
-                end else if (free) begin
+                end else if (free && !hit) begin
                     bank_we = '1;
                     h_we = 1'b1;
                     h_wd[32'(free_way)*SLOT_W +: SLOT_W] = {1'b1, count_reg[t_reg][CL_ROWS-1:0], key_reg};
@@ -487,11 +487,12 @@ always_ff @(posedge clk) begin
             m_rsp_valid_reg <= 1'b1;
             if (count_reg[t_reg][CL_ROWS]) begin
                 err_table_full_reg <= 1'b1;
-            end else if (rb_reg || free) begin
+            end else if (rb_reg || (free && !hit)) begin
                 m_rsp_null_reg <= 1'b0;
                 m_rsp_value_reg <= 64'(count_reg[t_reg]);
                 count_reg[t_reg] <= count_reg[t_reg] + 1'b1;
-            end else begin
+            end else if (!hit) begin
+                // the key is new but its bucket is full
                 err_index_full_reg <= 1'b1;
             end
             state_reg <= ST_IDLE;

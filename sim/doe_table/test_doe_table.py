@@ -97,7 +97,7 @@ class Model:
         if n and all(w is not None for w in k):
             words = tuple(w & M64 for w in k)  # type: ignore[operator]
             slots = self.index[t].setdefault(bucket(list(words), self.p.cl_buckets), [])
-            if len(slots) == self.p.ways:
+            if any(k == words for k, _ in slots) or len(slots) == self.p.ways:
                 return None
             slots.append((words, row))
         for c in range(self.p.cols):
@@ -287,7 +287,7 @@ async def random_session(dut, p: Params, n_cmds: int, seed: int) -> None:  # typ
         col = rng.randrange(p.cols)
         cnt = model.count[t] if t < p.tables else 0
         row: Value = rng.randrange(cnt + 2) if rng.random() > 0.05 else None
-        value = random_word(rng, pool + [rng.randint(INT64_MIN, INT64_MAX)])
+        value = random_word(rng, [*pool, rng.randint(INT64_MIN, INT64_MAX)])
         if op == LOOKUP:
             if t < p.tables and cnt and rng.random() < 0.5:
                 # look up a key that is stored

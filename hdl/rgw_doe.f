@@ -1,0 +1,7 @@
+# rgw_doe: the Database Offload Engine
+rgw_isa_pkg.sv
+rgw_doe_pkg.sv
+rgw_doe_alu.sv
+rgw_doe_hash.sv
+rgw_doe_table.sv
+rgw_doe.sv

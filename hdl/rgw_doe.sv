@@ -1,0 +1,664 @@
+// SPDX-License-Identifier: Apache-2.0
+
+`resetall
+`timescale 1ns / 1ps
+`default_nettype none
+
+/*
+ * Database Offload Engine: runs the sections of a riskgw program image (riskgw/doe/isa.py)
+ * on events, with the tables in on-chip memory (rgw_doe_table) and LANES ALU lanes.
+ *
+ * Load port (s_cfg_*): one 64-bit access per s_cfg_valid & s_cfg_ready; reads answer on
+ * m_cfg_rd_valid.  Accepted only between events.  Address = {region[31:28], index[27:0]}:
+ *
+ *   region  index                                   access  data
+ *   0x0     0                                       r       ID: {"RGWD", 16'h0, ABI_VERSION[15:0]}
+ *   0x0     1                                       r       {RULES[15:0], ROWS[15:0] (log2),
+ *                                                           TABLES[7:0], COLS[7:0], LANES[7:0], 8'h0}
+ *   0x0     2                                       r       status: bit 0 busy, 1 index full, 2 table full
+ *   0x0     3                                       w       clear every table (rows and index)
+ *   0x0     4                                       r       cycles of the last event (accept to decision)
+ *   0x1     {bundle, lane[CL_LANES-1:0], half}      w       instruction word half (0: bits 63:0)
+ *   0x2     section: event 0..4, LOAD of table t: 8+t   w   {length in bundles[31:0], first bundle[31:0]}
+ *   0x3     {constant, half}                        w       half 0: value; half 1: bit 0 = NULL
+ *   0x4     {table[7:0], field[3:0]}                w       table config (rgw_doe_table)
+ *   0x5     {scan[7:0], field[3:0]}                 w       scan spec config (rgw_doe_table)
+ *   0x6     {table, col[CL_COLS-1:0], row[CL_ROWS-1:0], half}  r   cell: half 0 value, 1 NULL bit
+ *   0x7     table                                   r       row count
+ *
+ * Program memory holds one bundle per row of LANES instruction slots (unused slots NOP); a
+ * section is a run of rows.  Constant c lives in register REG_CONST_BASE + c.
+ *
+ * Event stream (s_evt_*):
+ *
+ *   | tag[TAG_W-1:0] | kind[2:0] (rgw_isa_pkg::event_t) | table[7:0] (LOAD) | null[IN_WORDS] | data[IN_WORDS*64] |
+ *
+ *   NEW, FILL, REJECT, CANCEL carry the 10 trade_order words in data words 0..9; LOAD carries a
+ *   row of `table` (physical words in column order).  Missing words are NULL.
+ *
+ * Decision stream (m_dec_*), one per event, in order:
+ *
+ *   | tag[TAG_W-1:0] | accept | failed[RULES-1:0] (bit i: rule id i failed) |
+ *
+ *   accept = no rule failed, for NEW; 1 for every other kind.
+ *
+ * Execution: a section runs bundle by bundle.  Every register starts NULL except the inputs and
+ * the constants.  In a bundle the ALU instructions issue together on their lanes; the table
+ * instructions then run one at a time on the table unit, reads (LOOKUP, READ, SCAN) first and
+ * writes (ALLOC, WRITE) after them, in lane order, so that all of them see the tables as they
+ * were before the bundle; register results and failed rules take effect at the end of the bundle.
+ * A NEW that fails no rule runs the ACCEPT section with fresh registers.
+ *
+ * Cycles: a bundle of ALU ops takes 4 cycles (5 with a DIV/MOD lane: plus 16 at DIV_BITS=4);
+ * each table instruction adds its table unit latency plus 1.
+ */
+module rgw_doe #(
+    // instruction slots per bundle (ALU lanes)
+    parameter int LANES = 8,
+    // registers (a power of two, > 64 + constants)
+    parameter int REGS = 256,
+    // bundles of program memory (a power of two)
+    parameter int PROG_ROWS = 256,
+    // tables (a power of two)
+    parameter int TABLES = 8,
+    // physical columns per table (a power of two)
+    parameter int COLS = 16,
+    // rows per table (a power of two)
+    parameter int ROWS = 1024,
+    // key words of LOOKUP / ALLOC / SCAN (1..6)
+    parameter int KEY_WORDS = 6,
+    // log2 of the hash buckets per table
+    parameter int CL_BUCKETS = $clog2(ROWS) + 1,
+    // slots per hash bucket
+    parameter int WAYS = 4,
+    // scan specs
+    parameter int SCANS = 16,
+    // rules (width of the failed-rule mask)
+    parameter int RULES = 64,
+    // input words of an event (>= 10; a LOAD row has at most this many words)
+    parameter int IN_WORDS = 16,
+    // order tag width
+    parameter int TAG_W = 32,
+    // quotient bits per cycle of the dividers
+    parameter int DIV_BITS = 4
+) (
+    input  wire logic                      clk,
+    input  wire logic                      rst,
+
+    input  wire logic                      s_cfg_valid,
+    output wire logic                      s_cfg_ready,
+    input  wire logic                      s_cfg_write,
+    input  wire logic [31:0]               s_cfg_addr,
+    input  wire logic [63:0]               s_cfg_data,
+    output wire logic                      m_cfg_rd_valid,
+    output wire logic [63:0]               m_cfg_rd_data,
+
+    input  wire logic                      s_evt_valid,
+    output wire logic                      s_evt_ready,
+    input  wire logic [TAG_W-1:0]          s_evt_tag,
+    input  wire logic [2:0]                s_evt_kind,
+    input  wire logic [7:0]                s_evt_table,
+    input  wire logic [IN_WORDS-1:0]       s_evt_null,
+    input  wire logic [IN_WORDS*64-1:0]    s_evt_data,
+
+    output wire logic                      m_dec_valid,
+    input  wire logic                      m_dec_ready,
+    output wire logic [TAG_W-1:0]          m_dec_tag,
+    output wire logic                      m_dec_accept,
+    output wire logic [RULES-1:0]          m_dec_failed
+);
+
+import rgw_isa_pkg::*;
+import rgw_doe_pkg::*;
+
+localparam int CL_LANES = LANES > 1 ? $clog2(LANES) : 1;
+localparam int CL_REGS = $clog2(REGS);
+localparam int CL_PROG = $clog2(PROG_ROWS);
+localparam int CL_TABLES = TABLES > 1 ? $clog2(TABLES) : 1;
+localparam int CL_COLS = COLS > 1 ? $clog2(COLS) : 1;
+localparam int CL_ROWS = $clog2(ROWS);
+localparam int CL_RULES = RULES > 1 ? $clog2(RULES) : 1;
+localparam int SECTIONS = 8 + TABLES;
+localparam int CL_SECTIONS = $clog2(SECTIONS);
+
+initial begin
+    if ((1 << CL_REGS) != REGS || REGS <= N_INPUT_REGS + 3) $fatal(1, "rgw_doe: REGS must be a power of two above 67");
+    if (REGS > (1 << REG_W)) $fatal(1, "rgw_doe: REGS must fit the register field");
+    if ((1 << CL_PROG) != PROG_ROWS) $fatal(1, "rgw_doe: PROG_ROWS must be a power of two");
+    if (COLS > 1 && (1 << CL_COLS) != COLS) $fatal(1, "rgw_doe: COLS must be a power of two");
+    if (IN_WORDS < N_EVENT_REGS || IN_WORDS > N_INPUT_REGS) $fatal(1, "rgw_doe: IN_WORDS must be 10..64");
+    if (1 + CL_ROWS + CL_COLS + CL_TABLES > 28) $fatal(1, "rgw_doe: cell read-back address exceeds 28 bits");
+end
+
+typedef enum logic [3:0] {
+    ST_IDLE,
+    ST_INIT,
+    ST_START,
+    ST_FETCH,
+    ST_DECODE,
+    ST_TSEL,
+    ST_TWAIT,
+    ST_ALU,
+    ST_COMMIT,
+    ST_SEC_END,
+    ST_EMIT,
+    ST_CFG_RD
+} state_t;
+
+state_t state_reg;
+
+// ---------------------------------------------------------------- registers and memories
+
+logic [63:0]        reg_val [REGS];
+logic               reg_null [REGS];
+logic               reg_const [REGS];
+
+logic [INSN_W-1:0]  prog_q [LANES];
+logic [CL_PROG-1:0] pc_reg;
+logic [31:0]        remain_reg;
+
+logic [31:0]        sec_start_reg [SECTIONS];
+logic [31:0]        sec_len_reg [SECTIONS];
+logic [CL_SECTIONS-1:0] sec_reg;
+logic               phase_new_reg;  // running the NEW section (ACCEPT may follow)
+
+logic [TAG_W-1:0]   tag_reg;
+logic [2:0]         kind_reg;
+logic [IN_WORDS*64-1:0] in_data_reg;
+logic [IN_WORDS-1:0] in_null_reg;
+logic [RULES-1:0]   failed_reg;
+logic [31:0]        cycles_reg;
+logic [31:0]        last_cycles_reg;
+
+logic               cfg_wr;
+logic [3:0]         cfg_region;
+logic [27:0]        cfg_index;
+assign cfg_region = s_cfg_addr[31:28];
+assign cfg_index = s_cfg_addr[27:0];
+
+logic               table_busy;
+assign s_cfg_ready = state_reg == ST_IDLE && !table_busy && !m_cfg_rd_valid_reg;
+assign cfg_wr = s_cfg_valid && s_cfg_ready && s_cfg_write;
+
+// program memory: one 64-bit memory per half instruction slot, so the load port writes halves
+genvar gl, gh;
+generate
+    for (gl = 0; gl < LANES; gl++) begin : g_prog_lane
+        for (gh = 0; gh < 2; gh++) begin : g_half
+            logic [63:0] mem [PROG_ROWS];
+            logic we;
+            assign we = cfg_wr && cfg_region == 4'h1 && 32'(cfg_index[CL_LANES:1]) == gl
+                && cfg_index[0] == 1'(gh);
+            always_ff @(posedge clk) begin
+                if (we) begin
+                    mem[cfg_index[CL_LANES+1 +: CL_PROG]] <= s_cfg_data;
+                end
+                prog_q[gl][gh*64 +: 64] <= mem[pc_reg];
+            end
+        end
+    end
+endgenerate
+
+// ---------------------------------------------------------------- decoded bundle
+
+logic [INSN_W-1:0]  bundle_reg [LANES];
+
+// Waiver: the field extractors take a whole instruction word and use only their field.
+/* verilator lint_off UNUSEDSIGNAL */
+function automatic logic [REG_W-1:0] fld_reg(input logic [INSN_W-1:0] insn, input int lsb);
+    return insn[lsb +: REG_W];
+endfunction
+
+function automatic logic [7:0] fld_op(input logic [INSN_W-1:0] insn);
+    return insn[INSN_OP_LSB +: INSN_OP_W];
+endfunction
+/* verilator lint_on UNUSEDSIGNAL */
+
+function automatic logic is_alu(input logic [7:0] op);
+    case (op)
+        OP_MOV, OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_MOD, OP_NEG, OP_ABS, OP_EQ, OP_NE, OP_LT, OP_LE,
+        OP_GT, OP_GE, OP_AND, OP_OR, OP_NOT, OP_ISNULL, OP_NOTNULL, OP_SEL, OP_COALESCE,
+        OP_RANGE32: return 1'b1;
+        default: return 1'b0;
+    endcase
+endfunction
+
+function automatic logic is_tread(input logic [7:0] op);
+    return op == OP_LOOKUP || op == OP_READ || op == OP_SCAN;
+endfunction
+
+function automatic logic is_twrite(input logic [7:0] op);
+    return op == OP_ALLOC || op == OP_WRITE;
+endfunction
+
+// register read (registers change only at the end of a bundle)
+function automatic logic [64:0] rd(input logic [REG_W-1:0] r);
+    if (32'(r) >= REGS) begin
+        return {1'b1, 64'd0};
+    end
+    return {reg_null[CL_REGS'(r)], reg_val[CL_REGS'(r)]};
+endfunction
+
+// ---------------------------------------------------------------- ALU lanes
+
+logic [LANES-1:0]   alu_issue;
+logic [LANES-1:0]   alu_ready;
+logic [LANES-1:0]   alu_m_valid;
+logic [63:0]        alu_m_value [LANES];
+logic [LANES-1:0]   alu_m_null;
+logic [LANES-1:0]   alu_pending_reg;
+
+logic [63:0]        res_val_reg [LANES];
+logic [LANES-1:0]   res_null_reg;
+logic [LANES-1:0]   res_we_reg;
+logic [RULES-1:0]   rule_fail_reg;
+
+genvar ga;
+generate
+    for (ga = 0; ga < LANES; ga++) begin : g_alu
+        logic [64:0] a, b, c;
+        assign a = rd(fld_reg(prog_q[ga], INSN_A_LSB));
+        assign b = rd(fld_reg(prog_q[ga], INSN_B_LSB));
+        assign c = rd(fld_reg(prog_q[ga], INSN_C_LSB));
+        assign alu_issue[ga] = state_reg == ST_DECODE && is_alu(fld_op(prog_q[ga]));
+
+        rgw_doe_alu #(
+            .DIV_BITS(DIV_BITS)
+        ) alu_inst (
+            .clk(clk),
+            .rst(rst),
+            .s_valid(alu_issue[ga]),
+            .s_ready(alu_ready[ga]),
+            .s_op(fld_op(prog_q[ga])),
+            .s_a(a[63:0]),
+            .s_a_null(a[64]),
+            .s_b(b[63:0]),
+            .s_b_null(b[64]),
+            .s_c(c[63:0]),
+            .s_c_null(c[64]),
+            .m_valid(alu_m_valid[ga]),
+            .m_value(alu_m_value[ga]),
+            .m_null(alu_m_null[ga])
+        );
+    end
+endgenerate
+
+// rule results of the bundle in prog_q
+logic [RULES-1:0]   rule_fail;
+always_comb begin
+    rule_fail = '0;
+    for (int l = 0; l < LANES; l++) begin
+        if (fld_op(prog_q[l]) == OP_RULE && 32'(prog_q[l][INSN_IMM_LSB +: INSN_IMM_W]) < RULES) begin
+            if (truthy(rd(fld_reg(prog_q[l], INSN_A_LSB))) && !truthy(rd(fld_reg(prog_q[l], INSN_B_LSB)))) begin
+                rule_fail[CL_RULES'(prog_q[l][INSN_IMM_LSB +: INSN_IMM_W])] = 1'b1;
+            end
+        end
+    end
+end
+
+function automatic logic truthy(input logic [64:0] v);
+    return !v[64] && v[63:0] != 0;
+endfunction
+
+logic has_table_op;
+always_comb begin
+    has_table_op = 1'b0;
+    for (int l = 0; l < LANES; l++) begin
+        has_table_op = has_table_op | is_tread(fld_op(prog_q[l])) | is_twrite(fld_op(prog_q[l]));
+    end
+end
+
+// ---------------------------------------------------------------- table unit
+
+logic                 t_cmd_valid;
+logic                 t_cmd_ready;
+logic [2:0]           t_cmd_op;
+logic [7:0]           t_cmd_table;
+logic [11:0]          t_cmd_col;
+logic [KEY_WORDS*64-1:0] t_cmd_key;
+logic [KEY_WORDS-1:0] t_cmd_key_null;
+logic [63:0]          t_cmd_row;
+logic                 t_cmd_row_null;
+logic [63:0]          t_cmd_value;
+logic                 t_cmd_value_null;
+logic                 t_rsp_valid;
+logic [63:0]          t_rsp_value;
+logic                 t_rsp_null;
+logic                 t_cfg_valid;
+logic                 t_clear;
+logic                 err_index_full;
+logic                 err_table_full;
+
+rgw_doe_table #(
+    .TABLES(TABLES),
+    .COLS(COLS),
+    .ROWS(ROWS),
+    .KEY_WORDS(KEY_WORDS),
+    .CL_BUCKETS(CL_BUCKETS),
+    .WAYS(WAYS),
+    .SCANS(SCANS)
+) table_inst (
+    .clk(clk),
+    .rst(rst),
+    .s_cfg_valid(t_cfg_valid),
+    .s_cfg_scan(cfg_region == 4'h5),
+    .s_cfg_index(cfg_index[11:4]),
+    .s_cfg_field(cfg_index[3:0]),
+    .s_cfg_data(s_cfg_data[15:0]),
+    .clear(t_clear),
+    .busy(table_busy),
+    .s_cmd_valid(t_cmd_valid),
+    .s_cmd_ready(t_cmd_ready),
+    .s_cmd_op(t_cmd_op),
+    .s_cmd_table(t_cmd_table),
+    .s_cmd_col(t_cmd_col),
+    .s_cmd_key(t_cmd_key),
+    .s_cmd_key_null(t_cmd_key_null),
+    .s_cmd_row(t_cmd_row),
+    .s_cmd_row_null(t_cmd_row_null),
+    .s_cmd_value(t_cmd_value),
+    .s_cmd_value_null(t_cmd_value_null),
+    .m_rsp_valid(t_rsp_valid),
+    .m_rsp_value(t_rsp_value),
+    .m_rsp_null(t_rsp_null),
+    .err_index_full(err_index_full),
+    .err_table_full(err_table_full)
+);
+
+assign t_cfg_valid = cfg_wr && (cfg_region == 4'h4 || cfg_region == 4'h5);
+assign t_clear = cfg_wr && cfg_region == 4'h0 && cfg_index == 28'd3;
+
+// table phase: lane tl_reg onwards, reads first (tpass_reg = 0), then writes
+logic [CL_LANES:0]    tl_reg;
+logic                 tpass_reg;
+logic [CL_LANES-1:0]  tlane_reg;
+logic                 tlane_is_alloc_reg;
+
+logic                 tsel_found;
+logic [CL_LANES-1:0]  tsel_lane;
+logic [INSN_W-1:0]    tsel_insn;
+logic [7:0]           tsel_op;
+logic                 tsel_pred;
+logic [64:0]          tsel_a, tsel_b;
+
+always_comb begin
+    tsel_found = 1'b0;
+    tsel_lane = '0;
+    for (int l = LANES - 1; l >= 0; l--) begin
+        if (l >= 32'(tl_reg) && (tpass_reg ? is_twrite(fld_op(bundle_reg[l])) : is_tread(fld_op(bundle_reg[l])))) begin
+            tsel_found = 1'b1;
+            tsel_lane = CL_LANES'(l);
+        end
+    end
+    tsel_insn = bundle_reg[tsel_lane];
+    tsel_op = fld_op(tsel_insn);
+    tsel_pred = truthy(rd(fld_reg(tsel_insn, INSN_PRED_LSB)));
+    tsel_a = rd(fld_reg(tsel_insn, INSN_A_LSB));
+    tsel_b = rd(fld_reg(tsel_insn, INSN_B_LSB));
+
+    t_cmd_table = tsel_insn[INSN_TABLE_LSB +: INSN_TABLE_W];
+    t_cmd_col = tsel_insn[INSN_IMM_LSB +: INSN_IMM_W];
+    t_cmd_row = tsel_a[63:0];
+    t_cmd_row_null = tsel_a[64];
+    t_cmd_value = tsel_b[63:0];
+    t_cmd_value_null = tsel_b[64];
+    for (int k = 0; k < KEY_WORDS; k++) begin
+        logic [64:0] w;
+        w = rd(fld_reg(tsel_insn, INSN_A_LSB + 12 * k));
+        t_cmd_key[k*64 +: 64] = w[63:0];
+        t_cmd_key_null[k] = w[64];
+    end
+    case (tsel_op)
+        OP_LOOKUP: t_cmd_op = TCMD_LOOKUP;
+        OP_READ: t_cmd_op = TCMD_READ;
+        OP_ALLOC: t_cmd_op = TCMD_ALLOC;
+        OP_WRITE: t_cmd_op = TCMD_WRITE;
+        default: t_cmd_op = TCMD_SCAN;
+    endcase
+    // a predicated write whose predicate is not TRUE (or WRITE to a NULL row) is skipped
+    t_cmd_valid = state_reg == ST_TSEL && tsel_found
+        && !(tsel_op == OP_ALLOC && !tsel_pred)
+        && !(tsel_op == OP_WRITE && (!tsel_pred || tsel_a[64]));
+
+    // read-back through the table unit
+    if (state_reg == ST_IDLE) begin
+        t_cmd_valid = s_cfg_valid && s_cfg_ready && !s_cfg_write && (cfg_region == 4'h6 || cfg_region == 4'h7);
+        t_cmd_op = cfg_region == 4'h7 ? TCMD_RB_COUNT : TCMD_RB_CELL;
+        t_cmd_table = 8'(cfg_region == 4'h7 ? cfg_index : cfg_index >> (1 + CL_ROWS + CL_COLS));
+        t_cmd_col = 12'(cfg_index[1 + CL_ROWS +: CL_COLS]);
+        t_cmd_row = 64'(cfg_index[1 +: CL_ROWS]);
+        t_cmd_row_null = 1'b0;
+    end
+end
+
+// ---------------------------------------------------------------- load port reads
+
+logic         m_cfg_rd_valid_reg;
+logic [63:0]  m_cfg_rd_data_reg;
+logic         cfg_rd_half_reg;
+
+assign m_cfg_rd_valid = m_cfg_rd_valid_reg;
+assign m_cfg_rd_data = m_cfg_rd_data_reg;
+
+// ---------------------------------------------------------------- decision
+
+logic         m_dec_valid_reg;
+logic         m_dec_accept_reg;
+
+assign s_evt_ready = state_reg == ST_IDLE && !s_cfg_valid && !table_busy && !m_cfg_rd_valid_reg;
+assign m_dec_valid = m_dec_valid_reg;
+assign m_dec_tag = tag_reg;
+assign m_dec_accept = m_dec_accept_reg;
+assign m_dec_failed = failed_reg;
+
+logic [CL_SECTIONS-1:0] evt_sec;
+always_comb begin
+    if (s_evt_kind == EVENT_LOAD) begin
+        evt_sec = CL_SECTIONS'(8 + 32'(s_evt_table));
+    end else begin
+        evt_sec = CL_SECTIONS'(s_evt_kind);
+    end
+end
+
+// ---------------------------------------------------------------- sequencer
+
+always_ff @(posedge clk) begin
+    m_cfg_rd_valid_reg <= 1'b0;
+    cycles_reg <= cycles_reg + 1;
+
+    for (int l = 0; l < LANES; l++) begin
+        if (alu_m_valid[l]) begin
+            res_val_reg[l] <= alu_m_value[l];
+            res_null_reg[l] <= alu_m_null[l];
+            res_we_reg[l] <= 1'b1;
+            alu_pending_reg[l] <= 1'b0;
+        end
+    end
+
+    case (state_reg)
+        ST_IDLE: begin
+            if (s_cfg_valid && s_cfg_ready) begin
+                if (s_cfg_write) begin
+                    case (cfg_region)
+                        4'h2: begin
+                            if (32'(cfg_index) < SECTIONS) begin
+                                sec_start_reg[CL_SECTIONS'(cfg_index)] <= s_cfg_data[31:0];
+                                sec_len_reg[CL_SECTIONS'(cfg_index)] <= s_cfg_data[63:32];
+                            end
+                        end
+                        4'h3: begin
+                            if (32'(cfg_index[27:1]) + REG_CONST_BASE < REGS) begin
+                                if (!cfg_index[0]) begin
+                                    reg_val[CL_REGS'(32'(cfg_index[27:1]) + REG_CONST_BASE)] <= s_cfg_data;
+                                end else begin
+                                    reg_null[CL_REGS'(32'(cfg_index[27:1]) + REG_CONST_BASE)] <= s_cfg_data[0];
+                                end
+                                reg_const[CL_REGS'(32'(cfg_index[27:1]) + REG_CONST_BASE)] <= 1'b1;
+                            end
+                        end
+                        default: begin
+                        end
+                    endcase
+                end else begin
+                    if (cfg_region == 4'h6 || cfg_region == 4'h7) begin
+                        cfg_rd_half_reg <= cfg_region == 4'h6 && cfg_index[0];
+                        state_reg <= ST_CFG_RD;
+                    end else begin
+                        m_cfg_rd_valid_reg <= 1'b1;
+                        m_cfg_rd_data_reg <= '0;
+                        if (cfg_region == 4'h0) begin
+                            case (cfg_index)
+                                28'd0: m_cfg_rd_data_reg <= {32'h52474844, 16'h0, 16'(ABI_VERSION)};
+                                28'd1: m_cfg_rd_data_reg <= {16'(RULES), 16'(CL_ROWS), 8'(TABLES), 8'(COLS), 8'(LANES), 8'h0};
+                                28'd2: m_cfg_rd_data_reg <= {61'd0, err_table_full, err_index_full, table_busy};
+                                28'd4: m_cfg_rd_data_reg <= 64'(last_cycles_reg);
+                                default: begin
+                                end
+                            endcase
+                        end
+                    end
+                end
+            end else if (s_evt_valid && s_evt_ready) begin
+                tag_reg <= s_evt_tag;
+                kind_reg <= s_evt_kind;
+                in_data_reg <= s_evt_data;
+                in_null_reg <= s_evt_null;
+                failed_reg <= '0;
+                sec_reg <= evt_sec;
+                phase_new_reg <= s_evt_kind == EVENT_NEW;
+                cycles_reg <= 1;
+                state_reg <= ST_INIT;
+            end
+        end
+        ST_CFG_RD: begin
+            if (t_rsp_valid) begin
+                m_cfg_rd_valid_reg <= 1'b1;
+                m_cfg_rd_data_reg <= cfg_rd_half_reg ? 64'(t_rsp_null) : t_rsp_value;
+                state_reg <= ST_IDLE;
+            end
+        end
+        ST_INIT: begin
+            // fresh registers: inputs, constants, every other register NULL
+            for (int r = 0; r < REGS; r++) begin
+                if (r < IN_WORDS) begin
+                    reg_val[r] <= in_data_reg[r*64 +: 64];
+                    reg_null[r] <= in_null_reg[r];
+                end else if (!reg_const[r]) begin
+                    reg_val[r] <= '0;
+                    reg_null[r] <= 1'b1;
+                end
+            end
+            state_reg <= ST_START;
+        end
+        ST_START: begin
+            pc_reg <= CL_PROG'(sec_start_reg[sec_reg]);
+            remain_reg <= sec_len_reg[sec_reg];
+            state_reg <= sec_len_reg[sec_reg] == 0 ? ST_SEC_END : ST_FETCH;
+        end
+        ST_FETCH: begin
+            // prog_q is loaded from pc_reg at this edge
+            state_reg <= ST_DECODE;
+        end
+        ST_DECODE: begin
+            for (int l = 0; l < LANES; l++) begin
+                bundle_reg[l] <= prog_q[l];
+            end
+            res_we_reg <= '0;
+            alu_pending_reg <= alu_issue;
+            rule_fail_reg <= rule_fail;
+            tl_reg <= '0;
+            tpass_reg <= 1'b0;
+            state_reg <= has_table_op ? ST_TSEL : ST_ALU;
+        end
+        ST_TSEL: begin
+            if (!tsel_found) begin
+                if (!tpass_reg) begin
+                    tpass_reg <= 1'b1;
+                    tl_reg <= '0;
+                end else begin
+                    state_reg <= ST_ALU;
+                end
+            end else if (t_cmd_valid) begin
+                if (t_cmd_ready) begin
+                    tlane_reg <= tsel_lane;
+                    tlane_is_alloc_reg <= tsel_op != OP_WRITE;
+                    state_reg <= ST_TWAIT;
+                end
+            end else begin
+                // skipped write; a skipped ALLOC still gives its dst a NULL handle
+                if (tsel_op == OP_ALLOC) begin
+                    res_val_reg[tsel_lane] <= '0;
+                    res_null_reg[tsel_lane] <= 1'b1;
+                    res_we_reg[tsel_lane] <= 1'b1;
+                end
+                tl_reg <= (CL_LANES + 1)'(tsel_lane) + 1'b1;
+            end
+        end
+        ST_TWAIT: begin
+            if (t_rsp_valid) begin
+                if (tlane_is_alloc_reg) begin
+                    res_val_reg[tlane_reg] <= t_rsp_value;
+                    res_null_reg[tlane_reg] <= t_rsp_null;
+                    res_we_reg[tlane_reg] <= 1'b1;
+                end
+                tl_reg <= (CL_LANES + 1)'(tlane_reg) + 1'b1;
+                state_reg <= ST_TSEL;
+            end
+        end
+        ST_ALU: begin
+            if ((alu_pending_reg & ~alu_m_valid) == 0 && &alu_ready) begin
+                state_reg <= ST_COMMIT;
+            end
+        end
+        ST_COMMIT: begin
+            for (int l = 0; l < LANES; l++) begin
+                if (res_we_reg[l] && 32'(fld_reg(bundle_reg[l], INSN_DST_LSB)) < REGS) begin
+                    reg_val[CL_REGS'(fld_reg(bundle_reg[l], INSN_DST_LSB))] <= res_val_reg[l];
+                    reg_null[CL_REGS'(fld_reg(bundle_reg[l], INSN_DST_LSB))] <= res_null_reg[l];
+                end
+            end
+            failed_reg <= failed_reg | rule_fail_reg;
+            pc_reg <= pc_reg + 1'b1;
+            remain_reg <= remain_reg - 1;
+            state_reg <= remain_reg == 1 ? ST_SEC_END : ST_FETCH;
+        end
+        ST_SEC_END: begin
+            if (phase_new_reg && failed_reg == 0) begin
+                phase_new_reg <= 1'b0;
+                sec_reg <= CL_SECTIONS'(EVENT_ACCEPT);
+                state_reg <= ST_INIT;
+            end else begin
+                m_dec_valid_reg <= 1'b1;
+                m_dec_accept_reg <= kind_reg != EVENT_NEW || failed_reg == 0;
+                last_cycles_reg <= cycles_reg;
+                state_reg <= ST_EMIT;
+            end
+        end
+        ST_EMIT: begin
+            if (m_dec_ready) begin
+                m_dec_valid_reg <= 1'b0;
+                state_reg <= ST_IDLE;
+            end
+        end
+        default: state_reg <= ST_IDLE;
+    endcase
+
+    if (rst) begin
+        state_reg <= ST_IDLE;
+        m_dec_valid_reg <= 1'b0;
+        m_cfg_rd_valid_reg <= 1'b0;
+        alu_pending_reg <= '0;
+        last_cycles_reg <= '0;
+        for (int r = 0; r < REGS; r++) begin
+            reg_const[r] <= 1'b0;
+        end
+        for (int s = 0; s < SECTIONS; s++) begin
+            sec_len_reg[s] <= '0;
+            sec_start_reg[s] <= '0;
+        end
+    end
+end
+
+endmodule
+
+`resetall
