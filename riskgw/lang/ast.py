@@ -347,8 +347,23 @@ class Diagnostic:
         where = f"{self.loc}: " if self.loc else ""
         out = f"{where}{self.severity.value}: {self.message}"
         if self.loc and self.source_line is not None:
-            out += f"\n    {self.source_line.rstrip()}\n    {' ' * (self.loc.col - 1)}^"
+            text, caret = _window(self.source_line.rstrip(), self.loc.col - 1)
+            out += f"\n    {text}\n    {' ' * caret}^"
         return out
+
+
+def _window(line: str, col: int, width: int = 100) -> tuple[str, int]:
+    """A long source line cut to about `width` characters around `col`, and the caret's offset."""
+    if len(line) <= width:
+        return line, col
+    start = max(0, min(col - width // 2, len(line) - width))
+    text = line[start : start + width]
+    caret = col - start
+    if start > 0:
+        text, caret = "..." + text, caret + 3
+    if start + width < len(line):
+        text += "..."
+    return text, caret
 
 
 class CompileError(Exception):
