@@ -80,10 +80,11 @@ def disassemble(image: Image) -> str:
         out.append(f".const r{REG_CONST_BASE + i} {'NULL' if v is None else v}")
     for r in image.rules:
         out.append(f".rule {r.id} {r.name} reason={r.reason} at={r.source}:{r.line}:{r.col}")
-    for s in image.scans:
-        t = tables[s.table]
-        match = ",".join(t.columns[m].name for m in s.match) or "-"
-        out.append(f".scan {s.id} {t.name} mode={s.mode.name} match={match} order={t.columns[s.order].name}")
+    for spec in image.scans:
+        t = tables[spec.table]
+        match = ",".join(t.columns[m].name for m in spec.match) or "-"
+        order = t.columns[spec.order].name
+        out.append(f".scan {spec.id} {t.name} mode={spec.mode.name} match={match} order={order}")
     for (event, table), bundles in sorted(image.code.items()):
         out.append(f".section {_section_name(event, table, tables)}")
         for b, bundle in enumerate(bundles):

@@ -120,11 +120,11 @@ class Lowering:
                     continue
                 self.origin = f"trigger {trig.name}"
                 when = self.true if trig.when is None else self.scalar(trig.when, trig.loc)
-                for stmt in trig.body:
-                    if isinstance(stmt, ast.Update):
-                        section.items.append(self.update(stmt, when))
+                for statement in trig.body:
+                    if isinstance(statement, ast.Update):
+                        section.items.append(self.update(statement, when))
                     else:
-                        section.items.append(self.insert(stmt, when))
+                        section.items.append(self.insert(statement, when))
             if section.items:
                 sections[(event, 0)] = section
 
@@ -244,17 +244,17 @@ class Lowering:
                 raise _error(e.loc, f"{e.op.value} does not apply to CHAR values: use = , != or IN")
             return (g.alu(_ARITH[e.op], left[0], right[0]),)
         if isinstance(e, ast.Between):
-            v, lo, hi = self.expr(e.value)[0], self.expr(e.low)[0], self.expr(e.high)[0]
-            out = g.alu(Op.AND, g.alu(Op.GE, v, lo), g.alu(Op.LE, v, hi))
-            return (g.alu(Op.NOT, out) if e.negated else out,)
+            x, lo, hi = self.expr(e.value)[0], self.expr(e.low)[0], self.expr(e.high)[0]
+            within = g.alu(Op.AND, g.alu(Op.GE, x, lo), g.alu(Op.LE, x, hi))
+            return (g.alu(Op.NOT, within) if e.negated else within,)
         if isinstance(e, ast.InList):
             v = self.expr(e.value)
-            out: Node | None = None
+            found: Node | None = None
             for item in e.items:
                 eq = self.equal(v, self.expr(item))
-                out = eq if out is None else g.alu(Op.OR, out, eq)
-            assert out is not None
-            return (g.alu(Op.NOT, out) if e.negated else out,)
+                found = eq if found is None else g.alu(Op.OR, found, eq)
+            assert found is not None
+            return (g.alu(Op.NOT, found) if e.negated else found,)
         if isinstance(e, ast.Case):
             branches = [(self.expr(c)[0], self.expr(v)) for c, v in e.whens]
             else_ = self.expr(e.else_) if e.else_ is not None else (self.null,)
