@@ -96,13 +96,18 @@ class ParsedFile:
 
     def _back_to(self, offset: int, token_type: TokenType) -> int:
         i = bisect.bisect_left(self._starts, offset)
-        for j in range(i - 1, max(i - 4, -1), -1):
+        for j in range(i - 1, max(i - 6, -1), -1):
             if self.tokens[j].token_type is token_type:
                 return self.tokens[j].start
         return offset
 
     def node_offset(self, node: exp.Expr, default: int) -> int:
         return self._node_starts.get(id(node), default)
+
+    def next_token_offset(self, offset: int) -> int:
+        """Where the token after the one at `offset` starts (`offset` itself at the end)."""
+        i = bisect.bisect_right(self._starts, offset)
+        return self._starts[i] if i < len(self._starts) else offset
 
     def keyword_offset(self, token_types: Sequence[TokenType], lo: int, hi: int) -> int | None:
         """The first token of one of `token_types` with lo <= start < hi."""
@@ -124,6 +129,8 @@ _OPENERS: dict[type, TokenType] = {
     exp.Insert: TokenType.INSERT,
     exp.Delete: TokenType.DELETE,
     exp.Create: TokenType.CREATE,
+    exp.Exists: TokenType.EXISTS,
+    exp.Cast: TokenType.VAR,  # CAST is not a keyword token
 }
 
 

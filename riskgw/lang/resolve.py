@@ -77,6 +77,12 @@ _UNSUPPORTED: dict[type, str] = {
     exp.Star: "SELECT * is not supported; select exactly one value",
     exp.Distinct: "DISTINCT is not supported",
     exp.Select: "a SELECT must be a scalar sub-query in parentheses: (SELECT e FROM t WHERE ...)",
+    exp.BitwiseAnd: "bitwise operators are not supported",
+    exp.BitwiseOr: "bitwise operators are not supported",
+    exp.BitwiseXor: "bitwise operators are not supported",
+    exp.BitwiseNot: "bitwise operators are not supported",
+    exp.BitwiseLeftShift: "bitwise operators are not supported",
+    exp.BitwiseRightShift: "bitwise operators are not supported",
 }
 
 _CLAUSES: dict[str, tuple[str, tuple[TokenType, ...]]] = {
@@ -229,6 +235,9 @@ class Resolver:
             offset = self._offset(where)
             if kws:
                 found = self._pf.keyword_offset(kws, self._offset(node), offset + 1)
+                if found is None and offset == self._offset(node):
+                    # a clause without a position of its own (DISTINCT) follows the statement's start
+                    found = self._pf.keyword_offset(kws, offset, self._pf.next_token_offset(offset) + 1)
                 offset = found if found is not None else offset
             raise Problem(self._pf.src.error_at(offset, message))
 
@@ -257,9 +266,8 @@ class Resolver:
         a_char = a.type.kind is TypeKind.CHAR
         b_char = b.type.kind is TypeKind.CHAR
         if a_char != b_char:
-            bad = b if a_char else a
             raise self.problem_at(
-                bad.loc,
+                b.loc,
                 f"cannot compare {a.type} with {b.type}; compare CHAR values with strings or CHAR "
                 "columns, numbers with numbers",
             )
@@ -369,7 +377,7 @@ class Resolver:
         kind = item.args.get("kind")
         if not isinstance(kind, exp.DataType):
             raise self.problem(item, f"column {name} needs a type: INT, INT8, CHAR(n) or VARCHAR(n)")
-        sqltype = self._type(kind, name)
+        sqltype = self._type(kind, name, self._pf.next_token_offset(self._offset(item)))
         nullable: bool | None = None
         pk = False
         for constraint in item.args.get("constraints") or []:
@@ -384,44 +392,40 @@ class Resolver:
             else:
                 word = ckind.key.upper() if isinstance(ckind, exp.Expr) else "this constraint"
                 raise self.problem(
-                    constraint,
+                    item,
                     f"{word.removesuffix('COLUMNCONSTRAINT')} is not supported on a column; "
                     "use NULL, NOT NULL or PRIMARY KEY",
                 )
         return ast.Column(name, sqltype, nullable is not False, index, self.loc(item)), pk
 
-    def _type(self, kind: exp.DataType, column: str) -> SqlType:
+    def _type(self, kind: exp.DataType, column: str, at: int) -> SqlType:
+        """The column's type; `at` is where its type name starts."""
+        src = self._pf.src
+
+        def bad(message: str) -> Problem:
+            return Problem(src.error_at(at, f"column {column}: {message}"))
+
         dtype = kind.this
         params = kind.expressions
-        if dtype in (exp.DataType.Type.INT,) and not params:
+        if dtype is exp.DataType.Type.INT and not params:
             return INT
-        if dtype in (exp.DataType.Type.BIGINT,) and not params:
+        if dtype is exp.DataType.Type.BIGINT and not params:
             return INT8
         if dtype in (exp.DataType.Type.CHAR, exp.DataType.Type.VARCHAR):
             if len(params) != 1:
-                raise self.problem(
-                    kind, f"column {column}: CHAR needs a size in bytes, CHAR(n) with n 1..{MAX_CHAR}"
-                )
+                raise bad(f"CHAR needs a size in bytes, CHAR(n) with n 1..{MAX_CHAR}")
             size_node = params[0].this if isinstance(params[0], exp.DataTypeParam) else params[0]
             if not (
                 isinstance(size_node, exp.Literal) and not size_node.is_string and size_node.this.isdigit()
             ):
-                raise self.problem(
-                    kind, f"column {column}: the CHAR size must be a whole number 1..{MAX_CHAR}"
-                )
+                raise bad(f"the CHAR size must be a whole number 1..{MAX_CHAR}")
             size = int(size_node.this)
             if not 1 <= size <= MAX_CHAR:
-                raise self.problem(
-                    kind,
-                    f"column {column}: CHAR({size}) is out of range; the size must be 1..{MAX_CHAR} bytes",
-                )
+                raise bad(f"CHAR({size}) is out of range; the size must be 1..{MAX_CHAR} bytes")
             return ast.char(size)
-        shown = str(kind.args.get("kind") or "") if dtype is exp.DataType.Type.USERDEFINED else kind.sql()
-        raise self.problem(
-            kind,
-            f"column {column}: unknown type {shown.upper()}; "
-            "use INT, INTEGER, INT8, BIGINT, CHAR(n) or VARCHAR(n)",
-        )
+        m = re.compile(r"\w+").match(src.text, at)
+        shown = m.group(0).upper() if m else kind.sql().upper()
+        raise bad(f"unknown type {shown}; use INT, INTEGER, INT8, BIGINT, CHAR(n) or VARCHAR(n)")
 
     # ------------------------------------------------------------------ rules and triggers
 
@@ -594,8 +598,12 @@ class Resolver:
             self._only(oc, {"expressions", "action", "conflict_keys"})
             action = str(oc.args.get("action") or "").upper()
             if action == "DO NOTHING":
-                raise self.problem(
-                    oc, "ON CONFLICT DO NOTHING is what a plain INSERT does already; drop the clause"
+                on = self._pf.keyword_offset((TokenType.ON,), self._offset(source), len(self._pf.src.text))
+                raise Problem(
+                    self._pf.src.error_at(
+                        on if on is not None else self._offset(node),
+                        "ON CONFLICT DO NOTHING is what a plain INSERT does already; drop the clause",
+                    )
                 )
             keys = oc.args.get("conflict_keys") or []
             if action != "DO UPDATE" or not keys:
@@ -770,17 +778,12 @@ class Resolver:
         else_ = self.expr(default, env) if default is not None else None
         results = [v for _, v in whens] + ([else_] if else_ is not None else [])
         typed = [r for r in results if not _is_null(r)]
+        for r in typed:
+            if (r.type.kind is TypeKind.CHAR) != (typed[0].type.kind is TypeKind.CHAR):
+                raise self.problem_at(
+                    r.loc, "CASE mixes CHAR and numeric results; make every branch the same kind"
+                )
         rtype = _join_types([r.type for r in typed]) if typed else INT8
-        if typed and rtype.kind is TypeKind.CHAR and any(r.type.kind is not TypeKind.CHAR for r in typed):
-            bad = next(r for r in typed if r.type.kind is not TypeKind.CHAR)
-            raise self.problem_at(
-                bad.loc, "CASE mixes CHAR and numeric results; make every branch the same kind"
-            )
-        if any(r.type.kind is TypeKind.CHAR for r in typed) and rtype.kind is not TypeKind.CHAR:
-            bad = next(r for r in typed if r.type.kind is TypeKind.CHAR)
-            raise self.problem_at(
-                bad.loc, "CASE mixes CHAR and numeric results; make every branch the same kind"
-            )
         whens = [(c, self._retype_null(v, rtype)) for c, v in whens]
         if else_ is not None:
             else_ = self._retype_null(else_, rtype)
