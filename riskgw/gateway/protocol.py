@@ -1,0 +1,273 @@
+"""The riskgw wire protocol: fixed-size little-endian binary frames.
+
+One protocol for brokers, the card and the exchange simulator. Every frame is a multiple of
+8 bytes, starts with the same 8-byte header, and has a fixed size per type, so hardware can parse
+it in one pass: the header's type gives the length, and every field sits at a fixed offset.
+This module is the single source of the layouts; `docs/protocol.md` and the SystemVerilog package
+are generated from it.
+
+Header (8 bytes)::
+
+     0      1      2             4                            8
+    +------+------+-------------+----------------------------+
+    | type | ver  |  length     |  seq                       |
+    +------+------+-------------+----------------------------+
+
+`length` is the whole frame in bytes (header included) and must equal the size of `type`;
+`seq` counts frames per direction and session, from 1.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+VERSION = 1
+HEADER = struct.Struct("<BBHI")
+TICKET_BYTES = 16
+CRED_BYTES = 16
+FAILED_MASK_BYTES = 32  # up to 256 rules
+
+
+class MsgType(enum.IntEnum):
+    LOGON = 0x01  # broker -> gateway: credentials
+    LOGON_ACK = 0x02  # gateway -> broker
+    LOGOUT = 0x03  # either way, with a reason
+    HEARTBEAT = 0x04  # either way
+    NEW_ORDER = 0x10  # broker -> gateway, and gateway -> exchange once accepted
+    CANCEL_REQUEST = 0x11  # broker -> gateway -> exchange
+    ACCEPTED = 0x20  # gateway -> broker: the order was forwarded
+    REJECTED = 0x21  # gateway -> broker: failed rules, or a protocol / permission reject
+    FILL = 0x30  # exchange -> gateway -> broker
+    EXCH_REJECT = 0x31  # exchange -> gateway -> broker
+    CANCELLED = 0x32  # exchange -> gateway -> broker: exec_quantity is the quantity cancelled
+
+
+class Reason(enum.IntEnum):
+    NONE = 0
+    RULE = 1  # one or more risk rules failed: see the failed-rule mask
+    PROTOCOL = 2  # malformed frame: bad length, unknown type, bad version
+    NOT_PERMITTED = 3  # the session may not trade this account, or is not logged on
+    KILL_SWITCH = 4  # a kill switch is on for the account, the session or the gateway
+    UNKNOWN_ORDER = 5  # a cancel for an order that is not open
+    BAD_CREDENTIALS = 6
+    SHUTDOWN = 7
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    fmt: str  # struct format of one field: q (i64), i (i32), H (u16), B (u8), Ns (bytes)
+    doc: str
+
+    @property
+    def size(self) -> int:
+        return struct.calcsize("<" + self.fmt)
+
+
+@dataclass(frozen=True)
+class Layout:
+    type: MsgType
+    fields: tuple[Field, ...]
+    doc: str
+    struct: struct.Struct = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        fmt = "<" + "".join(f.fmt for f in self.fields)
+        object.__setattr__(self, "struct", struct.Struct(fmt))
+        if (HEADER.size + self.struct.size) % 8:
+            raise ValueError(
+                f"{self.type.name}: {HEADER.size + self.struct.size} bytes is not a multiple of 8"
+            )
+
+    @property
+    def size(self) -> int:
+        return HEADER.size + self.struct.size
+
+    def offsets(self) -> list[tuple[Field, int]]:
+        out, pos = [], HEADER.size
+        for f in self.fields:
+            out.append((f, pos))
+            pos += f.size
+        return out
+
+
+def _order_fields() -> tuple[Field, ...]:
+    return (
+        Field("order_id", "q", "the broker's order id, unique per day"),
+        Field("account_id", "i", "account"),
+        Field("direction", "B", "0 buy, 1 sell"),
+        Field("pad0", "3s", "zero"),
+        Field("ticket_id", f"{TICKET_BYTES}s", "security code, UTF-8, zero-padded"),
+        Field("price", "q", "limit price in the instrument's smallest unit"),
+        Field("quantity", "q", "quantity"),
+        Field("ts", "q", "sender's time, ns"),
+    )
+
+
+def _exec_fields() -> tuple[Field, ...]:
+    return (
+        *_order_fields(),
+        Field("exec_price", "q", "executed price (FILL)"),
+        Field("exec_quantity", "q", "executed quantity (FILL), cancelled quantity (CANCELLED)"),
+    )
+
+
+LAYOUTS: dict[MsgType, Layout] = {
+    layout.type: layout
+    for layout in (
+        Layout(
+            MsgType.LOGON,
+            (
+                Field("username", f"{CRED_BYTES}s", "user, UTF-8, zero-padded"),
+                Field("password", f"{CRED_BYTES}s", "password, UTF-8, zero-padded"),
+            ),
+            "Opens a session; the gateway answers LOGON_ACK or LOGOUT with a reason.",
+        ),
+        Layout(
+            MsgType.LOGON_ACK,
+            (Field("heartbeat_ms", "i", "interval the gateway expects"), Field("pad0", "4s", "zero")),
+            "The session is open.",
+        ),
+        Layout(
+            MsgType.LOGOUT,
+            (Field("reason", "H", "Reason"), Field("pad0", "6s", "zero")),
+            "Closes the session.",
+        ),
+        Layout(MsgType.HEARTBEAT, (), "Keeps an idle session alive."),
+        Layout(MsgType.NEW_ORDER, _order_fields(), "A new limit order (64 bytes: one 512-bit beat)."),
+        Layout(
+            MsgType.CANCEL_REQUEST,
+            (
+                Field("order_id", "q", "the order to cancel"),
+                Field("account_id", "i", "its account"),
+                Field("pad0", "4s", "zero"),
+            ),
+            "Asks the exchange to cancel the rest of an open order.",
+        ),
+        Layout(MsgType.ACCEPTED, _order_fields(), "The order passed every rule and went to the exchange."),
+        Layout(
+            MsgType.REJECTED,
+            (
+                Field("order_id", "q", "the order"),
+                Field("account_id", "i", "its account"),
+                Field("reason", "H", "Reason"),
+                Field("n_failed", "H", "number of failed rules"),
+                Field("failed_mask", f"{FAILED_MASK_BYTES}s", "bit i set: rule id i failed"),
+                Field("ts", "q", "gateway time, ns"),
+            ),
+            "The order did not go to the exchange.",
+        ),
+        Layout(
+            MsgType.FILL, _exec_fields(), "An execution: the order's fields, exec_price and exec_quantity."
+        ),
+        Layout(MsgType.EXCH_REJECT, _exec_fields(), "The exchange refused the order."),
+        Layout(MsgType.CANCELLED, _exec_fields(), "The exchange cancelled exec_quantity of the order."),
+    )
+}
+MAX_FRAME = max(layout.size for layout in LAYOUTS.values())
+
+
+class ProtocolError(ValueError):
+    """A frame that cannot be parsed; the gateway answers it with a PROTOCOL reject."""
+
+
+@dataclass
+class Frame:
+    type: MsgType
+    seq: int
+    values: dict[str, Any]
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+
+def _pack_value(f: Field, value: Any) -> Any:
+    if f.fmt.endswith("s"):
+        if isinstance(value, str):
+            value = value.encode("utf-8")
+        value = value or b""
+        if len(value) > f.size:
+            raise ProtocolError(f"{f.name}: {len(value)} bytes, at most {f.size}")
+        return value
+    return 0 if value is None else int(value)
+
+
+def encode(msg_type: MsgType, seq: int, **values: Any) -> bytes:
+    layout = LAYOUTS[msg_type]
+    unknown = set(values) - {f.name for f in layout.fields}
+    if unknown:
+        raise ProtocolError(f"{msg_type.name} has no field {sorted(unknown)[0]}")
+    body = layout.struct.pack(*(_pack_value(f, values.get(f.name)) for f in layout.fields))
+    return HEADER.pack(int(msg_type), VERSION, layout.size, seq) + body
+
+
+def decode(data: bytes | memoryview) -> Frame:
+    """One whole frame (exactly its length)."""
+    if len(data) < HEADER.size:
+        raise ProtocolError(f"{len(data)} bytes is shorter than a header")
+    raw_type, version, length, seq = HEADER.unpack_from(data)
+    try:
+        msg_type = MsgType(raw_type)
+    except ValueError:
+        raise ProtocolError(f"unknown frame type {raw_type:#04x}") from None
+    if version != VERSION:
+        raise ProtocolError(f"protocol version {version}, this gateway speaks {VERSION}")
+    layout = LAYOUTS[msg_type]
+    if length != layout.size or len(data) != layout.size:
+        raise ProtocolError(f"{msg_type.name} is {layout.size} bytes, the header says {length}")
+    raw = layout.struct.unpack_from(data, HEADER.size)
+    values: dict[str, Any] = {}
+    for f, v in zip(layout.fields, raw, strict=True):
+        if f.name.startswith("pad"):
+            continue
+        if f.fmt.endswith("s") and f.name in ("ticket_id", "username", "password"):
+            v = bytes(v).rstrip(b"\0").decode("utf-8", errors="replace")
+        values[f.name] = v
+    return Frame(msg_type, seq, values)
+
+
+def plausible_header(data: bytes | bytearray | memoryview, pos: int = 0) -> bool:
+    """Whether a frame can start at `pos`: known type, our version, and that type's exact length."""
+    raw_type, version, length, _seq = HEADER.unpack_from(data, pos)
+    layout = LAYOUTS.get(raw_type)  # type: ignore[call-overload]
+    return layout is not None and version == VERSION and length == layout.size
+
+
+class FrameReader:
+    """Splits a byte stream into frames, and skips garbage between them.
+
+    After bytes that cannot start a frame, the reader moves one byte at a time until a plausible
+    header, and reports the skipped run once as a ProtocolError, so one bad frame costs only
+    itself: valid frames after it are read as usual. Hardware resynchronises the same way.
+    """
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._skipped = 0
+
+    def feed(self, data: bytes) -> list[Frame | ProtocolError]:
+        self._buf += data
+        out: list[Frame | ProtocolError] = []
+        pos = 0
+        while len(self._buf) - pos >= HEADER.size:
+            if not plausible_header(self._buf, pos):
+                self._skipped += 1
+                pos += 1
+                continue
+            length = HEADER.unpack_from(self._buf, pos)[2]
+            if len(self._buf) - pos < length:
+                break
+            if self._skipped:
+                out.append(ProtocolError(f"skipped {self._skipped} bytes that are not a frame"))
+                self._skipped = 0
+            out.append(decode(bytes(self._buf[pos : pos + length])))
+            pos += length
+        del self._buf[:pos]
+        return out
+
+    @property
+    def pending(self) -> int:
+        return len(self._buf)
