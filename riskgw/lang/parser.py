@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel, ParseError
-from sqlglot.tokens import Token, TokenType
+from sqlglot.tokenizer_core import Token, TokenType
 
 from riskgw.lang.ast import Diagnostic, Loc
 from riskgw.lang.dialect import DIALECT
@@ -267,10 +267,10 @@ class StatementParser:
     def sqlglot_statement(self, tokens: list[Token]) -> exp.Expr:
         parser = DIALECT.parser(error_level=ErrorLevel.IMMEDIATE)
         try:
-            nodes = parser.parse(tokens, self.pf.src.text)
+            parsed = parser.parse(tokens, self.pf.src.text)
         except ParseError as exc:
             raise self._sqlglot_error(exc, tokens) from None
-        nodes = [n for n in nodes if n is not None]
+        nodes = [n for n in parsed if n is not None]
         if len(nodes) != 1:
             raise self.fail(tokens[0], "expected one statement here; separate statements with ;")
         self.pf.index_nodes(nodes[0])

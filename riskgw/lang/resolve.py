@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 from sqlglot import exp
-from sqlglot.tokens import TokenType
+from sqlglot.tokenizer_core import TokenType
 
 from riskgw.lang import ast
 from riskgw.lang.ast import (
@@ -95,6 +95,9 @@ _CLAUSES: dict[str, tuple[str, tuple[TokenType, ...]]] = {
     "windows": ("WINDOW is not supported", (TokenType.WINDOW,)),
     "returning": ("RETURNING is not supported", (TokenType.RETURNING,)),
     "from_": ("UPDATE ... FROM is not supported; read other tables with sub-queries", (TokenType.FROM,)),
+    "exists": ("IF NOT EXISTS is not supported; declare each table once", ()),
+    "where": ("WHERE is not supported here", (TokenType.WHERE,)),
+    "hints": ("INDEXED BY is not supported", ()),
 }
 
 

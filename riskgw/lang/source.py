@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlglot.errors import TokenError
-from sqlglot.tokens import Token
+from sqlglot.tokenizer_core import Token
 
 from riskgw.lang.ast import Diagnostic, Loc, Severity
 from riskgw.lang.dialect import DIALECT
