@@ -139,7 +139,9 @@ def run_demo(args: argparse.Namespace) -> int:
         )
     total = sum(len(v) for v in latencies.values())
     say(f"  {total / wall:,.0f} events/s including the scripted broker and exchange")
-    missing = [f for f in ("buy fill", "sell fill", "buy reject", "sell reject", "buy cancel") if f not in flows]
+    missing = [
+        f for f in ("buy fill", "sell fill", "buy reject", "sell reject", "buy cancel") if f not in flows
+    ]
     if missing:
         print(f"riskgw demo: flows not exercised: {', '.join(missing)}", file=sys.stderr)
         return 1

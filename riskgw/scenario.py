@@ -86,7 +86,10 @@ class DataSet:
                 ],
                 holdings(),
             ),
-            "instrument_info": (["ticket_id", "ref_price", "band_bps", "max_qty", "max_notional"], instruments()),
+            "instrument_info": (
+                ["ticket_id", "ref_price", "band_bps", "max_qty", "max_notional"],
+                instruments(),
+            ),
         }
 
     def write(self, directory: Path) -> Path:
@@ -147,7 +150,11 @@ class Session:
         def exchange(order: _Order, now: int) -> None:
             """Answer an accepted order: fill (maybe in parts), reject, or partly fill and cancel."""
             fate = rnd.random()
-            px = order.price - rnd.randrange(0, 3) if order.direction == 0 else order.price + rnd.randrange(0, 3)
+            px = (
+                order.price - rnd.randrange(0, 3)
+                if order.direction == 0
+                else order.price + rnd.randrange(0, 3)
+            )
             if fate < 0.45:
                 first = order.quantity // 2 if fate < 0.15 else order.quantity
                 send(order.row("FILL", px, first, now + 1_000))
@@ -199,6 +206,17 @@ class Session:
                 ref = ref_price(sec)
                 price, quantity = ref, min(99_000, 50_000_000 // ref + 100)
             order = _Order(order_id, account, sec, direction, price, quantity, ts)
+            if n == self.n_orders // 2:
+                # Orders the exchange leaves resting, 200 ms apart (under the rate limit): from the
+                # 17th on, the account has too many open orders.
+                for i in range(18):
+                    s = self.data.held(account, (k + i) % self.data.holdings_per_account)
+                    rest = _Order(next_id, account, s, 0, ref_price(s), 100, ts + i * SECOND // 5)
+                    next_id += 1
+                    if send(rest.row("NEW")):
+                        resting.append((rest, rest.quantity))
+                ts += 4 * SECOND
+                continue
             if kind == 21:
                 # A burst from one account inside one second: the rate limit stops it.
                 for i in range(10):
@@ -208,15 +226,18 @@ class Session:
                         exchange(burst, ts + i * 1_000)
                 ts += SECOND
                 continue
-            if send(order.row("NEW")):
-                exchange(order, ts)
-            if kind == 1 and direction == 0 and events[-1][0] == "NEW":
-                # A sell priced under the account's own open buy: the anti-self-trade check.
-                mirror = _Order(next_id, account, sec, 1, price - 1, 100, ts + 500)
+            accepted = send(order.row("NEW"))
+            if kind == 1 and accepted:
+                # The other side, priced to cross the account's own open order before the exchange
+                # answers it: the anti-self-trade checks (sell under an open buy, buy over an open sell).
+                cross = price - 1 if direction == 0 else price + 1
+                mirror = _Order(next_id, account, sec, 1 - direction, cross, 100, ts + 500)
                 next_id += 1
                 if send(mirror.row("NEW")):
                     exchange(mirror, ts + 500)
-            if len(resting) > 40:
+            if accepted:
+                exchange(order, ts)
+            if len(resting) > 60:
                 order, qty = resting.pop(rnd.randrange(len(resting)))
                 send(order.row("CANCEL", None, qty, ts + 3_000))
         for order, qty in resting:
