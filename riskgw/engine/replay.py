@@ -1,0 +1,177 @@
+"""`riskgw replay`: run recorded events through compiled rules and write the verdicts.
+
+    riskgw replay RULES... --data DIR --events EVENTS.csv --out OUT.csv [--dump-state DIR]
+
+OUT.csv has one row per event, in input order: `order_id,event,verdict,rules` (verdict ACCEPT or
+REJECT for NEW, APPLIED otherwise; rules: the failed rules' names joined by `;`). Every input is
+checked before anything is written, and outputs appear only complete (written to a temporary
+file beside the target, then renamed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from riskgw.doe.image import Image
+from riskgw.doe.isa import EventField
+from riskgw.engine.csvdata import EventRow, read_events, read_table
+from riskgw.engine.engine import DuplicateKeyError, Engine
+from riskgw.engine.state import dump_csv, table_rows
+from riskgw.errors import InputError, UserError
+
+OUT_HEADER = ("order_id", "event", "verdict", "rules")
+_PROGRESS_MIN_EVENTS = 200_000
+_PROGRESS_STEP = 1 << 15
+
+
+def load_data(engine: Engine, data_dir: Path) -> int:
+    """Load `<table>.csv` for every user table that has one; returns the number of rows loaded."""
+    if not data_dir.is_dir():
+        raise InputError(str(data_dir), 0, "no such directory")
+    tables = {t.name: t for t in engine.image.tables if not t.hidden}
+    files = sorted(p for p in data_dir.iterdir() if p.suffix.lower() == ".csv")
+    by_table: dict[str, Path] = {}
+    for path in files:
+        name = path.stem.lower()
+        if name not in tables:
+            known = ", ".join(tables) or "none"
+            raise InputError(str(path), 0, f"no table named {path.stem!r} in the rules (tables: {known})")
+        if name in by_table:
+            raise InputError(str(path), 0, f"a second data file for table {name} (also {by_table[name]})")
+        by_table[name] = path
+    n = 0
+    for config in engine.image.tables:
+        path = by_table.get(config.name)
+        if path is None:
+            continue
+        table = engine.state.table(config.id)
+        first_line: dict[tuple[int | None, ...], int] = {}
+        for row in read_table(path, config):
+            try:
+                engine.load_row(config.id, row.words)
+            except DuplicateKeyError as exc:
+                names = [config.columns[c].name for c in table.key_cols]
+                key = ", ".join(f"{c}={v}" for c, v in zip(names, exc.key, strict=True))
+                earlier = first_line.get(exc.key)
+                also = f" (also on line {earlier})" if earlier else ""
+                raise InputError(str(path), row.line, f"duplicate key {key} in table {config.name}{also}") from None
+            if table.key_cols:
+                first_line.setdefault(table.key_of(row.words), row.line)
+            n += 1
+    return n
+
+
+def run_events(engine: Engine, image: Image, events: list[EventRow], progress: bool) -> list[list[str]]:
+    rule_names = {r.id: r.name for r in image.rules}
+    out: list[list[str]] = []
+    total = len(events)
+    for i, ev in enumerate(events):
+        decision = engine.process(ev.event, ev.inputs)
+        order_id = ev.inputs[EventField.ORDER_ID]
+        if ev.event.name == "NEW":
+            verdict = "ACCEPT" if decision.accepted else "REJECT"
+        else:
+            verdict = "APPLIED"
+        rules = ";".join(rule_names[r] for r in decision.failed)
+        out.append(["" if order_id is None else str(order_id), ev.event.name, verdict, rules])
+        if progress and i % _PROGRESS_STEP == 0:
+            _progress(i, total)
+    if progress:
+        print("\r\033[K", end="", file=sys.stderr)
+    return out
+
+
+def _progress(done: int, total: int) -> None:
+    width = 40
+    filled = width * done // total
+    bar = "#" * filled + "-" * (width - filled)
+    print(f"\rreplay [{bar}] {done}/{total} events", end="", file=sys.stderr, flush=True)
+
+
+def _csv_text(header: tuple[str, ...], rows: list[list[str]]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+class _Outputs:
+    """Files written beside their targets and renamed into place only when all are written."""
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[Path, Path]] = []
+
+    def add(self, target: Path, text: str) -> None:
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
+        except OSError as exc:
+            raise UserError(f"cannot write {target}: {exc.strerror}") from None
+        self._pending.append((Path(tmp), target))
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+                f.write(text)
+        except OSError as exc:
+            raise UserError(f"cannot write {target}: {exc.strerror}") from None
+
+    def commit(self) -> None:
+        for tmp, target in self._pending:
+            try:
+                tmp.replace(target)
+            except OSError as exc:
+                raise UserError(f"cannot write {target}: {exc.strerror}") from None
+        self._pending = []
+
+    def discard(self) -> None:
+        for tmp, _ in self._pending:
+            tmp.unlink(missing_ok=True)
+        self._pending = []
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    from riskgw.doe.compiler import compile_files
+
+    if args.backend != "soft":
+        raise UserError(f"backend {args.backend!r} is not available for replay (use --backend soft)")
+    result = compile_files([Path(p) for p in args.rules], lanes=8)
+    for w in result.warnings:
+        print(w.render(), file=sys.stderr)
+    image = result.image
+    engine = Engine(image)
+    if args.data:
+        load_data(engine, Path(args.data))
+    events = read_events(Path(args.events))
+
+    progress = sys.stderr.isatty() and len(events) >= _PROGRESS_MIN_EVENTS
+    start = time.perf_counter()
+    rows = run_events(engine, image, events, progress)
+    elapsed = time.perf_counter() - start
+
+    outputs = _Outputs()
+    try:
+        outputs.add(Path(args.out), _csv_text(OUT_HEADER, rows))
+        if args.dump_state:
+            dump_dir = Path(args.dump_state)
+            try:
+                dump_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UserError(f"cannot create {dump_dir}: {exc.strerror}") from None
+            for config in image.tables:
+                if config.hidden:
+                    continue
+                table = engine.state.table(config.id)
+                text = dump_csv(config.logical_names(), table_rows(table))
+                outputs.add(dump_dir / f"{config.name}.csv", text)
+        outputs.commit()
+    finally:
+        outputs.discard()
+    rate = len(events) / elapsed if elapsed > 0 else float("inf")
+    print(f"replayed {len(events)} events in {elapsed:.3f} s ({rate:.0f} events/s)", file=sys.stderr)
+    return 0
