@@ -209,6 +209,7 @@ class Session:
             if n == self.n_orders // 2:
                 # Orders the exchange leaves resting, 200 ms apart (under the rate limit): from the
                 # 17th on, the account has too many open orders.
+                account = account % POOR_ACCOUNT  # one with cash
                 for i in range(18):
                     s = self.data.held(account, (k + i) % self.data.holdings_per_account)
                     rest = _Order(next_id, account, s, 0, ref_price(s), 100, ts + i * SECOND // 5)
