@@ -169,7 +169,8 @@ def read_events(path: Path) -> list[EventRow]:
             raise InputError(where, line, f"expected {n_fields} fields, got {len(fields)}")
         event = EVENT_NAMES.get(fields[0])
         if event is None:
-            raise InputError(where, line, f"unknown event {fields[0]!r} (expected NEW, FILL, REJECT or CANCEL)")
+            expected = ", ".join(EVENT_NAMES)
+            raise InputError(where, line, f"unknown event {fields[0]!r} (expected one of {expected})")
         regs: list[Value] = [None] * n_regs
         for fmt, text in zip(formats, fields[1:], strict=True):
             if text:

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from riskgw.doe.image import Image
-from riskgw.doe.isa import EventField
+from riskgw.doe.isa import Event, EventField
 from riskgw.engine.csvdata import EventRow, read_events, read_table
 from riskgw.engine.engine import DuplicateKeyError, Engine
 from riskgw.engine.state import dump_csv, table_rows
@@ -48,12 +48,12 @@ def load_data(engine: Engine, data_dir: Path) -> int:
         by_table[name] = path
     n = 0
     for config in engine.image.tables:
-        path = by_table.get(config.name)
-        if path is None:
+        data_file = by_table.get(config.name)
+        if data_file is None:
             continue
         table = engine.state.table(config.id)
         first_line: dict[tuple[int | None, ...], int] = {}
-        for row in read_table(path, config):
+        for row in read_table(data_file, config):
             try:
                 engine.load_row(config.id, row.words)
             except DuplicateKeyError as exc:
@@ -61,7 +61,8 @@ def load_data(engine: Engine, data_dir: Path) -> int:
                 key = ", ".join(f"{c}={v}" for c, v in zip(names, exc.key, strict=True))
                 earlier = first_line.get(exc.key)
                 also = f" (also on line {earlier})" if earlier else ""
-                raise InputError(str(path), row.line, f"duplicate key {key} in table {config.name}{also}") from None
+                message = f"duplicate key {key} in table {config.name}{also}"
+                raise InputError(str(data_file), row.line, message) from None
             if table.key_cols:
                 first_line.setdefault(table.key_of(row.words), row.line)
             n += 1
@@ -72,14 +73,17 @@ def run_events(engine: Engine, image: Image, events: list[EventRow], progress: b
     rule_names = {r.id: r.name for r in image.rules}
     out: list[list[str]] = []
     total = len(events)
+    process = engine.process
     for i, ev in enumerate(events):
-        decision = engine.process(ev.event, ev.inputs)
+        decision = process(ev.event, ev.inputs)
         order_id = ev.inputs[EventField.ORDER_ID]
-        if ev.event.name == "NEW":
-            verdict = "ACCEPT" if decision.accepted else "REJECT"
-        else:
+        if ev.event is not Event.NEW:
             verdict = "APPLIED"
-        rules = ";".join(rule_names[r] for r in decision.failed)
+        elif decision.accepted:
+            verdict = "ACCEPT"
+        else:
+            verdict = "REJECT"
+        rules = ";".join(rule_names[r] for r in decision.failed) if decision.failed else ""
         out.append(["" if order_id is None else str(order_id), ev.event.name, verdict, rules])
         if progress and i % _PROGRESS_STEP == 0:
             _progress(i, total)
