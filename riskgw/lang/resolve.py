@@ -97,7 +97,7 @@ _CLAUSES: dict[str, tuple[str, tuple[TokenType, ...]]] = {
     "from_": ("UPDATE ... FROM is not supported; read other tables with sub-queries", (TokenType.FROM,)),
     "exists": ("IF NOT EXISTS is not supported; declare each table once", ()),
     "where": ("WHERE is not supported here", (TokenType.WHERE,)),
-    "hints": ("INDEXED BY is not supported", ()),
+    "indexed": ("INDEXED BY is not supported", ()),
 }
 
 
