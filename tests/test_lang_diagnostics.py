@@ -693,3 +693,30 @@ def test_rendered_diagnostic_has_a_caret(tmp_path: Path) -> None:
     assert lines[0] == f"{tmp_path / 'rules.sql'}:1:9: error: " + d.message
     assert lines[1].strip() == "Rule R (trade_order.nosuch > 0)"
     assert lines[2] == " " * (4 + 8) + "^"
+
+
+def test_unclosed_parenthesis_costs_one_statement(tmp_path: Path) -> None:
+    text = (
+        "create table b (x INT, y INT8\n"
+        "Rule R1 ((select x from b where x = 1) > 0\n"
+        "Rule R2 (trade_order.nosuch > 0)\n"
+        "Rule R3 trade_order.price > 0\n"
+        "Rule R4 (1 = 1)\n"
+    )
+    found = errors(tmp_path, text)
+    got = [(d.loc.line, d.loc.col, d.message) for d in found if d.loc]
+    assert [(line, col) for line, col, _ in got] == [(1, 26), (2, 9), (3, 10), (4, 1)]
+    assert "syntax error: Expecting )" in got[0][2]
+    assert "never closed" in got[1][2]
+    assert "trade_order has no field nosuch" in got[2][2]
+    assert "a rule is written Rule NAME ( expression [WHERE guard] )" in got[3][2]
+
+
+def test_rule_parts_are_checked(tmp_path: Path) -> None:
+    found = errors(tmp_path, "Rule A (1 = 1 where)\nRule B (where 1)\nRule C ()\nRule D (1 = 1) extra\n")
+    got = [(d.loc.line, d.loc.col, d.message) for d in found if d.loc]
+    assert [(line, col) for line, col, _ in got] == [(1, 15), (2, 9), (3, 9), (4, 16)]
+    assert "expected an expression after where" in got[0][2]
+    assert "no expression before it" in got[1][2]
+    assert "the rule is empty" in got[2][2]
+    assert "unexpected text after the rule's closing )" in got[3][2]

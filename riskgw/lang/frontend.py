@@ -63,6 +63,8 @@ def _parse_files(paths: Sequence[Path]) -> Program:
         parsed.append(pf)
 
     resolver = Resolver()
+    for pf in parsed:
+        resolver.broken_tables |= pf.broken_tables
     # Tables first, so a rule may read a table declared further down or in a later file.
     for pf in parsed:
         for stmt in pf.statements:

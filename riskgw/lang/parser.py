@@ -66,6 +66,7 @@ class ParsedFile:
     tokens: list[Token]
     statements: list[Statement] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    broken_tables: set[str] = field(default_factory=set)  # CREATE TABLEs that did not parse
     _starts: list[int] = field(default_factory=list)
     _node_starts: dict[int, int] = field(default_factory=dict)
 
@@ -155,6 +156,16 @@ def _is_statement_start(tokens: list[Token], i: int) -> bool:
     return tokens[i].token_type is TokenType.CREATE or _is_rule_start(tokens, i)
 
 
+def _is_misspelt_rule(tokens: list[Token], i: int) -> bool:
+    """`Rule name` not followed by `(`: a statement of its own, so it gets its own diagnostic."""
+    return (
+        tokens[i].token_type is TokenType.VAR
+        and tokens[i].text.upper() == "RULE"
+        and i + 1 < len(tokens)
+        and tokens[i + 1].token_type in (TokenType.VAR, TokenType.IDENTIFIER)
+    )
+
+
 def _is_trigger(tokens: list[Token], i: int) -> bool:
     return (
         tokens[i].token_type is TokenType.CREATE
@@ -166,7 +177,7 @@ def _is_trigger(tokens: list[Token], i: int) -> bool:
 def split_statements(tokens: list[Token]) -> list[tuple[int, int]]:
     """[start, end) token ranges of the statements; semicolons between statements are dropped.
 
-    A statement ends at a `;` or at the next `CREATE` / `Rule name (` outside parentheses. A
+    A statement ends at a `;` outside parentheses or at the next `CREATE` / `Rule name (`. A
     trigger's `;`-separated body belongs to it up to its END (an END that closes no CASE).
     """
     out: list[tuple[int, int]] = []
@@ -183,7 +194,11 @@ def split_statements(tokens: list[Token]) -> list[tuple[int, int]]:
         j = i
         while j < n:
             tt = tokens[j].token_type
-            if j > start and depth == 0 and _is_statement_start(tokens, j):
+            # CREATE and `Rule name (` cannot occur inside a statement, so they start the next one
+            # even when this one left a parenthesis open: one missing ) costs one statement.
+            if j > start and _is_statement_start(tokens, j):
+                break
+            if j > start and depth == 0 and not trigger and _is_misspelt_rule(tokens, j):
                 break
             if tt is TokenType.L_PAREN:
                 depth += 1
@@ -465,6 +480,12 @@ def parse_file(src: SourceFile, tokens: list[Token]) -> ParsedFile:
             pf.statements.append(sp.statement(toks))
         except SyntaxProblem as problem:
             pf.diagnostics.append(problem.diagnostic)
+            if (
+                len(toks) > 2
+                and toks[0].token_type is TokenType.CREATE
+                and toks[1].token_type is TokenType.TABLE
+            ):
+                pf.broken_tables.add(toks[2].text.lower())
         except RecursionError:
             pf.diagnostics.append(
                 pf.error_at_token(

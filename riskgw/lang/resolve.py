@@ -163,7 +163,7 @@ class Resolver:
         self._rule_names: dict[str, Loc] = {}
         self._trigger_names: dict[str, Loc] = {}
         self._next_scope = 0
-        self._broken_tables: set[str] = set()  # declared, but the declaration has an error
+        self.broken_tables: set[str] = set()  # declared, but the declaration has an error
         self.pf: ParsedFile | None = None
         self._default = 0  # offset used when a node has no position (the statement's start)
 
@@ -308,11 +308,11 @@ class Resolver:
             self._table(stmt)
         except Problem:
             if name and name not in self.tables:
-                self._broken_tables.add(name)
+                self.broken_tables.add(name)
             raise
 
     def _unknown_table(self, node: exp.Expr, name: str) -> Problem:
-        if name in self._broken_tables:
+        if name in self.broken_tables:
             return Problem(None)
         return self.problem(node, f"unknown table {name}; declare it with CREATE TABLE")
 
