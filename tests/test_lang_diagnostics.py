@@ -283,8 +283,8 @@ def test_aggregate_in_update(tmp_path: Path) -> None:
             "join",
             "JOIN is not supported",
         ),
-        ("Rule R (trade_order.ticket_id like 'A%')", "trade_order", "LIKE is not supported"),
-        ("Rule R (trade_order.ticket_id glob 'A*')", "trade_order", "GLOB is not supported"),
+        ("Rule R (trade_order.ticket_id like 'A%')", "like", "LIKE is not supported"),
+        ("Rule R (trade_order.ticket_id glob 'A*')", "glob", "GLOB is not supported"),
         (
             "Rule R ((select sum(qty) over () from pos where account_id = 1) > 0)",
             "sum",

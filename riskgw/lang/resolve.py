@@ -207,6 +207,12 @@ class Resolver:
     def _unsupported(self, node: exp.Expr) -> Problem:
         for cls, message in _UNSUPPORTED.items():
             if isinstance(node, cls):
+                if isinstance(node, exp.Like | exp.ILike | exp.Glob):
+                    # point at the operator, not at the left operand where the node starts
+                    kws = (TokenType.LIKE, TokenType.ILIKE, TokenType.GLOB)
+                    at = self._pf.keyword_offset(kws, self._offset(node), self._offset(node.expression))
+                    if at is not None:
+                        return Problem(self._pf.src.error_at(at, message))
                 return self.problem(node, message)
         if isinstance(node, exp.Anonymous):
             return self.problem(
