@@ -149,21 +149,44 @@ def read_table_csv(path: Path, table: ast.Table) -> list[Row]:
     return rows
 
 
+EVENT_HEADER = ("event", *FIELD_NAMES)
+
+
 def read_events(path: Path) -> list[tuple[str, dict[str, Value]]]:
+    """Events as `riskgw replay` reads them: the header `event,<trade_order fields>`, then rows."""
     types = dict(ast.TRADE_ORDER_FIELDS)
     out: list[tuple[str, dict[str, Value]]] = []
     with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
+        reader = csv.reader(f)
+        header = tuple(next(reader))
+        assert header == EVENT_HEADER, f"{path}: header {header}"
         for rec in reader:
-            kind = rec["event"].strip().upper()
-            fields = {n: parse_value(rec.get(n) or "", types[n]) for n in FIELD_NAMES}
-            out.append((kind, fields))
+            if not rec:
+                continue
+            fields = {n: parse_value(text, types[n]) for n, text in zip(FIELD_NAMES, rec[1:], strict=True)}
+            out.append((rec[0], fields))
     return out
+
+
+def write_events(path: Path, events: Sequence[tuple[str, Mapping[str, Value]]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(EVENT_HEADER)
+        for kind, fields in events:
+            w.writerow([kind, *("" if fields.get(n) is None else str(fields.get(n)) for n in FIELD_NAMES)])
+
+
+def write_table_csv(path: Path, columns: Sequence[str], rows: Sequence[Sequence[Value]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(columns)
+        for row in rows:
+            w.writerow(["" if v is None else str(v) for v in row])
 
 
 @dataclass
 class ReplayResult:
-    out: list[list[str]]  # one row per NEW: order_id, verdict, failed rules
+    out: list[list[str]]  # one row per event: order_id, event, verdict, failed rules
     state: dict[str, list[list[str]]]  # table -> header and sorted rows
 
 
@@ -185,7 +208,30 @@ def replay(rules: Sequence[Path], data_dir: Path | None, events: Path) -> Replay
     out: list[list[str]] = []
     for kind, fields in read_events(events):
         failed = oracle.event(kind, fields)
-        if kind == "NEW":
-            oid = fields.get("order_id")
-            out.append(["" if oid is None else str(oid), "REJECT" if failed else "ACCEPT", ";".join(failed)])
+        oid = fields.get("order_id")
+        verdict = ("REJECT" if failed else "ACCEPT") if kind == "NEW" else "APPLIED"
+        out.append(["" if oid is None else str(oid), kind, verdict, ";".join(failed)])
     return ReplayResult(out, oracle.dump())
+
+
+def read_csv(path: Path) -> list[list[str]]:
+    with path.open(newline="", encoding="utf-8") as f:
+        return [rec for rec in csv.reader(f) if rec]
+
+
+def engine_replay(rules: Sequence[Path], data_dir: Path | None, events: Path, workdir: Path) -> ReplayResult:
+    """`riskgw replay` on the same inputs, read back into a ReplayResult (OUT without its header)."""
+    from riskgw.cli import main
+
+    out = workdir / "out.csv"
+    dump = workdir / "state"
+    argv = [*map(str, rules), "--events", str(events), "--out", str(out), "--dump-state", str(dump)]
+    if data_dir is not None:
+        argv += ["--data", str(data_dir)]
+    code = main(["replay", *argv])
+    if code != 0:
+        raise AssertionError(f"riskgw replay exited {code}")
+    rows = read_csv(out)
+    assert rows[0] == ["order_id", "event", "verdict", "rules"], rows[0]
+    state = {p.stem: read_csv(p) for p in sorted(dump.glob("*.csv"))}
+    return ReplayResult(rows[1:], state)
