@@ -400,3 +400,33 @@ def test_engine_refuses_images_it_cannot_run_faithfully(
 ) -> None:
     with pytest.raises(EngineError):
         Engine(image(code))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_event_has_exactly_its_input_words(backend: str) -> None:
+    engine = Engine(rules_image(), backend)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        engine.process(NEW, (1, 2, 3))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_accept_sees_what_new_read_and_then_its_own_writes(backend: str) -> None:
+    # The fast path reuses NEW's lookups in ACCEPT; a write must end that reuse.
+    read = [(Insn(Op.LOOKUP, T, (ORDER_ID,), table=0),), (Insn(Op.READ, T + 1, (T,), table=0, imm=1),)]
+    code = {
+        (Event.NEW, 0): [*read, (Insn(Op.RULE, 0, (REG_TRUE, T + 1), imm=0),)],
+        (Event.ACCEPT, 0): [
+            *read,
+            (Insn(Op.ADD, T + 2, (T + 1, T + 1)),),
+            (Insn(Op.WRITE, 0, (T, T + 2), table=0, imm=1),),
+            *read,
+            (Insn(Op.ADD, T + 3, (T + 1, REG_TRUE)),),
+            (Insn(Op.WRITE, 0, (T, T + 3), table=0, imm=1),),
+        ],
+    }
+    engine = Engine(image(code, rules=[RuleInfo(0, "NonZero", 0, 1, 1)]), backend)  # type: ignore[arg-type]
+    engine.state.table(0).alloc((1,))
+    engine.state.table(0).write(1, 0, 5)
+    assert engine.process(NEW, ev(order_id=1)) == Decision(True)
+    assert out_rows(engine) == {1: 11}
+    assert engine.process(NEW, ev(order_id=2)) == Decision(False, (0,))

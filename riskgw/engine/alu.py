@@ -56,7 +56,6 @@ def abs_(a: Value) -> Value:
     return None if a is None else _fit(abs(a))
 
 
-
 def eq(a: Value, b: Value) -> Value:
     return None if a is None or b is None else int(a == b)
 

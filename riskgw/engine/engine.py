@@ -78,8 +78,6 @@ class Engine:
 
     def process(self, event: Event, inputs: Sequence[Value]) -> Decision:
         """Run one event (NEW, FILL, REJECT or CANCEL) with its N_EVENT_REGS input words."""
-        if len(inputs) != N_EVENT_REGS:
-            raise ValueError(f"an event has {N_EVENT_REGS} input words, got {len(inputs)}")
         fast = self._fast
         if fast is not None:
             if event is Event.NEW:
@@ -92,6 +90,8 @@ class Engine:
         return self._interpret(event, inputs)
 
     def _interpret(self, event: Event, inputs: Sequence[Value]) -> Decision:
+        if len(inputs) != N_EVENT_REGS:
+            raise ValueError(f"an event has {N_EVENT_REGS} input words, got {len(inputs)}")
         if event is Event.NEW:
             failed: set[int] = set()
             self._interp.run(Event.NEW, 0, inputs, failed)

@@ -4,8 +4,9 @@ Registers become local variables in SSA form: every result gets a fresh name, an
 results are bound to their registers only after the whole bundle is emitted, so every instruction
 reads the values from before the bundle (isa.py's bundle rule) at no run-time cost. Table writes
 of a bundle are emitted after its reads. Constants are folded with the reference ALU, and NULL
-checks are left out where a value is known never to be NULL. Table columns are read from the
-tables' Python list mirrors; writes go to the mirrors and to the numpy store.
+checks are left out where a value is known never to be NULL. Table cells are read from and
+written to the tables' Python list mirrors; a written row is marked dirty, and the numpy store
+catches up when something reads it (ColumnTable.sync).
 
 `Interpreter` is the reference; a test runs both on the same events and compares.
 """
@@ -48,6 +49,28 @@ def _lit(value: Value) -> _Val:
     return _Val(repr(value), value is not None, value)
 
 
+def _cse_key(insn: Insn, src: list[_Val]) -> tuple[object, ...] | None:
+    """What makes two instructions give the same value (while their table is unchanged); None: never."""
+    op = insn.op
+    exprs = tuple(v.expr for v in src)
+    if op in alu.UNARY or op in alu.BINARY or op is Op.SEL:
+        return (op, exprs)
+    if op in (Op.LOOKUP, Op.SCAN):
+        return (op, insn.table, exprs)
+    if op is Op.READ:
+        return (op, insn.table, insn.imm, exprs)
+    return None
+
+
+def _key_table(insn: Insn, gen: _Gen) -> int | None:
+    """The table an instruction's value depends on (None for ALU ops)."""
+    if insn.op is Op.SCAN:
+        return gen.image.scans[[s.id for s in gen.image.scans].index(insn.table)].table
+    if insn.op in (Op.LOOKUP, Op.READ):
+        return insn.table
+    return None
+
+
 class _SectionGen:
     """Emits the body of one section into `out` (a list of source lines)."""
 
@@ -64,15 +87,27 @@ class _SectionGen:
         return self.regs.get(r, _lit(None))
 
     def emit_section(self, bundles: Sequence[tuple[Insn, ...]], out: list[str]) -> None:
+        cse = self.gen.cse
         for bundle in bundles:
             pending: dict[int, _Val] = {}
             late: list[str] = []
             late_regs: dict[int, _Val] = {}
             for insn in bundle:
+                key = _cse_key(insn, [self.reg(s) for s in insn.srcs])
+                if key is not None and key in cse:
+                    pending[insn.dst] = cse[key][1]
+                    continue
                 self._insn(insn, out, pending, late, late_regs)
+                if key is not None:
+                    cse[key] = (_key_table(insn, self.gen), pending[insn.dst])
             out.extend(late)
             self.regs.update(pending)
             self.regs.update(late_regs)
+            written = {insn.table for insn in bundle if insn.op in (Op.ALLOC, Op.WRITE)}
+            if written:
+                # what was read from a table before this bundle's writes is stale after them
+                for k in [k for k, (t, _) in cse.items() if t in written]:
+                    del cse[k]
 
     # ------------------------------------------------------------------ helpers
 
@@ -291,23 +326,9 @@ class _SectionGen:
             self._line(late, f"if {' and '.join(tests)}:")
             depth = 1
         column = self._column(insn.table, insn.imm)
-        words = self.gen.bind(f"W{insn.table}", self.gen.state.table(insn.table).words)
-        nulls = self.gen.bind(f"N{insn.table}", self.gen.state.table(insn.table).nulls)
-        h, v, c = handle.expr, value.expr, insn.imm
-        self._line(late, f"{column}[{h}] = {v}", depth)
-        if value.is_const and value.const is None:
-            self._line(late, f"{words}[{c}][{h}] = 0", depth)
-            self._line(late, f"{nulls}[{c}][{h}] = True", depth)
-        elif value.nonnull:
-            self._line(late, f"{words}[{c}][{h}] = {v}", depth)
-            self._line(late, f"{nulls}[{c}][{h}] = False", depth)
-        else:
-            self._line(late, f"if {v} is None:", depth)
-            self._line(late, f"{words}[{c}][{h}] = 0", depth + 1)
-            self._line(late, f"{nulls}[{c}][{h}] = True", depth + 1)
-            self._line(late, "else:", depth)
-            self._line(late, f"{words}[{c}][{h}] = {v}", depth + 1)
-            self._line(late, f"{nulls}[{c}][{h}] = False", depth + 1)
+        dirty = self.gen.bind(f"D{insn.table}", self.gen.state.table(insn.table).dirty)
+        self._line(late, f"{column}[{handle.expr}] = {value.expr}", depth)
+        self._line(late, f"{dirty}.add({handle.expr})", depth)
 
 
 class _Gen:
@@ -318,6 +339,9 @@ class _Gen:
         self.scans = {s.id: partial(scan, state.table(s.table), s) for s in image.scans}
         self.bound: dict[str, object] = {}
         self._counter = 0
+        # Values already computed in this function, for all sections it runs: NEW writes no table,
+        # so ACCEPT can reuse what NEW looked up and computed.
+        self.cse: dict[tuple[object, ...], tuple[int | None, _Val]] = {}
 
     def fresh(self) -> str:
         self._counter += 1
@@ -330,6 +354,7 @@ class _Gen:
 
     def function(self, name: str, n_inputs: int, sections: Sequence[Event | tuple[Event, int]]) -> str:
         """Source of `def name(inp)`: runs `sections` in order; NEW returns early with its failed bits."""
+        self.cse.clear()
         body: list[str] = []
         ind = "    "
         if n_inputs:

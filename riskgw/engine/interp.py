@@ -22,6 +22,7 @@ def scan(table: ColumnTable, spec: ScanSpec, key: Sequence[Value]) -> Value:
     """SCAN: the best row among those whose match columns equal `key`; ties to the lowest address."""
     if any(k is None for k in key):
         return None
+    table.sync()
     n = table.n_rows
     mask = np.ones(n, np.bool_)
     for col, k in zip(spec.match, key, strict=True):
