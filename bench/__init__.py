@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench.run`; each module writes bench/results/<name>.json."""
