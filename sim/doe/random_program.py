@@ -45,6 +45,7 @@ class _Gen:
         self.values = list(range(10)) + [REG_CONST_BASE + i for i in range(len(CONSTS))]
         self.temp = REG_CONST_BASE + len(CONSTS)
         self.handles: dict[int, list[int]] = {0: [], 1: [], 2: []}  # table -> handle registers
+        self.hazard = (0, 0)
 
     def new_temp(self) -> int:
         r = self.temp
@@ -97,7 +98,24 @@ class _Gen:
         """Reads and writes of the same cells in one bundle, ALLOCs beside LOOKUPs of their key."""
         rng = self.rng
         out = []
-        for _ in range(rng.randint(1, LANES)):
+        t = rng.choice([t for t in (0, 1, 2) if self.handles[t]])
+        h = rng.choice(self.handles[t])
+        col = rng.choice([c for c in range(len(TABLES[t].columns)) if c not in TABLES[t].key])
+        # the same cell read and written in one bundle: the read must see the old value
+        d = self.new_temp()
+        out.append(Insn(Op.READ, d, (h,), table=t, imm=col))
+        out.append(Insn(Op.WRITE, 0, (h, rng.choice(self.values)), table=t, imm=col))
+        self.values.append(d)
+        # a key looked up in the bundle that allocates it: the LOOKUP must not find the new row
+        key = self.key(len(TABLES[0].key))
+        d = self.new_temp()
+        out.append(Insn(Op.ALLOC, self.new_temp(), key, table=0))
+        out.append(Insn(Op.LOOKUP, d, key, table=0))
+        isnull = self.new_temp()
+        out.append(Insn(Op.ISNULL, isnull, (d,)))
+        self.values.append(isnull)
+        self.hazard = (out[0].dst, isnull)
+        for _ in range(rng.randint(0, LANES - len(out))):
             kind = rng.random()
             t = rng.choice((0, 1, 2))
             if kind < 0.25:
@@ -121,6 +139,15 @@ class _Gen:
                     pred = rng.choice([REG_TRUE, REG_TRUE, *self.values[-4:]])
                     out.append(Insn(Op.WRITE, 0, (h, rng.choice(self.values)), pred=pred, table=t, imm=col))
         return tuple(out)
+
+    def expose(self) -> list[Bundle]:
+        """Store the last same-bundle results in a new row of the unkeyed table, so they count."""
+        h = self.new_temp()
+        read, isnull = self.hazard
+        return [
+            (Insn(Op.ALLOC, h, (), table=2),),
+            (Insn(Op.WRITE, 0, (h, read), table=2, imm=1), Insn(Op.WRITE, 0, (h, isnull), table=2, imm=2)),
+        ]
 
     def rules(self) -> Bundle:
         out = []
@@ -148,6 +175,7 @@ def random_image(seed: int) -> Image:
         for _ in range(4):
             body.append(g.writes())
             body.append(g.reads())
+            body += g.expose()
             body.append(g.alu_bundle(rng.randint(1, LANES)))
         code[(event, 0)] = body
 
