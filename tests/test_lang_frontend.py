@@ -518,3 +518,13 @@ def test_char_sizes(tmp_path: Path) -> None:
     program = compile_text(tmp_path, "create table t (a CHAR(1), b VARCHAR(32))")
     assert [c.type for c in program.tables[0].columns] == [char(1), char(32)]
     assert all(c.type.kind is TypeKind.CHAR for c in program.tables[0].columns)
+
+
+def test_all_null_case_and_coalesce_meet_char(tmp_path: Path) -> None:
+    expr = _rule_expr(tmp_path, "coalesce(coalesce(NULL, NULL), NULL) = coalesce(coalesce(NULL, NULL), 'A')")
+    assert isinstance(expr, ast.Binary)
+    assert isinstance(expr.left, ast.Literal) and expr.left.value is None and expr.left.type == char(1)
+    assert isinstance(expr.right, ast.Coalesce) and expr.right.type == char(1)
+    expr = _rule_expr(tmp_path, "case when trade_order.price > 0 then NULL end = trade_order.ticket_id")
+    assert isinstance(expr, ast.Binary) and isinstance(expr.left, ast.Literal)
+    assert expr.left.value is None and expr.left.type == char(16)

@@ -790,12 +790,15 @@ class Resolver:
         else_ = self.expr(default, env) if default is not None else None
         results = [v for _, v in whens] + ([else_] if else_ is not None else [])
         typed = [r for r in results if not _is_null(r)]
+        if not typed:
+            # Every branch is NULL, so the CASE is NULL; as a NULL literal it can still meet a CHAR.
+            return ast.Literal(INT8, True, loc, None)
         for r in typed:
             if (r.type.kind is TypeKind.CHAR) != (typed[0].type.kind is TypeKind.CHAR):
                 raise self.problem_at(
                     r.loc, "CASE mixes CHAR and numeric results; make every branch the same kind"
                 )
-        rtype = _join_types([r.type for r in typed]) if typed else INT8
+        rtype = _join_types([r.type for r in typed])
         whens = [(c, self._retype_null(v, rtype)) for c, v in whens]
         if else_ is not None:
             else_ = self._retype_null(else_, rtype)
@@ -808,7 +811,9 @@ class Resolver:
         if len(args) < 2:
             raise self.problem(node, "COALESCE needs at least two arguments")
         typed = [a for a in args if not _is_null(a)]
-        rtype = _join_types([a.type for a in typed]) if typed else INT8
+        if not typed:
+            return ast.Literal(INT8, True, loc, None)  # COALESCE(NULL, NULL) is NULL, of no type yet
+        rtype = _join_types([a.type for a in typed])
         kinds = {a.type.kind is TypeKind.CHAR for a in typed}
         if len(kinds) > 1:
             raise self.problem(node, "COALESCE mixes CHAR and numeric arguments; make them the same kind")
