@@ -49,8 +49,10 @@
  * were before the bundle; register results and failed rules take effect at the end of the bundle.
  * A NEW that fails no rule runs the ACCEPT section with fresh registers.
  *
- * Cycles: a bundle of ALU ops takes 4 cycles (5 with a DIV/MOD lane: plus 16 at DIV_BITS=4);
- * each table instruction adds its table unit latency plus 1.
+ * Cycles: a bundle of single-cycle ALU ops and RULEs commits in the cycle it is decoded (1 cycle
+ * per bundle).  A bundle with a DIV/MOD lane takes 3 + 64 / DIV_BITS cycles; a bundle with table
+ * instructions takes 3 plus, per table instruction, 1 + its table unit latency (LOOKUP, READ and
+ * ALLOC 2, WRITE 1, SCAN rows + 3).  An event adds 2 cycles (accept, decision).
  */
 module rgw_doe #(
     // instruction slots per bundle (ALU lanes)
@@ -132,9 +134,6 @@ end
 
 typedef enum logic [3:0] {
     ST_IDLE,
-    ST_INIT,
-    ST_START,
-    ST_FETCH,
     ST_DECODE,
     ST_TSEL,
     ST_TWAIT,
@@ -155,11 +154,11 @@ logic               reg_const [REGS];
 
 logic [INSN_W-1:0]  prog_q [LANES];
 logic [CL_PROG-1:0] pc_reg;
+logic [CL_PROG-1:0] pc_next;  // prog_q is read from pc_next, so it always holds bundle pc_reg
 logic [31:0]        remain_reg;
 
 logic [31:0]        sec_start_reg [SECTIONS];
 logic [31:0]        sec_len_reg [SECTIONS];
-logic [CL_SECTIONS-1:0] sec_reg;
 logic               phase_new_reg;  // running the NEW section (ACCEPT may follow)
 
 logic [TAG_W-1:0]   tag_reg;
@@ -193,7 +192,7 @@ generate
                 if (we) begin
                     mem[cfg_index[CL_LANES+1 +: CL_PROG]] <= s_cfg_data;
                 end
-                prog_q[gl][gh*64 +: 64] <= mem[pc_reg];
+                prog_q[gl][gh*64 +: 64] <= mem[pc_next];
             end
         end
     end
@@ -246,6 +245,9 @@ logic [LANES-1:0]   alu_ready;
 logic [LANES-1:0]   alu_m_valid;
 logic [63:0]        alu_m_value [LANES];
 logic [LANES-1:0]   alu_m_null;
+logic [63:0]        alu_c_value [LANES];
+logic [LANES-1:0]   alu_c_null;
+logic               fast;  // the bundle in prog_q commits in its decode cycle
 logic [LANES-1:0]   alu_pending_reg;
 
 logic [63:0]        res_val_reg [LANES];
@@ -260,7 +262,7 @@ generate
         assign a = rd(fld_reg(prog_q[ga], INSN_A_LSB));
         assign b = rd(fld_reg(prog_q[ga], INSN_B_LSB));
         assign c = rd(fld_reg(prog_q[ga], INSN_C_LSB));
-        assign alu_issue[ga] = state_reg == ST_DECODE && is_alu(fld_op(prog_q[ga]));
+        assign alu_issue[ga] = state_reg == ST_DECODE && !fast && is_alu(fld_op(prog_q[ga]));
 
         rgw_doe_alu #(
             .DIV_BITS(DIV_BITS)
@@ -278,7 +280,9 @@ generate
             .s_c_null(c[64]),
             .m_valid(alu_m_valid[ga]),
             .m_value(alu_m_value[ga]),
-            .m_null(alu_m_null[ga])
+            .m_null(alu_m_null[ga]),
+            .c_value(alu_c_value[ga]),
+            .c_null(alu_c_null[ga])
         );
     end
 endgenerate
@@ -301,11 +305,15 @@ function automatic logic truthy(input logic [64:0] v);
 endfunction
 
 logic has_table_op;
+logic has_div;
 always_comb begin
     has_table_op = 1'b0;
+    has_div = 1'b0;
     for (int l = 0; l < LANES; l++) begin
         has_table_op = has_table_op | is_tread(fld_op(prog_q[l])) | is_twrite(fld_op(prog_q[l]));
+        has_div = has_div | fld_op(prog_q[l]) == OP_DIV | fld_op(prog_q[l]) == OP_MOD;
     end
+    fast = !has_table_op && !has_div;
 end
 
 // ---------------------------------------------------------------- table unit
@@ -462,9 +470,51 @@ end
 
 // ---------------------------------------------------------------- sequencer
 
+logic                   start_sec;  // a section starts: pc and length from the section table
+logic [CL_SECTIONS-1:0] start_idx;
+logic                   evt_accept;
+
+assign evt_accept = !(s_cfg_valid && s_cfg_ready) && s_evt_valid && s_evt_ready;
+
+always_comb begin
+    pc_next = pc_reg;
+    start_sec = 1'b0;
+    start_idx = evt_sec;
+    case (state_reg)
+        ST_IDLE: start_sec = evt_accept;
+        ST_DECODE: if (fast) pc_next = pc_reg + 1'b1;
+        ST_COMMIT: pc_next = pc_reg + 1'b1;
+        ST_SEC_END: begin
+            start_sec = phase_new_reg && failed_reg == 0;
+            start_idx = CL_SECTIONS'(EVENT_ACCEPT);
+        end
+        default: begin
+        end
+    endcase
+    if (start_sec) begin
+        pc_next = CL_PROG'(sec_start_reg[start_idx]);
+    end
+end
+
 always_ff @(posedge clk) begin
     m_cfg_rd_valid_reg <= 1'b0;
     cycles_reg <= cycles_reg + 1;
+    pc_reg <= pc_next;
+
+    if (start_sec) begin
+        // fresh registers: inputs, constants, every other register NULL
+        for (int r = 0; r < REGS; r++) begin
+            if (r < IN_WORDS) begin
+                reg_val[r] <= state_reg == ST_IDLE ? s_evt_data[r*64 +: 64] : in_data_reg[r*64 +: 64];
+                reg_null[r] <= state_reg == ST_IDLE ? s_evt_null[r] : in_null_reg[r];
+            end else if (!reg_const[r]) begin
+                reg_val[r] <= '0;
+                reg_null[r] <= 1'b1;
+            end
+        end
+        remain_reg <= sec_len_reg[start_idx];
+        state_reg <= sec_len_reg[start_idx] == 0 ? ST_SEC_END : ST_DECODE;
+    end
 
     for (int l = 0; l < LANES; l++) begin
         if (alu_m_valid[l]) begin
@@ -524,10 +574,8 @@ always_ff @(posedge clk) begin
                 in_data_reg <= s_evt_data;
                 in_null_reg <= s_evt_null;
                 failed_reg <= '0;
-                sec_reg <= evt_sec;
                 phase_new_reg <= s_evt_kind == EVENT_NEW;
                 cycles_reg <= 1;
-                state_reg <= ST_INIT;
             end
         end
         ST_CFG_RD: begin
@@ -537,29 +585,23 @@ always_ff @(posedge clk) begin
                 state_reg <= ST_IDLE;
             end
         end
-        ST_INIT: begin
-            // fresh registers: inputs, constants, every other register NULL
-            for (int r = 0; r < REGS; r++) begin
-                if (r < IN_WORDS) begin
-                    reg_val[r] <= in_data_reg[r*64 +: 64];
-                    reg_null[r] <= in_null_reg[r];
-                end else if (!reg_const[r]) begin
-                    reg_val[r] <= '0;
-                    reg_null[r] <= 1'b1;
-                end
-            end
-            state_reg <= ST_START;
-        end
-        ST_START: begin
-            pc_reg <= CL_PROG'(sec_start_reg[sec_reg]);
-            remain_reg <= sec_len_reg[sec_reg];
-            state_reg <= sec_len_reg[sec_reg] == 0 ? ST_SEC_END : ST_FETCH;
-        end
-        ST_FETCH: begin
-            // prog_q is loaded from pc_reg at this edge
-            state_reg <= ST_DECODE;
-        end
         ST_DECODE: begin
+            if (fast) begin
+                // single-cycle ALU ops and rules: commit now
+                for (int l = 0; l < LANES; l++) begin
+                    if (is_alu(fld_op(prog_q[l])) && 32'(fld_reg(prog_q[l], INSN_DST_LSB)) < REGS) begin
+                        reg_val[CL_REGS'(fld_reg(prog_q[l], INSN_DST_LSB))] <= alu_c_value[l];
+                        reg_null[CL_REGS'(fld_reg(prog_q[l], INSN_DST_LSB))] <= alu_c_null[l];
+                    end
+                end
+                failed_reg <= failed_reg | rule_fail;
+                remain_reg <= remain_reg - 1;
+                if (remain_reg == 1) begin
+                    state_reg <= ST_SEC_END;
+                end
+            end else begin
+                state_reg <= has_table_op ? ST_TSEL : ST_ALU;
+            end
             for (int l = 0; l < LANES; l++) begin
                 bundle_reg[l] <= prog_q[l];
             end
@@ -568,7 +610,6 @@ always_ff @(posedge clk) begin
             rule_fail_reg <= rule_fail;
             tl_reg <= '0;
             tpass_reg <= 1'b0;
-            state_reg <= has_table_op ? ST_TSEL : ST_ALU;
         end
         ST_TSEL: begin
             if (!tsel_found) begin
@@ -618,15 +659,12 @@ always_ff @(posedge clk) begin
                 end
             end
             failed_reg <= failed_reg | rule_fail_reg;
-            pc_reg <= pc_reg + 1'b1;
             remain_reg <= remain_reg - 1;
-            state_reg <= remain_reg == 1 ? ST_SEC_END : ST_FETCH;
+            state_reg <= remain_reg == 1 ? ST_SEC_END : ST_DECODE;
         end
         ST_SEC_END: begin
-            if (phase_new_reg && failed_reg == 0) begin
+            if (start_sec) begin
                 phase_new_reg <= 1'b0;
-                sec_reg <= CL_SECTIONS'(EVENT_ACCEPT);
-                state_reg <= ST_INIT;
             end else begin
                 m_dec_valid_reg <= 1'b1;
                 m_dec_accept_reg <= kind_reg != EVENT_NEW || failed_reg == 0;

@@ -17,6 +17,9 @@
  *                                  DIV, MOD              2 + 64 / DIV_BITS cycles
  *
  * s_ready is low while a division is in flight.
+ *
+ * c_value / c_null give the result of every op but DIV/MOD combinationally from the s_ inputs,
+ * for a sequencer that commits a bundle of single-cycle ops in the cycle it decodes it.
  */
 module rgw_doe_alu #(
     // quotient bits produced per cycle by the iterative divider (a power of two, 1..64)
@@ -37,7 +40,10 @@ module rgw_doe_alu #(
 
     output wire logic        m_valid,
     output wire logic [63:0] m_value,
-    output wire logic        m_null
+    output wire logic        m_null,
+
+    output wire logic [63:0] c_value,
+    output wire logic        c_null
 );
 
 import rgw_isa_pkg::*;
@@ -174,6 +180,9 @@ always_comb begin
         end
     endcase
 end
+
+assign c_value = r_value;
+assign c_null = r_null;
 
 // one divider iteration block: DIV_BITS restoring steps per cycle on the magnitudes; the
 // partial remainder stays below the divisor (<= 2^63)

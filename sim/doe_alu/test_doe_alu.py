@@ -97,6 +97,10 @@ class TB:
             if int(dut.m_valid.value):
                 results.append((from_word(int(dut.m_value.value), int(dut.m_null.value)), cycle))
             fire = int(dut.s_valid.value) and ready
+            if fire and pending[0][0] not in (Op.DIV, Op.MOD):
+                comb = from_word(int(dut.c_value.value), int(dut.c_null.value))
+                want = alu.evaluate(*pending[0])
+                assert comb == want, f"combinational {pending[0]} = {comb}, expected {want}"
             await RisingEdge(dut.clk)
             cycle += 1
             if fire:
