@@ -83,6 +83,9 @@ class _SectionGen:
         for i, c in enumerate(gen.image.consts):
             self.regs[REG_CONST_BASE + i] = _lit(c)
 
+        # the last WRITE emitted: (late list, its length after it, condition, handle, table)
+        self._write_group: tuple[int, int, str, str, int] | None = None
+
     def reg(self, r: int) -> _Val:
         return self.regs.get(r, _lit(None))
 
@@ -92,6 +95,7 @@ class _SectionGen:
             pending: dict[int, _Val] = {}
             late: list[str] = []
             late_regs: dict[int, _Val] = {}
+            self._write_group = None
             for insn in bundle:
                 key = _cse_key(insn, [self.reg(s) for s in insn.srcs])
                 if key is not None and key in cse:
@@ -321,14 +325,17 @@ class _SectionGen:
             tests.append(pred.expr)
         if not handle.nonnull:
             tests.append(f"{handle.expr} is not None")
-        depth = 0
-        if tests:
-            self._line(late, f"if {' and '.join(tests)}:")
-            depth = 1
+        depth = 1 if tests else 0
         column = self._column(insn.table, insn.imm)
-        dirty = self.gen.bind(f"D{insn.table}", self.gen.state.table(insn.table).dirty)
+        group = (id(late), len(late), " and ".join(tests), handle.expr, insn.table)
+        if self._write_group != group:
+            # Not a continuation of the previous WRITE's row and condition: open a new group.
+            if tests:
+                self._line(late, f"if {group[2]}:")
+            dirty = self.gen.bind(f"D{insn.table}", self.gen.state.table(insn.table).dirty)
+            self._line(late, f"{dirty}.add({handle.expr})", depth)
         self._line(late, f"{column}[{handle.expr}] = {value.expr}", depth)
-        self._line(late, f"{dirty}.add({handle.expr})", depth)
+        self._write_group = (id(late), len(late), group[2], handle.expr, insn.table)
 
 
 class _Gen:
