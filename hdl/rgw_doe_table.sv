@@ -27,16 +27,19 @@
  *   s_cfg_scan = 1: scan spec s_cfg_index, field 0 = table, 1 = mode (rgw_isa_pkg::scan_mode_t),
  *                   2 = match words, 3 = order column, 4..9 = match column i-4
  *
- * Commands (rgw_doe_pkg::tcmd_t), one at a time, each seeing the effects of the ones before:
+ * Commands (rgw_doe_pkg::tcmd_t) run in order, each seeing the effects of the ones before, and
+ * answer in order, one response per command:
  *
  *   command   latency (accept to m_rsp_valid)
- *   LOOKUP    2      (1 when a key word is NULL or the table has no key)
- *   READ      2
- *   ALLOC     2      (rows with a NULL key word: 2 as well)
+ *   LOOKUP    2      pipelined: the next LOOKUP / READ / RB_CELL is accepted while it answers
+ *   READ      2      pipelined
+ *   RB_CELL   2      pipelined
+ *   ALLOC     2
  *   WRITE     1
- *   SCAN      rows + 3
- *   RB_CELL   2
+ *   SCAN      rows + 3 (2 for an empty table)
  *   RB_COUNT  1
+ *
+ * s_cmd_ready depends on s_cmd_op: while a LOOKUP / READ answers only those are accepted.
  *
  * A table id, column or scan spec outside the parameters answers NULL and writes nothing.
  */
@@ -198,7 +201,14 @@ logic                 sc_best_null_reg;
 
 logic [HADDR_W-1:0]   clr_addr_reg;
 
-assign s_cmd_ready = state_reg == ST_IDLE && !m_rsp_valid_reg;
+logic                 pipe_op;  // the offered command may follow a LOOKUP / READ back to back
+logic                 accept;
+logic                 lk_null_reg;  // the LOOKUP in flight answers NULL whatever the index holds
+logic                 rd_null_reg;  // the READ in flight answers NULL whatever the cell holds
+
+assign pipe_op = s_cmd_op == TCMD_LOOKUP || s_cmd_op == TCMD_READ || s_cmd_op == TCMD_RB_CELL;
+assign s_cmd_ready = state_reg == ST_IDLE || ((state_reg == ST_LOOKUP || state_reg == ST_READ) && pipe_op);
+assign accept = s_cmd_valid && s_cmd_ready && !(state_reg == ST_IDLE && clear);
 assign busy = state_reg == ST_CLEAR;
 assign m_rsp_valid = m_rsp_valid_reg;
 assign m_rsp_value = m_rsp_value_reg;
@@ -315,12 +325,16 @@ always_comb begin
         bank_wd[j] = {s_cmd_value_null, s_cmd_value};
     end
 
+    if (state_reg == ST_IDLE || state_reg == ST_LOOKUP || state_reg == ST_READ) begin
+        // the offered command's row and bucket are read as it is accepted
+        rd_addr = {cmd_t, cmd_row};
+        h_rd_addr = {cmd_t, cmd_bucket};
+    end
+
     case (state_reg)
         ST_IDLE: begin
-            rd_addr = {cmd_t, cmd_row};
-            h_rd_addr = {cmd_t, cmd_bucket};
             wr_addr = {cmd_t, cmd_row};
-            if (s_cmd_valid && s_cmd_ready && s_cmd_op == TCMD_WRITE && cmd_t_ok && cmd_row_ok && cmd_col_ok) begin
+            if (accept && s_cmd_op == TCMD_WRITE && cmd_t_ok && cmd_row_ok && cmd_col_ok) begin
                 bank_we[CL_COLS'(s_cmd_col)] = 1'b1;
             end
         end
@@ -401,68 +415,6 @@ always_ff @(posedge clk) begin
                 err_index_full_reg <= 1'b0;
                 err_table_full_reg <= 1'b0;
                 state_reg <= ST_CLEAR;
-            end else if (s_cmd_valid && s_cmd_ready) begin
-                t_reg <= cmd_t;
-                col_reg <= CL_COLS'(s_cmd_col);
-                key_reg <= cmd_key_masked;
-                key_null_reg <= s_cmd_key_null;
-                row_reg <= cmd_row;
-                h_addr_reg <= {cmd_t, cmd_bucket};
-                s_reg <= cmd_s;
-                rb_reg <= 1'b0;
-                m_rsp_value_reg <= '0;
-                m_rsp_null_reg <= 1'b1;
-                case (s_cmd_op)
-                    TCMD_LOOKUP: begin
-                        if (!cmd_t_ok || cmd_nkey == 0 || cmd_key_null) begin
-                            m_rsp_valid_reg <= 1'b1;
-                        end else begin
-                            state_reg <= ST_LOOKUP;
-                        end
-                    end
-                    TCMD_READ, TCMD_RB_CELL: begin
-                        if (!cmd_t_ok || !cmd_col_ok || (s_cmd_op == TCMD_READ && !cmd_row_ok)) begin
-                            m_rsp_valid_reg <= 1'b1;
-                        end else begin
-                            state_reg <= ST_READ;
-                        end
-                    end
-                    TCMD_ALLOC: begin
-                        if (!cmd_t_ok) begin
-                            m_rsp_valid_reg <= 1'b1;
-                        end else begin
-                            // rb_reg marks a row that is stored without an index entry
-                            rb_reg <= cmd_nkey == 0 || cmd_key_null;
-                            state_reg <= ST_ALLOC;
-                        end
-                    end
-                    TCMD_WRITE: begin
-                        m_rsp_valid_reg <= 1'b1;
-                    end
-                    TCMD_SCAN: begin
-                        if (!cmd_s_ok || !scan_table_ok_reg[cmd_s]) begin
-                            m_rsp_valid_reg <= 1'b1;
-                        end else begin
-                            t_reg <= scan_table_reg[cmd_s];
-                            key_reg <= s_cmd_key;
-                            sc_row_reg <= '0;
-                            sc_end_reg <= count_reg[scan_table_reg[cmd_s]];
-                            sc_have_reg <= 1'b0;
-                            sc_best_null_reg <= 1'b1;
-                            sc_best_reg <= '0;
-                            sc_best_row_reg <= '0;
-                            state_reg <= count_reg[scan_table_reg[cmd_s]] == 0 ? ST_SCAN_DONE : ST_SCAN;
-                        end
-                    end
-                    TCMD_RB_COUNT: begin
-                        m_rsp_valid_reg <= 1'b1;
-                        m_rsp_null_reg <= !cmd_t_ok;
-                        m_rsp_value_reg <= cmd_t_ok ? 64'(count_reg[cmd_t]) : '0;
-                    end
-                    default: begin
-                        m_rsp_valid_reg <= 1'b1;
-                    end
-                endcase
             end
         end
         ST_CLEAR: begin
@@ -473,18 +425,20 @@ always_ff @(posedge clk) begin
         end
         ST_LOOKUP: begin
             m_rsp_valid_reg <= 1'b1;
-            m_rsp_null_reg <= !hit;
-            m_rsp_value_reg <= hit ? 64'(hit_row) : '0;
+            m_rsp_null_reg <= lk_null_reg || !hit;
+            m_rsp_value_reg <= !lk_null_reg && hit ? 64'(hit_row) : '0;
             state_reg <= ST_IDLE;
         end
         ST_READ: begin
             m_rsp_valid_reg <= 1'b1;
-            m_rsp_null_reg <= bank_q[col_reg][64];
-            m_rsp_value_reg <= bank_q[col_reg][64] ? '0 : bank_q[col_reg][63:0];
+            m_rsp_null_reg <= rd_null_reg || bank_q[col_reg][64];
+            m_rsp_value_reg <= rd_null_reg || bank_q[col_reg][64] ? '0 : bank_q[col_reg][63:0];
             state_reg <= ST_IDLE;
         end
         ST_ALLOC: begin
             m_rsp_valid_reg <= 1'b1;
+            m_rsp_value_reg <= '0;
+            m_rsp_null_reg <= 1'b1;
             if (count_reg[t_reg][CL_ROWS]) begin
                 err_table_full_reg <= 1'b1;
             end else if (rb_reg || (free && !hit)) begin
@@ -528,6 +482,67 @@ always_ff @(posedge clk) begin
         end
         default: state_reg <= ST_IDLE;
     endcase
+
+    // a command is accepted in ST_IDLE, or behind a LOOKUP / READ that answers at this edge
+    if (accept) begin
+        t_reg <= cmd_t;
+        col_reg <= CL_COLS'(s_cmd_col);
+        key_reg <= cmd_key_masked;
+        key_null_reg <= s_cmd_key_null;
+        row_reg <= cmd_row;
+        h_addr_reg <= {cmd_t, cmd_bucket};
+        s_reg <= cmd_s;
+        rb_reg <= 1'b0;
+        case (s_cmd_op)
+            TCMD_LOOKUP: begin
+                lk_null_reg <= !cmd_t_ok || cmd_nkey == 0 || cmd_key_null;
+                state_reg <= ST_LOOKUP;
+            end
+            TCMD_READ, TCMD_RB_CELL: begin
+                rd_null_reg <= !cmd_t_ok || !cmd_col_ok || (s_cmd_op == TCMD_READ && !cmd_row_ok);
+                state_reg <= ST_READ;
+            end
+            TCMD_ALLOC: begin
+                if (!cmd_t_ok) begin
+                    m_rsp_valid_reg <= 1'b1;
+                    m_rsp_value_reg <= '0;
+                    m_rsp_null_reg <= 1'b1;
+                end else begin
+                    // rb_reg marks a row that is stored without an index entry
+                    rb_reg <= cmd_nkey == 0 || cmd_key_null;
+                    state_reg <= ST_ALLOC;
+                end
+            end
+            TCMD_SCAN: begin
+                if (!cmd_s_ok || !scan_table_ok_reg[cmd_s]) begin
+                    m_rsp_valid_reg <= 1'b1;
+                    m_rsp_value_reg <= '0;
+                    m_rsp_null_reg <= 1'b1;
+                end else begin
+                    t_reg <= scan_table_reg[cmd_s];
+                    key_reg <= s_cmd_key;
+                    sc_row_reg <= '0;
+                    sc_end_reg <= count_reg[scan_table_reg[cmd_s]];
+                    sc_have_reg <= 1'b0;
+                    sc_best_null_reg <= 1'b1;
+                    sc_best_reg <= '0;
+                    sc_best_row_reg <= '0;
+                    state_reg <= count_reg[scan_table_reg[cmd_s]] == 0 ? ST_SCAN_DONE : ST_SCAN;
+                end
+            end
+            TCMD_RB_COUNT: begin
+                m_rsp_valid_reg <= 1'b1;
+                m_rsp_null_reg <= !cmd_t_ok;
+                m_rsp_value_reg <= cmd_t_ok ? 64'(count_reg[cmd_t]) : '0;
+            end
+            default: begin
+                // WRITE (done by the memory write above) and unknown commands answer NULL
+                m_rsp_valid_reg <= 1'b1;
+                m_rsp_value_reg <= '0;
+                m_rsp_null_reg <= 1'b1;
+            end
+        endcase
+    end
 
     if (rst) begin
         // a reset clears the tables: the index must not hold stale entries
