@@ -208,3 +208,23 @@ def test_cli_reports_errors_without_traceback(tmp_path: Path, capsys: pytest.Cap
     assert main(["check", str(bad)]) == 1
     err = capsys.readouterr().err
     assert f"{bad}:" in err and "error:" in err and "Traceback" not in err
+
+
+def test_expression_over_a_missing_row_is_null(tmp_path: Path) -> None:
+    """`(SELECT COALESCE(x, 0) ...)` with no row is NULL (the rule fails), not 0."""
+    from riskgw.engine.engine import Engine, event_inputs
+
+    image = compile_text(
+        tmp_path,
+        """
+        Rule has_row ((select coalesce(bal, 0) from acct where id = trade_order.account_id) >= 0)
+        Rule last ((select coalesce(qty, 0) from orders where account_id = trade_order.account_id
+                    order by order_id desc limit 1) >= 0)
+        """,
+    ).image  # type: ignore[attr-defined]
+    engine = Engine(image)
+    decision = engine.process(Event.NEW, event_inputs({"order_id": 1, "account_id": 9, "price": 1}))
+    assert decision.failed == (0, 1)
+    engine.load_row(image.table("acct").id, (9, None, None, None))
+    decision = engine.process(Event.NEW, event_inputs({"order_id": 2, "account_id": 9, "price": 1}))
+    assert decision.failed == (1,)

@@ -292,9 +292,18 @@ class Lowering:
             value = self.expr(e.select)
         finally:
             del self.rows[e.scope.id]
-        if not filters:
+        return self.only_if_found(value, h, filters)
+
+    def only_if_found(self, value: Words, h: Node, filters: list[Node]) -> Words:
+        """The sub-query's value: NULL unless the row exists and passes the filters.
+
+        A plain column of a missing row is NULL already, but an expression over it need not be:
+        `(SELECT COALESCE(x, 0) ...)` with no row is NULL, not 0.
+        """
+        plain = all(w.kind is Kind.READ and w.args[0] is h for w in value)
+        if plain and not filters:
             return value
-        cond = self.and_(*filters) if len(filters) > 1 else filters[0]
+        cond = self.and_(self.g.alu(Op.NOTNULL, h), *filters)
         return tuple(self.g.alu(Op.SEL, w, self.null, cond) for w in value)
 
     def key_words_with_scope(

@@ -425,7 +425,11 @@ class _Pass:
     def read_row(self, template: Node, table: str, epoch: int, handle: Node) -> Node:
         cfg: TableConfig = self.prog.table(table)
         row = {p: self.g.read(table, p, epoch, handle) for p in range(len(cfg.columns))}
-        return self.instantiate(template, row)
+        value = self.instantiate(template, row)
+        if value.kind is Kind.READ and value.args[0] is handle:
+            return value
+        # No best row (an empty group) is NULL, whatever the expression would make of NULL columns.
+        return self.alu(Op.SEL, value, self.null, self.alu(Op.NOTNULL, handle))
 
 
 def incremental_aggregates(prog: IRProgram) -> IRProgram:
