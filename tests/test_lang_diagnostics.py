@@ -344,6 +344,11 @@ def test_aggregate_in_update(tmp_path: Path) -> None:
             "price nulls",
             "NULLS FIRST/LAST is not supported",
         ),
+        (
+            "Rule R ((select qty from pos where account_id = 1 order by 1 limit 1) > 0)",
+            "1 limit",
+            "ORDER BY needs a column of the sub-query's table, not a constant",
+        ),
         ("Rule R (exists (select qty from pos where account_id = 1))", "exists", "EXISTS is not supported"),
         ("Rule R (trade_order.account_id in (select account_id from acct))", "(select", "IN (SELECT ...)"),
         ("Rule R (cast(trade_order.price as int) > 0)", "cast", "CAST is not supported"),

@@ -930,6 +930,11 @@ class Resolver:
                 )
             order_env = replace(inner, agg_error="ORDER BY cannot use an aggregate; order by a column")
             order_by = self.expr(ordered.this, order_env)
+            if isinstance(order_by, ast.Literal):
+                # SQLite reads ORDER BY <integer> as a select-column position, not as a value.
+                raise self.problem_at(
+                    order_by.loc, "ORDER BY needs a column of the sub-query's table, not a constant"
+                )
             if order_by.type.kind is TypeKind.CHAR:
                 raise self.problem_at(
                     order_by.loc, "ORDER BY a CHAR value is not supported; order by a number"
