@@ -135,8 +135,7 @@ end
 typedef enum logic [3:0] {
     ST_IDLE,
     ST_DECODE,
-    ST_TSEL,
-    ST_TWAIT,
+    ST_TABLE,
     ST_ALU,
     ST_COMMIT,
     ST_SEC_END,
@@ -376,11 +375,17 @@ rgw_doe_table #(
 assign t_cfg_valid = cfg_wr && (cfg_region == 4'h4 || cfg_region == 4'h5);
 assign t_clear = cfg_wr && cfg_region == 4'h0 && cfg_index == 28'd3;
 
-// table phase: lane tl_reg onwards, reads first (tpass_reg = 0), then writes
+// table phase: lane tl_reg onwards, reads first (tpass_reg = 0), then writes.  Commands issue
+// back to back when the table unit takes them; the lanes of the commands in flight wait in a
+// queue (answers come in order).  A pass ends when every lane is issued and answered.
 logic [CL_LANES:0]    tl_reg;
 logic                 tpass_reg;
-logic [CL_LANES-1:0]  tlane_reg;
-logic                 tlane_is_alloc_reg;
+logic [CL_LANES-1:0]  tq_reg [LANES];
+logic [CL_LANES:0]    tq_head_reg;
+logic [CL_LANES:0]    tq_tail_reg;
+logic [CL_LANES-1:0]  tq_lane;
+logic                 t_issue;
+logic                 t_pass_done;
 
 logic                 tsel_found;
 logic [CL_LANES-1:0]  tsel_lane;
@@ -424,7 +429,7 @@ always_comb begin
         default: t_cmd_op = TCMD_SCAN;
     endcase
     // a predicated write whose predicate is not TRUE (or WRITE to a NULL row) is skipped
-    t_cmd_valid = state_reg == ST_TSEL && tsel_found
+    t_cmd_valid = state_reg == ST_TABLE && tsel_found
         && !(tsel_op == OP_ALLOC && !tsel_pred)
         && !(tsel_op == OP_WRITE && (!tsel_pred || tsel_a[64]));
 
@@ -438,6 +443,13 @@ always_comb begin
         t_cmd_row_null = 1'b0;
     end
 end
+
+// kept apart from the command mux: the table unit's ready depends on the command it is offered
+assign t_issue = t_cmd_valid && t_cmd_ready;
+assign tq_lane = tq_reg[tq_head_reg[CL_LANES-1:0]];
+// nothing left to issue and the last answer (if any) arrives now
+assign t_pass_done = !tsel_found
+    && (tq_tail_reg == tq_head_reg || (t_rsp_valid && tq_tail_reg == tq_head_reg + 1'b1));
 
 // ---------------------------------------------------------------- load port reads
 
@@ -600,7 +612,7 @@ always_ff @(posedge clk) begin
                     state_reg <= ST_SEC_END;
                 end
             end else begin
-                state_reg <= has_table_op ? ST_TSEL : ST_ALU;
+                state_reg <= has_table_op ? ST_TABLE : ST_ALU;
             end
             for (int l = 0; l < LANES; l++) begin
                 bundle_reg[l] <= prog_q[l];
@@ -610,40 +622,40 @@ always_ff @(posedge clk) begin
             rule_fail_reg <= rule_fail;
             tl_reg <= '0;
             tpass_reg <= 1'b0;
+            tq_head_reg <= '0;
+            tq_tail_reg <= '0;
         end
-        ST_TSEL: begin
-            if (!tsel_found) begin
+        ST_TABLE: begin
+            if (tsel_found) begin
+                if (t_issue) begin
+                    tq_reg[tq_tail_reg[CL_LANES-1:0]] <= tsel_lane;
+                    tq_tail_reg <= tq_tail_reg + 1'b1;
+                    tl_reg <= (CL_LANES + 1)'(tsel_lane) + 1'b1;
+                end else if (!t_cmd_valid) begin
+                    // skipped write; a skipped ALLOC still gives its dst a NULL handle
+                    if (tsel_op == OP_ALLOC) begin
+                        res_val_reg[tsel_lane] <= '0;
+                        res_null_reg[tsel_lane] <= 1'b1;
+                        res_we_reg[tsel_lane] <= 1'b1;
+                    end
+                    tl_reg <= (CL_LANES + 1)'(tsel_lane) + 1'b1;
+                end
+            end
+            if (t_rsp_valid) begin
+                if (fld_op(bundle_reg[tq_lane]) != OP_WRITE) begin
+                    res_val_reg[tq_lane] <= t_rsp_value;
+                    res_null_reg[tq_lane] <= t_rsp_null;
+                    res_we_reg[tq_lane] <= 1'b1;
+                end
+                tq_head_reg <= tq_head_reg + 1'b1;
+            end
+            if (t_pass_done) begin
                 if (!tpass_reg) begin
                     tpass_reg <= 1'b1;
                     tl_reg <= '0;
                 end else begin
                     state_reg <= ST_ALU;
                 end
-            end else if (t_cmd_valid) begin
-                if (t_cmd_ready) begin
-                    tlane_reg <= tsel_lane;
-                    tlane_is_alloc_reg <= tsel_op != OP_WRITE;
-                    state_reg <= ST_TWAIT;
-                end
-            end else begin
-                // skipped write; a skipped ALLOC still gives its dst a NULL handle
-                if (tsel_op == OP_ALLOC) begin
-                    res_val_reg[tsel_lane] <= '0;
-                    res_null_reg[tsel_lane] <= 1'b1;
-                    res_we_reg[tsel_lane] <= 1'b1;
-                end
-                tl_reg <= (CL_LANES + 1)'(tsel_lane) + 1'b1;
-            end
-        end
-        ST_TWAIT: begin
-            if (t_rsp_valid) begin
-                if (tlane_is_alloc_reg) begin
-                    res_val_reg[tlane_reg] <= t_rsp_value;
-                    res_null_reg[tlane_reg] <= t_rsp_null;
-                    res_we_reg[tlane_reg] <= 1'b1;
-                end
-                tl_reg <= (CL_LANES + 1)'(tlane_reg) + 1'b1;
-                state_reg <= ST_TSEL;
             end
         end
         ST_ALU: begin
