@@ -50,9 +50,11 @@
  * A NEW that fails no rule runs the ACCEPT section with fresh registers.
  *
  * Cycles: a bundle of single-cycle ALU ops and RULEs commits in the cycle it is decoded (1 cycle
- * per bundle).  A bundle with a DIV/MOD lane takes 3 + 64 / DIV_BITS cycles; a bundle with table
- * instructions takes 3 plus, per table instruction, 1 + its table unit latency (LOOKUP, READ and
- * ALLOC 2, WRITE 1, SCAN rows + 3).  An event adds 2 cycles (accept, decision).
+ * per bundle).  Other bundles take 1 (decode) + their table passes + 1 (commit): the reads issue
+ * one per cycle into the pipelined table unit and end 2 cycles after the last issue; the writes
+ * (WRITE 1 cycle each, ALLOC 3) follow; a SCAN holds the table unit for rows + 3 cycles.  A
+ * DIV/MOD lane holds the commit until 2 + 64 / DIV_BITS cycles after decode.  An event adds 2
+ * cycles (decision), and a NEW that passes runs the ACCEPT section as well.
  */
 module rgw_doe #(
     // instruction slots per bundle (ALU lanes)
@@ -137,7 +139,6 @@ typedef enum logic [3:0] {
     ST_DECODE,
     ST_TABLE,
     ST_ALU,
-    ST_COMMIT,
     ST_SEC_END,
     ST_EMIT,
     ST_CFG_RD
@@ -253,6 +254,7 @@ logic [63:0]        res_val_reg [LANES];
 logic [LANES-1:0]   res_null_reg;
 logic [LANES-1:0]   res_we_reg;
 logic [RULES-1:0]   rule_fail_reg;
+logic               alu_done;  // every ALU lane of the bundle has answered (or answers now)
 
 genvar ga;
 generate
@@ -304,11 +306,17 @@ function automatic logic truthy(input logic [64:0] v);
 endfunction
 
 logic has_table_op;
+logic has_tread;
 logic has_div;
+logic b_has_twrite;  // the bundle in execution has table writes
 always_comb begin
     has_table_op = 1'b0;
+    has_tread = 1'b0;
     has_div = 1'b0;
+    b_has_twrite = 1'b0;
     for (int l = 0; l < LANES; l++) begin
+        has_tread = has_tread | is_tread(fld_op(prog_q[l]));
+        b_has_twrite = b_has_twrite | is_twrite(fld_op(bundle_reg[l]));
         has_table_op = has_table_op | is_tread(fld_op(prog_q[l])) | is_twrite(fld_op(prog_q[l]));
         has_div = has_div | fld_op(prog_q[l]) == OP_DIV | fld_op(prog_q[l]) == OP_MOD;
     end
@@ -444,6 +452,8 @@ always_comb begin
     end
 end
 
+assign alu_done = (alu_pending_reg & ~alu_m_valid) == 0 && &alu_ready;
+
 // kept apart from the command mux: the table unit's ready depends on the command it is offered
 assign t_issue = t_cmd_valid && t_cmd_ready;
 assign tq_lane = tq_reg[tq_head_reg[CL_LANES-1:0]];
@@ -495,7 +505,7 @@ always_comb begin
     case (state_reg)
         ST_IDLE: start_sec = evt_accept;
         ST_DECODE: if (fast) pc_next = pc_reg + 1'b1;
-        ST_COMMIT: pc_next = pc_reg + 1'b1;
+        ST_ALU: if (alu_done) pc_next = pc_reg + 1'b1;
         ST_SEC_END: begin
             start_sec = phase_new_reg && failed_reg == 0;
             start_idx = CL_SECTIONS'(EVENT_ACCEPT);
@@ -621,7 +631,7 @@ always_ff @(posedge clk) begin
             alu_pending_reg <= alu_issue;
             rule_fail_reg <= rule_fail;
             tl_reg <= '0;
-            tpass_reg <= 1'b0;
+            tpass_reg <= !has_tread;
             tq_head_reg <= '0;
             tq_tail_reg <= '0;
         end
@@ -650,7 +660,7 @@ always_ff @(posedge clk) begin
                 tq_head_reg <= tq_head_reg + 1'b1;
             end
             if (t_pass_done) begin
-                if (!tpass_reg) begin
+                if (!tpass_reg && b_has_twrite) begin
                     tpass_reg <= 1'b1;
                     tl_reg <= '0;
                 end else begin
@@ -659,20 +669,18 @@ always_ff @(posedge clk) begin
             end
         end
         ST_ALU: begin
-            if ((alu_pending_reg & ~alu_m_valid) == 0 && &alu_ready) begin
-                state_reg <= ST_COMMIT;
-            end
-        end
-        ST_COMMIT: begin
-            for (int l = 0; l < LANES; l++) begin
-                if (res_we_reg[l] && 32'(fld_reg(bundle_reg[l], INSN_DST_LSB)) < REGS) begin
-                    reg_val[CL_REGS'(fld_reg(bundle_reg[l], INSN_DST_LSB))] <= res_val_reg[l];
-                    reg_null[CL_REGS'(fld_reg(bundle_reg[l], INSN_DST_LSB))] <= res_null_reg[l];
+            if (alu_done) begin
+                // commit: results of the lanes, the ALU answers arriving now included
+                for (int l = 0; l < LANES; l++) begin
+                    if ((res_we_reg[l] || alu_m_valid[l]) && 32'(fld_reg(bundle_reg[l], INSN_DST_LSB)) < REGS) begin
+                        reg_val[CL_REGS'(fld_reg(bundle_reg[l], INSN_DST_LSB))] <= alu_m_valid[l] ? alu_m_value[l] : res_val_reg[l];
+                        reg_null[CL_REGS'(fld_reg(bundle_reg[l], INSN_DST_LSB))] <= alu_m_valid[l] ? alu_m_null[l] : res_null_reg[l];
+                    end
                 end
+                failed_reg <= failed_reg | rule_fail_reg;
+                remain_reg <= remain_reg - 1;
+                state_reg <= remain_reg == 1 ? ST_SEC_END : ST_DECODE;
             end
-            failed_reg <= failed_reg | rule_fail_reg;
-            remain_reg <= remain_reg - 1;
-            state_reg <= remain_reg == 1 ? ST_SEC_END : ST_DECODE;
         end
         ST_SEC_END: begin
             if (start_sec) begin
