@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -20,10 +21,16 @@ _RECURSION_LIMIT = 20_000
 def _deep_recursion() -> Iterator[None]:
     old = sys.getrecursionlimit()
     sys.setrecursionlimit(max(old, _RECURSION_LIMIT))
+    # sqlglot logs a warning when it falls back to an opaque command; we report such statements
+    # ourselves, with a position, so its warning would only repeat the file on stderr.
+    sqlglot_log = logging.getLogger("sqlglot")
+    old_level = sqlglot_log.level
+    sqlglot_log.setLevel(logging.ERROR)
     try:
         yield
     finally:
         sys.setrecursionlimit(old)
+        sqlglot_log.setLevel(old_level)
 
 
 def _too_complex(pf: ParsedFile, stmt: TableStmt | RuleStmt | TriggerStmt) -> Diagnostic:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sqlglot import exp
-from sqlglot.errors import ErrorLevel, ParseError
+from sqlglot.errors import ErrorLevel, ParseError, SqlglotError
 from sqlglot.tokenizer_core import Token, TokenType
 
 from riskgw.lang.ast import Diagnostic, Loc
@@ -270,10 +270,13 @@ class StatementParser:
             raise self.fail(what, f"expected an expression after {what.text}")
         parser = DIALECT.parser(error_level=ErrorLevel.IMMEDIATE)
         try:
-            node = parser.parse_into(exp.Condition, tokens, self.pf.src.text)[0]
+            parsed = parser.parse_into(exp.Condition, tokens, self.pf.src.text)
         except ParseError as exc:
             cause = exc.__cause__ if isinstance(exc.__cause__, ParseError) else exc
             raise self._sqlglot_error(cause, tokens) from None
+        except SqlglotError as exc:
+            raise self.fail(tokens[0], f"syntax error: {str(exc).splitlines()[0]}") from None
+        node = parsed[0] if parsed else None
         if node is None:
             raise self.fail(tokens[0], "expected an expression")
         self.pf.index_nodes(node)
@@ -285,6 +288,8 @@ class StatementParser:
             parsed = parser.parse(tokens, self.pf.src.text)
         except ParseError as exc:
             raise self._sqlglot_error(exc, tokens) from None
+        except SqlglotError as exc:
+            raise self.fail(tokens[0], f"syntax error: {str(exc).splitlines()[0]}") from None
         nodes = [n for n in parsed if n is not None]
         if len(nodes) != 1:
             raise self.fail(tokens[0], "expected one statement here; separate statements with ;")
