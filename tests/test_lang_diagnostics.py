@@ -725,3 +725,13 @@ def test_rule_parts_are_checked(tmp_path: Path) -> None:
     assert "no expression before it" in got[1][2]
     assert "the rule is empty" in got[2][2]
     assert "unexpected text after the rule's closing )" in got[3][2]
+
+
+def test_set_of_excluded_column(tmp_path: Path) -> None:
+    check(
+        tmp_path,
+        "create trigger t after fill on trade_order begin insert into acct (account_id) values (1) "
+        "on conflict (account_id) do update set excluded.balance = 1; end",
+        "excluded.balance",
+        "SET names a column of acct without a prefix",
+    )

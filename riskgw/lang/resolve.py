@@ -513,8 +513,8 @@ class Resolver:
         if not isinstance(lhs, exp.Column) or lhs.args.get("db"):
             raise self.problem(lhs, "SET assigns to a column: SET col = value")
         qual = lhs.table.lower()
-        if qual and qual not in (table.name, "excluded"):
-            raise self.problem(lhs, f"SET can only change columns of {table.name}")
+        if qual and qual != table.name:
+            raise self.problem(lhs, f"SET names a column of {table.name} without a prefix: SET col = value")
         column = table.column(lhs.name.lower())
         if column is None:
             names = ", ".join(c.name for c in table.columns)
@@ -633,7 +633,7 @@ class Resolver:
             env = Env(
                 (
                     Visible(excluded, frozenset({"excluded"}), bare=False),
-                    Visible(target, frozenset({table.name})),
+                    Visible(target, frozenset({into.alias.lower() if into.alias else table.name})),
                 ),
                 "aggregates are not allowed in DO UPDATE SET; use a sub-query",
                 "DO UPDATE SET",
