@@ -243,6 +243,14 @@ BAD_INPUTS = {
         "not UTF-8",
     ),
     "empty events file": ("events.csv", "", "events.csv:1", "empty file"),
+    "empty data file": ("data/acct.csv", "", "data/acct.csv:1", "empty file"),
+    "data field count": (
+        "data/acct.csv",
+        "account_id,balance\n1,2\n3\n",
+        "data/acct.csv:3",
+        "expected 2 fields, got 1",
+    ),
+    "unterminated quote": ("events.csv", f'{EVENT_HEADER}\nNEW,"1,1,,0,1,1,,,1\n', "events.csv:2", "bad CSV"),
 }
 
 
@@ -258,6 +266,15 @@ def test_bad_input_is_one_line_exit_1_and_no_output(
     assert err[0].startswith(f"{case / where}: error: "), err[0]
     assert message in err[0]
     assert list((case / "out").iterdir()) == []  # no output, no temporary files
+
+
+def test_a_directory_is_not_an_events_file(case: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (case / "events.csv").unlink()
+    (case / "events.csv").mkdir()
+    assert replay(case) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"{case / 'events.csv'}:0: error: cannot read: Is a directory"]
+    assert list((case / "out").iterdir()) == []
 
 
 @pytest.mark.parametrize("missing", ["events.csv", "data"])
