@@ -48,6 +48,10 @@ RULES = [
 ]
 FIELDS = EVENT_HEADER[1:]
 FLOW_OF = {Event.NEW: "order", Event.FILL: "fill", Event.REJECT: "reject", Event.CANCEL: "cancel"}
+# the eight flows: (is a buy, event) -> name
+FLOWS = {
+    (buy, e): f"{'buy' if buy else 'sell'} {name}" for buy in (True, False) for e, name in FLOW_OF.items()
+}
 
 Recorded = list[tuple[Event, tuple[int | None, ...], str, Row]]
 
@@ -68,8 +72,8 @@ def record_session(image: Image, data_dir: Path, data: DataSet, orders_per_accou
     out: Recorded = []
     for row in rows:
         event = EVENT_NAMES[str(row[0])]
-        side = "buy" if row[4] == 0 else "sell"
-        out.append((event, event_inputs(_fields(row)), f"{side} {FLOW_OF[event]}", row))
+        flow = FLOWS[(row[4] == 0, event)]
+        out.append((event, event_inputs(_fields(row)), flow, row))
     return out
 
 
