@@ -29,14 +29,14 @@
  * Program memory holds one bundle per row of LANES instruction slots (unused slots NOP); a
  * section is a run of rows.  Constant c lives in register REG_CONST_BASE + c.
  *
- * Event stream (s_evt_*):
+ * Event stream (s_evt, rgw_doe_evt_if):
  *
- *   | tag[TAG_W-1:0] | kind[2:0] (rgw_isa_pkg::event_t) | table[7:0] (LOAD) | null[IN_WORDS] | data[IN_WORDS*64] |
+ *   | tag[TAG_W-1:0] | kind[2:0] (rgw_isa_pkg::event_t) | table_id[7:0] (LOAD) | nulls[IN_WORDS] | data[IN_WORDS*64] |
  *
  *   NEW, FILL, REJECT, CANCEL carry the 10 trade_order words in data words 0..9; LOAD carries a
  *   row of `table` (physical words in column order).  Missing words are NULL.
  *
- * Decision stream (m_dec_*), one per event, in order:
+ * Decision stream (m_dec, rgw_doe_dec_if), one per event, in order:
  *
  *   | tag[TAG_W-1:0] | accept | failed[RULES-1:0] (bit i: rule id i failed) |
  *
@@ -97,19 +97,8 @@ module rgw_doe #(
     output wire logic                      m_cfg_rd_valid,
     output wire logic [63:0]               m_cfg_rd_data,
 
-    input  wire logic                      s_evt_valid,
-    output wire logic                      s_evt_ready,
-    input  wire logic [TAG_W-1:0]          s_evt_tag,
-    input  wire logic [2:0]                s_evt_kind,
-    input  wire logic [7:0]                s_evt_table,
-    input  wire logic [IN_WORDS-1:0]       s_evt_null,
-    input  wire logic [IN_WORDS*64-1:0]    s_evt_data,
-
-    output wire logic                      m_dec_valid,
-    input  wire logic                      m_dec_ready,
-    output wire logic [TAG_W-1:0]          m_dec_tag,
-    output wire logic                      m_dec_accept,
-    output wire logic [RULES-1:0]          m_dec_failed
+    rgw_doe_evt_if.snk                     s_evt,
+    rgw_doe_dec_if.src                     m_dec
 );
 
 import rgw_isa_pkg::*;
@@ -132,6 +121,10 @@ initial begin
     if (COLS > 1 && (1 << CL_COLS) != COLS) $fatal(1, "rgw_doe: COLS must be a power of two");
     if (IN_WORDS < N_EVENT_REGS || IN_WORDS > N_INPUT_REGS) $fatal(1, "rgw_doe: IN_WORDS must be 10..64");
     if (1 + CL_ROWS + CL_COLS + CL_TABLES > 28) $fatal(1, "rgw_doe: cell read-back address exceeds 28 bits");
+    if ($bits(s_evt.data) != IN_WORDS * 64 || $bits(s_evt.nulls) != IN_WORDS || $bits(s_evt.tag) != TAG_W)
+        $fatal(1, "rgw_doe: event interface widths disagree with IN_WORDS / TAG_W");
+    if ($bits(m_dec.failed) != RULES || $bits(m_dec.tag) != TAG_W)
+        $fatal(1, "rgw_doe: decision interface widths disagree with RULES / TAG_W");
 end
 
 typedef enum logic [3:0] {
@@ -475,18 +468,18 @@ assign m_cfg_rd_data = m_cfg_rd_data_reg;
 logic         m_dec_valid_reg;
 logic         m_dec_accept_reg;
 
-assign s_evt_ready = state_reg == ST_IDLE && !s_cfg_valid && !table_busy && !m_cfg_rd_valid_reg;
-assign m_dec_valid = m_dec_valid_reg;
-assign m_dec_tag = tag_reg;
-assign m_dec_accept = m_dec_accept_reg;
-assign m_dec_failed = failed_reg;
+assign s_evt.ready = state_reg == ST_IDLE && !s_cfg_valid && !table_busy && !m_cfg_rd_valid_reg;
+assign m_dec.valid = m_dec_valid_reg;
+assign m_dec.tag = tag_reg;
+assign m_dec.accept = m_dec_accept_reg;
+assign m_dec.failed = failed_reg;
 
 logic [CL_SECTIONS-1:0] evt_sec;
 always_comb begin
-    if (s_evt_kind == EVENT_LOAD) begin
-        evt_sec = CL_SECTIONS'(8 + 32'(s_evt_table));
+    if (s_evt.kind == EVENT_LOAD) begin
+        evt_sec = CL_SECTIONS'(8 + 32'(s_evt.table_id));
     end else begin
-        evt_sec = CL_SECTIONS'(s_evt_kind);
+        evt_sec = CL_SECTIONS'(s_evt.kind);
     end
 end
 
@@ -496,7 +489,7 @@ logic                   start_sec;  // a section starts: pc and length from the 
 logic [CL_SECTIONS-1:0] start_idx;
 logic                   evt_accept;
 
-assign evt_accept = !(s_cfg_valid && s_cfg_ready) && s_evt_valid && s_evt_ready;
+assign evt_accept = !(s_cfg_valid && s_cfg_ready) && s_evt.valid && s_evt.ready;
 
 always_comb begin
     pc_next = pc_reg;
@@ -527,8 +520,8 @@ always_ff @(posedge clk) begin
         // fresh registers: inputs, constants, every other register NULL
         for (int r = 0; r < REGS; r++) begin
             if (r < IN_WORDS) begin
-                reg_val[r] <= state_reg == ST_IDLE ? s_evt_data[r*64 +: 64] : in_data_reg[r*64 +: 64];
-                reg_null[r] <= state_reg == ST_IDLE ? s_evt_null[r] : in_null_reg[r];
+                reg_val[r] <= state_reg == ST_IDLE ? s_evt.data[r*64 +: 64] : in_data_reg[r*64 +: 64];
+                reg_null[r] <= state_reg == ST_IDLE ? s_evt.nulls[r] : in_null_reg[r];
             end else if (!reg_const[r]) begin
                 reg_val[r] <= '0;
                 reg_null[r] <= 1'b1;
@@ -590,13 +583,13 @@ always_ff @(posedge clk) begin
                         end
                     end
                 end
-            end else if (s_evt_valid && s_evt_ready) begin
-                tag_reg <= s_evt_tag;
-                kind_reg <= s_evt_kind;
-                in_data_reg <= s_evt_data;
-                in_null_reg <= s_evt_null;
+            end else if (s_evt.valid && s_evt.ready) begin
+                tag_reg <= s_evt.tag;
+                kind_reg <= s_evt.kind;
+                in_data_reg <= s_evt.data;
+                in_null_reg <= s_evt.nulls;
                 failed_reg <= '0;
-                phase_new_reg <= s_evt_kind == EVENT_NEW;
+                phase_new_reg <= s_evt.kind == EVENT_NEW;
                 cycles_reg <= 1;
             end
         end
@@ -693,7 +686,7 @@ always_ff @(posedge clk) begin
             end
         end
         ST_EMIT: begin
-            if (m_dec_ready) begin
+            if (m_dec.ready) begin
                 m_dec_valid_reg <= 1'b0;
                 state_reg <= ST_IDLE;
             end

@@ -375,5 +375,6 @@ def test_doe() -> None:
         "test_doe",
         Path(__file__).parent,
         parameters=p.hdl(),
+        hdl_toplevel="test_rgw_doe",
         extra_env={"RGW_PARAMS": ",".join(f"{k}={v}" for k, v in vars(p).items())},
     )
