@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import enum
+import re
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -130,11 +131,9 @@ def render_isa_doc() -> str:
 
 
 def _op_comment(src: str, name: str) -> str:
-    marker = f"    {name} = "
-    for line in src.splitlines():
-        if line.startswith(marker) and "#" in line:
-            return line.split("#", 1)[1].strip().replace("|", "\\|")
-    return ""
+    # the member may be wrapped in parentheses by the formatter: `NAME = (\n    0x30  # ...\n)`
+    m = re.search(rf"^    {name} = \(?\s*0x[0-9A-Fa-f]+\s*#\s*(.*)$", src, re.MULTILINE)
+    return m.group(1).strip().replace("|", "\\|") if m else ""
 
 
 def outputs() -> dict[Path, str]:
