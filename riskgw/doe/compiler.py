@@ -15,6 +15,7 @@ from riskgw.ir.passes.cse import eliminate_common
 from riskgw.ir.passes.fold import fold_constants
 from riskgw.ir.passes.incremental import incremental_aggregates
 from riskgw.lang import ast
+from riskgw.lang.frontend import deep_recursion, parse_files
 
 # The passes, in order; each is a pure IRProgram -> IRProgram function in its own module.
 PASSES: tuple[Callable[[IRProgram], IRProgram], ...] = (
@@ -33,9 +34,19 @@ class CompileResult:
 
 
 def compile_program(program: ast.Program, lanes: int = 8) -> CompileResult:
-    ir = lower(program)
-    for p in PASSES:
-        ir = p(ir)
+    try:
+        with deep_recursion():
+            ir = lower(program)
+            for p in PASSES:
+                ir = p(ir)
+    except RecursionError:
+        raise ast.CompileError(
+            ast.Diagnostic(
+                ast.Severity.ERROR,
+                "the rules are too deeply nested to compile; split long expressions into several rules",
+                None,
+            )
+        ) from None
     digest = hashlib.sha256()
     for src in program.sources:
         digest.update(bytes.fromhex(src.sha256))
@@ -44,6 +55,4 @@ def compile_program(program: ast.Program, lanes: int = 8) -> CompileResult:
 
 
 def compile_files(paths: Sequence[Path], lanes: int = 8) -> CompileResult:
-    from riskgw.lang.frontend import parse_files
-
     return compile_program(parse_files(paths), lanes)

@@ -18,7 +18,7 @@ _RECURSION_LIMIT = 20_000
 
 
 @contextlib.contextmanager
-def _deep_recursion() -> Iterator[None]:
+def deep_recursion() -> Iterator[None]:
     old = sys.getrecursionlimit()
     sys.setrecursionlimit(max(old, _RECURSION_LIMIT))
     # sqlglot logs a warning when it falls back to an opaque command; we report such statements
@@ -45,7 +45,7 @@ def _too_complex(pf: ParsedFile, stmt: TableStmt | RuleStmt | TriggerStmt) -> Di
 
 def parse_files(paths: Sequence[Path]) -> Program:
     """Read, parse and check rule files; statements keep file order, files the order given."""
-    with _deep_recursion():
+    with deep_recursion():
         return _parse_files(paths)
 
 
