@@ -228,3 +228,29 @@ def test_expression_over_a_missing_row_is_null(tmp_path: Path) -> None:
     engine.load_row(image.table("acct").id, (9, None, None, None))
     decision = engine.process(Event.NEW, event_inputs({"order_id": 2, "account_id": 9, "price": 1}))
     assert decision.failed == (1,)
+
+
+def test_order_by_limit_1_select_may_hold_a_sub_query(tmp_path: Path) -> None:
+    """The SELECT of ORDER BY ... LIMIT 1 is read from the chosen row, so it can look up other tables."""
+    from riskgw.engine.engine import Engine, event_inputs
+
+    image = compile_text(
+        tmp_path,
+        """
+        Rule R ((select (select bal from acct where id = orders.account_id) from orders
+                 where account_id = trade_order.account_id order by price desc limit 1) > 100)
+        create trigger a after ACCEPT on trade_order begin
+          insert into orders (order_id, account_id, price) values (trade_order.order_id, 7, trade_order.price);
+        end;
+        """,
+    ).image  # type: ignore[attr-defined]
+    engine = Engine(image)
+    engine.load_row(image.table("acct").id, (3, None, 500, None))
+    engine.load_row(image.table("acct").id, (4, None, 50, None))
+    engine.load_row(image.table("orders").id, (1, 3, 10, None))
+    engine.load_row(image.table("orders").id, (2, 4, 10, None))
+    # Account 3's best order leads to account 3's balance, 500: it passes; account 4's is 50.
+    assert engine.process(Event.NEW, event_inputs({"order_id": 8, "account_id": 3})).failed == ()
+    assert engine.process(Event.NEW, event_inputs({"order_id": 9, "account_id": 4})).failed == (0,)
+    # Account 5 has no orders: NULL, and the rule fails closed.
+    assert engine.process(Event.NEW, event_inputs({"order_id": 3, "account_id": 5})).failed == (0,)

@@ -348,7 +348,9 @@ class Lowering:
                         f"this condition of an aggregate over {table} reads the order or an outer row: "
                         f"only equalities (col = ...) may; keep a windowed counter in a table instead",
                     )
-        parts = [e.select, *rest] + ([e.order_by] if e.order_by is not None else [])
+        # The SELECT of ORDER BY ... LIMIT 1 is read from the chosen row when the query runs, so it
+        # may hold sub-queries; what the maintained state is computed from may not.
+        parts = [*rest] + ([e.order_by] if e.order_by is not None else [e.select])
         for part in parts:
             for sub in subexprs(part):
                 if sub is not e and isinstance(sub, ast.Subquery):
@@ -395,7 +397,11 @@ class Lowering:
             if e.order_by.type.kind is ast.TypeKind.CHAR:
                 raise _error(e.order_by.loc, "ORDER BY a CHAR value is not supported")
             order = self.expr(e.order_by)[0]
-            select = self.expr(e.select)
+            best = self.g.make(
+                Kind.BEST, (table, tuple(group_phys), filt, order, e.descending, epoch, tuple(key))
+            )
+            self.rows[e.scope.id] = _Handle(table, best, epoch)
+            select = self.only_if_found(self.expr(e.select), best, [])
             out = []
             for w in range(len(select)):
                 spec = AggSpec(

@@ -30,6 +30,7 @@ class Kind(enum.Enum):
     ALLOC = "alloc"  # attrs: (table, group), args: (predicate, *key words) -> new row handle
     ROWCOL = "rowcol"  # attrs: (column,): a placeholder for "this row's column" in aggregate templates
     AGG = "agg"  # attrs: (AggSpec,), args: group key words; replaced by the incremental pass
+    BEST = "best"  # the row ORDER BY ... LIMIT 1 picks, as a handle; replaced by the incremental pass
 
 
 class Node:

@@ -391,7 +391,7 @@ class _Pass:
             skey = ScanSpecKey(base, mode, spec.group, target.attrs[0])
             h = g.scan(skey, base, spec.epoch, key)
             if spec.func == "FIRST":
-                return self.read_row(spec.select[spec.word], base, spec.epoch, h)
+                return self.at_row(spec.select[spec.word], h)
             return g.read(base, target.attrs[0], spec.epoch, h)
         view = self.views[(spec.table, spec.group, None if spec.filter is None else spec.filter.id)]
         epoch = max(e for b, e in at[view.name].items() if b <= spec.epoch) if at[view.name] else 0
@@ -419,17 +419,15 @@ class _Pass:
             return col(f"ext{view.extremes.index((spec.func, spec.arg))}")
         assert spec.order is not None
         i = view.firsts.index((spec.order, spec.descending))
-        best = col(f"best_row{i}")
-        return self.read_row(spec.select[spec.word], base, spec.epoch, best)
+        return self.at_row(spec.select[spec.word], col(f"best_row{i}"))
 
-    def read_row(self, template: Node, table: str, epoch: int, handle: Node) -> Node:
-        cfg: TableConfig = self.prog.table(table)
-        row = {p: self.g.read(table, p, epoch, handle) for p in range(len(cfg.columns))}
-        value = self.instantiate(template, row)
-        if value.kind is Kind.READ and value.args[0] is handle:
-            return value
-        # No best row (an empty group) is NULL, whatever the expression would make of NULL columns.
-        return self.alu(Op.SEL, value, self.null, self.alu(Op.NOTNULL, handle))
+    def at_row(self, select: Node, handle: Node) -> Node:
+        """The SELECT of ORDER BY ... LIMIT 1 with its BEST placeholder bound to the chosen row."""
+
+        def fn(g: Graph, node: Node, args: tuple[Node, ...]) -> Node:
+            return handle if node.kind is Kind.BEST else copy_node(g, node, args)
+
+        return rebuild(self.g, [select], fn)[select.id]
 
 
 def incremental_aggregates(prog: IRProgram) -> IRProgram:
