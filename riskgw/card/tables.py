@@ -1,0 +1,41 @@
+"""Initial table contents from a data directory (one `<table>.csv` per table), onto any card.
+
+The file formats are those of `riskgw replay --data` (docs/replay.md), and so are the errors.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from riskgw.card.driver import CardDriver
+from riskgw.engine.csvdata import read_table
+from riskgw.engine.engine import DuplicateKeyError
+from riskgw.errors import InputError
+
+
+def load_data_dir(card: CardDriver, data_dir: Path) -> int:
+    """Load every user table that has a data file; returns the number of rows loaded."""
+    if not data_dir.is_dir():
+        raise InputError(str(data_dir), 0, "no such directory")
+    image = card.image
+    tables = {t.name: t for t in image.tables if not t.hidden}
+    by_table: dict[str, Path] = {}
+    for path in sorted(p for p in data_dir.iterdir() if p.suffix.lower() == ".csv"):
+        name = path.stem.lower()
+        if name not in tables:
+            known = ", ".join(tables) or "none"
+            raise InputError(str(path), 0, f"no table named {path.stem!r} in the rules (tables: {known})")
+        if name in by_table:
+            raise InputError(str(path), 0, f"a second data file for table {name} (also {by_table[name]})")
+        by_table[name] = path
+    n = 0
+    for config in image.tables:
+        path = by_table.get(config.name)
+        if path is None:
+            continue
+        for row in read_table(path, config):
+            try:
+                n += card.load_rows(config.id, [row.words])
+            except DuplicateKeyError:
+                raise InputError(str(path), row.line, f"duplicate key in table {config.name}") from None
+    return n
