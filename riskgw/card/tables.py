@@ -30,12 +30,12 @@ def load_data_dir(card: CardDriver, data_dir: Path) -> int:
         by_table[name] = path
     n = 0
     for config in image.tables:
-        path = by_table.get(config.name)
-        if path is None:
+        data_file = by_table.get(config.name)
+        if data_file is None:
             continue
-        for row in read_table(path, config):
+        for row in read_table(data_file, config):
             try:
                 n += card.load_rows(config.id, [row.words])
             except DuplicateKeyError:
-                raise InputError(str(path), row.line, f"duplicate key in table {config.name}") from None
+                raise InputError(str(data_file), row.line, f"duplicate key in table {config.name}") from None
     return n
