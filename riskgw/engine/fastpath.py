@@ -71,6 +71,19 @@ def _key_table(insn: Insn, gen: _Gen) -> int | None:
     return None
 
 
+def _emission_order(bundle: tuple[Insn, ...]) -> tuple[Insn, ...]:
+    """The bundle's instructions with READs last, grouped by handle, so reads share one NULL test.
+
+    Instructions of a bundle all see the state from before it, so their order does not matter,
+    except between two that write the same register (the later wins): such a bundle keeps its order.
+    """
+    dsts = [i.dst for i in bundle if i.op not in (Op.RULE, Op.WRITE, Op.NOP)]
+    if len(dsts) != len(set(dsts)):
+        return bundle
+    reads = sorted((i for i in bundle if i.op is Op.READ), key=lambda i: i.srcs[0])
+    return tuple(i for i in bundle if i.op is not Op.READ) + tuple(reads)
+
+
 class _SectionGen:
     """Emits the body of one section into `out` (a list of source lines)."""
 
@@ -85,6 +98,8 @@ class _SectionGen:
 
         # the last WRITE emitted: (late list, its length after it, condition, handle, table)
         self._write_group: tuple[int, int, str, str, int] | None = None
+        # the last READ emitted: (output list, its length after it, handle, index of its `else:`)
+        self._read_group: tuple[int, int, str, int] | None = None
 
     def reg(self, r: int) -> _Val:
         return self.regs.get(r, _lit(None))
@@ -96,7 +111,7 @@ class _SectionGen:
             late: list[str] = []
             late_regs: dict[int, _Val] = {}
             self._write_group = None
-            for insn in bundle:
+            for insn in _emission_order(bundle):
                 key = _cse_key(insn, [self.reg(s) for s in insn.srcs])
                 if key is not None and key in cse:
                     pending[insn.dst] = cse[key][1]
@@ -291,10 +306,23 @@ class _SectionGen:
             return _lit(None)
         column = self._column(insn.table, insn.imm)
         name = self._name()
+        h = handle.expr
         if handle.nonnull:
-            self._line(out, f"{name} = {column}[{handle.expr}]")
+            self._line(out, f"{name} = {column}[{h}]")
+            return _Val(name)
+        group = self._read_group
+        if group is not None and group[:3] == (id(out), len(out), h):
+            # Another read through the handle the previous statement tested: join its branches.
+            else_at = group[3]
+            out.insert(else_at, f"{self.indent}    {name} = None")
+            self._line(out, f"{name} = {column}[{h}]", 1)
+            self._read_group = (id(out), len(out), h, else_at + 1)
         else:
-            self._line(out, f"{name} = None if {handle.expr} is None else {column}[{handle.expr}]")
+            self._line(out, f"if {h} is None:")
+            self._line(out, f"{name} = None", 1)
+            self._line(out, "else:")
+            self._line(out, f"{name} = {column}[{h}]", 1)
+            self._read_group = (id(out), len(out), h, len(out) - 2)
         return _Val(name)
 
     def _column(self, table: int, col: int) -> str:
