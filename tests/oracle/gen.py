@@ -47,6 +47,9 @@ class Table:
     name: str
     cols: tuple[Col, ...]
     key: tuple[str, ...]  # () when nothing pins a row: only aggregates read it, only INSERT writes it
+    # non-key columns that UPDATEs and upserts may SET; a MIN/MAX/ORDER BY that reads one of them
+    # is kept up to date by a scan, which the language allows only for a plain column and equalities
+    writable: tuple[str, ...] = ()
 
     def col(self, name: str) -> Col:
         return next(c for c in self.cols if c.name == name)
@@ -83,14 +86,25 @@ def char_literal(v: str | None) -> str:
 
 
 def int_values(kind: str) -> st.SearchStrategy[int]:
+    """Mostly a few small values (so ORDER BY and MIN/MAX meet ties), often the boundaries (so
+    sums overflow), sometimes anything."""
     if kind == "INT":
-        return st.sampled_from((*SMALL, INT32_MAX, INT32_MIN)) | st.integers(INT32_MIN, INT32_MAX)
-    return st.sampled_from(SMALL + BOUNDARY) | st.integers(INT64_MIN, INT64_MAX)
+        bounds: tuple[int, ...] = (INT32_MAX, INT32_MIN, INT32_MAX - 1)
+        anything = st.integers(INT32_MIN, INT32_MAX)
+    else:
+        bounds, anything = BOUNDARY, st.integers(INT64_MIN, INT64_MAX)
+    return st.integers(0, 9).flatmap(
+        lambda roll: (
+            st.sampled_from(bounds) if roll < 2 else anything if roll == 2 else st.sampled_from(SMALL[:6])
+        )
+    )
 
 
 def col_value(c: Col) -> st.SearchStrategy[Value]:
     base: st.SearchStrategy[Value] = st.sampled_from(TICKETS) if c.is_char else int_values(c.kind)
-    return st.none() | base if c.nullable else base
+    if not c.nullable:
+        return base
+    return st.integers(0, 4).flatmap(lambda roll: st.none() if roll == 0 else base)
 
 
 # ----------------------------------------------------------------------------- expressions
@@ -103,6 +117,7 @@ class Scope:
     row: Table | None = None
     quals: tuple[tuple[str, Table], ...] = ()
     fields: bool = True
+    subqueries: bool = True
 
     def int_refs(self) -> list[str]:
         out = [c.name for c in self.row.cols if not c.is_char] if self.row else []
@@ -125,7 +140,7 @@ class Scope:
         quals = tuple((q, t) for q, t in self.quals if t.name != sub.name)
         if self.row is not None and self.row.name != sub.name:
             quals = ((self.row.name, self.row), *quals)
-        return Scope(None, quals, self.fields)
+        return Scope(None, quals, self.fields, self.subqueries)
 
 
 INT_FIELDS = ("order_id", "account_id", "direction", "price", "quantity", "exec_price", "exec_quantity", "ts")
@@ -144,8 +159,10 @@ class ExprGen:
         refs = scope.int_refs()
         if refs and self.draw(st.integers(0, 2)) > 0:
             return str(self.pick(refs))
-        v = self.draw(st.none() | st.sampled_from(SMALL + BOUNDARY))
-        return int_literal(v)
+        roll = self.draw(st.integers(0, 9))
+        if roll == 0:
+            return "NULL"
+        return int_literal(self.pick(BOUNDARY if roll <= 2 else SMALL))
 
     def char_atom(self, scope: Scope) -> str:
         refs = scope.char_refs()
@@ -179,14 +196,16 @@ class ExprGen:
         if kind == 7:
             n = self.draw(st.integers(2, 3))
             return "coalesce(" + ", ".join(self.int_expr(scope, d) for _ in range(n)) + ")"
-        if self.subqueries and self.tables:
+        if self.subqueries and scope.subqueries and self.tables:
             return self.subquery(scope, d, want_char=False)
         return self.int_atom(scope)
 
     def char_expr(self, scope: Scope, depth: int) -> str:
         if depth > 0 and self.draw(st.integers(0, 5)) == 0:
-            return f"coalesce({self.char_expr(scope, depth - 1)}, {self.char_atom(scope)})"
-        if depth > 0 and self.subqueries and self.draw(st.integers(0, 5)) == 0:
+            # the last argument is never NULL: an all-NULL COALESCE is numeric to the type checker
+            last = self.pick([*scope.char_refs(), *(char_literal(t) for t in TICKETS)])
+            return f"coalesce({self.char_expr(scope, depth - 1)}, {last})"
+        if depth > 0 and self.subqueries and scope.subqueries and self.draw(st.integers(0, 5)) == 0:
             sub = self.subquery(scope, depth - 1, want_char=True)
             if sub:
                 return sub
@@ -215,10 +234,12 @@ class ExprGen:
             return f"({self.int_expr(scope, d)} {neg}between {lo} and {hi})"
         if kind == 7:
             neg = self.pick(["", "not "])
+            # items without sub-queries: `x IN ((SELECT ...))` reads as IN (SELECT ...), not supported
+            items_scope = Scope(scope.row, scope.quals, scope.fields, False)
             if self.draw(st.booleans()):
-                items = ", ".join(self.char_expr(scope, d) for _ in range(self.draw(st.integers(1, 3))))
+                items = ", ".join(self.char_expr(items_scope, d) for _ in range(self.draw(st.integers(1, 3))))
                 return f"({self.char_expr(scope, d)} {neg}in ({items}))"
-            items = ", ".join(self.int_expr(scope, d) for _ in range(self.draw(st.integers(1, 3))))
+            items = ", ".join(self.int_expr(items_scope, d) for _ in range(self.draw(st.integers(1, 3))))
             return f"({self.int_expr(scope, d)} {neg}in ({items}))"
         return f"({self.int_expr(scope, d)} {self.pick(['<', '>=', '='])} {self.int_expr(scope, d)})"
 
@@ -233,58 +254,106 @@ class ExprGen:
         for k in order:
             c = t.col(k)
             if c.is_char:
-                rhs = self.char_expr(outer, min(depth, 1))
-            elif self.draw(st.booleans()):
-                rhs = self.pick(["trade_order.account_id", "trade_order.direction", "trade_order.order_id"])
+                rhs = (
+                    "trade_order.ticket_id"
+                    if self.draw(st.booleans())
+                    else self.char_expr(outer, min(depth, 1))
+                )
+            elif self.draw(st.integers(0, 3)) > 0:
+                # values that hit the rows: the data's keys are small
+                rhs = self.pick(
+                    ["trade_order.account_id", "trade_order.direction", "trade_order.order_id", "1", "2"]
+                )
             else:
                 rhs = self.int_expr(outer, min(depth, 1))
             out.append(f"{k} = {rhs}" if self.draw(st.booleans()) else f"{rhs} = {k}")
         return out
 
-    def row_filter(self, t: Table) -> str:
-        """A condition over the row alone (what an aggregate's WHERE may add to its equalities)."""
-        return self.bool_expr(Scope(t, (), fields=False), 1)
+    def row_filter(self, t: Table, depth: int = 1) -> str:
+        """A condition over the row alone with no top-level equality (an equality there would be
+        a group or key column of its own)."""
+        ints = [c.name for c in t.cols if not c.is_char]
+        kind = self.draw(st.integers(0, 4 if depth > 0 else 1))
+        if kind == 0 and ints:
+            other = self.pick([*ints, *(int_literal(v) for v in SMALL)])
+            return f"({self.pick(ints)} {self.pick(['<', '<=', '>', '>=', '<>'])} {other})"
+        if kind <= 1:
+            return f"({self.pick([c.name for c in t.cols])} is {self.pick(['', 'not '])}null)"
+        if kind == 2:
+            return f"({self.row_filter(t, depth - 1)} or {self.bool_expr(Scope(t, (), False, False), 1)})"
+        if kind == 3:
+            return f"(not {self.bool_expr(Scope(t, (), False, False), 1)})"
+        return f"({self.row_filter(t, depth - 1)} and {self.row_filter(t, depth - 1)})"
 
     def subquery(self, scope: Scope, depth: int, want_char: bool) -> str:
         t: Table = self.pick(self.tables)
         outer = scope.outer(t)
-        row_only = Scope(t, (), fields=False)
-        kinds = ["agg", "order"] + (["key", "key"] if t.key else [])
-        kind = self.pick(kinds)
-        if want_char:
-            chars = [c.name for c in t.cols if c.is_char]
-            if not chars or kind == "agg":
-                return ""
+        kind = self.pick(["agg", "agg", "extreme", "order"] + (["key", "key", "key"] if t.key else []))
+        chars = [c.name for c in t.cols if c.is_char]
+        if want_char and (not chars or kind in ("agg", "extreme")):
+            return ""
         if kind == "key":
             conds = self.key_match(t, outer, depth)
             if self.draw(st.integers(0, 3)) == 0:
-                conds.append(self.bool_expr(Scope(t, outer.quals, outer.fields), 1))
+                conds.append(self.row_filter(t))
             if want_char:
-                select = self.pick([c.name for c in t.cols if c.is_char])
+                select = self.pick(chars)
             else:
-                select = self.int_expr(Scope(t, outer.quals, outer.fields), depth)
+                select = self.int_expr(Scope(t, outer.quals, outer.fields, outer.subqueries), depth)
             return f"(select {select} from {t.name} where {' and '.join(conds)})"
+        # an aggregate: SUM/COUNT/AVG take any expression and filter; MIN/MAX/ORDER BY too, over
+        # columns no trigger updates; over updated columns only a plain column and equalities
+        simple = kind != "agg" and bool(t.writable) and self.draw(st.booleans())
+        view = (
+            t
+            if simple or kind == "agg"
+            else Table(t.name, tuple(c for c in t.cols if c.name not in t.writable), t.key)
+        )
+        if not view.cols:
+            simple, view = True, t
+        row_only = Scope(view, (), fields=False, subqueries=False)
         conds = []
-        for c in t.cols:
-            if self.draw(st.integers(0, 3)) == 0:
+        for c in (t if simple else view).cols:
+            # at most two group columns: a group key has at most 6 words (a CHAR(16) takes 2)
+            if len(conds) < 2 and self.draw(st.integers(0, 4)) == 0:
                 rhs = self.char_expr(outer, 0) if c.is_char else self.int_expr(outer, min(depth, 1))
                 conds.append(f"{c.name} = {rhs}")
-        if self.draw(st.integers(0, 2)) == 0:
-            conds.append(self.row_filter(t))
+        if not simple and self.draw(st.integers(0, 2)) == 0:
+            conds.append(self.row_filter(view))
         where = f" where {' and '.join(conds)}" if conds else ""
+        ints = [c.name for c in view.cols if not c.is_char]
         if kind == "agg":
-            func = self.pick(["sum", "count", "count(*)", "avg", "min", "max"])
+            func = self.pick(["sum", "count", "count(*)", "avg"])
             if func == "count(*)":
                 return f"(select count(*) from {t.name}{where})"
-            arg = self.int_expr(row_only, min(depth, 2))
+            arg = (
+                self.pick(ints)
+                if ints and self.draw(st.booleans())
+                else self.int_expr(row_only, min(depth, 2))
+            )
             return f"(select {func}({arg}) from {t.name}{where})"
-        order_col = self.pick([c.name for c in t.cols if not c.is_char] or [t.cols[0].name])
+        if kind == "extreme":
+            if not ints:
+                return f"(select count(*) from {t.name}{where})"
+            arg = self.pick(ints) if simple else self.int_expr(row_only, min(depth, 2))
+            return f"(select {self.pick(['min', 'max'])}({arg}) from {t.name}{where})"
+        if not ints:
+            return "" if want_char else f"(select count(*) from {t.name}{where})"
+        order = self.pick(ints)
+        if not simple and self.draw(st.booleans()):
+            # an expression over the row (a constant would be SQL's column number: not allowed)
+            shape = self.pick(["({c} {op} {x})", "abs({c})", "(- {c})", "coalesce({c}, {x})"])
+            op = self.pick(["+", "-", "*", "/", "%"])
+            order = shape.format(c=order, op=op, x=self.int_atom(row_only))
         if want_char:
-            select = self.pick([c.name for c in t.cols if c.is_char])
+            select = self.pick(chars)
         else:
-            select = self.int_expr(row_only, min(depth, 1))
+            # the selected value is read from the row found, so it may be any row expression; a
+            # plain column other than the order one is what tells tied rows apart
+            whole = Scope(t, (), fields=False, subqueries=False)
+            select = self.pick(ints) if self.draw(st.booleans()) else self.int_expr(whole, min(depth, 1))
         direction = self.pick(["", " asc", " desc"])
-        return f"(select {select} from {t.name}{where} order by {order_col}{direction} limit 1)"
+        return f"(select {select} from {t.name}{where} order by {order}{direction} limit 1)"
 
 
 # ----------------------------------------------------------------------------- programs
@@ -321,7 +390,7 @@ def key_value(c: Col) -> st.SearchStrategy[Value]:
 
 
 @st.composite
-def rows_strategy(draw: Draw, t: Table, max_rows: int = 6) -> list[tuple[Value, ...]]:
+def rows_strategy(draw: Draw, t: Table, max_rows: int = 8) -> list[tuple[Value, ...]]:
     rows: list[tuple[Value, ...]] = []
     seen: set[tuple[Value, ...]] = set()
     for _ in range(draw(st.integers(0, max_rows))):
@@ -337,47 +406,70 @@ def rows_strategy(draw: Draw, t: Table, max_rows: int = 6) -> list[tuple[Value, 
 
 def rule_text(g: ExprGen, name: str, depth: int) -> str:
     expr = g.bool_expr(Scope(), depth)
-    guard = f"\n    where {g.bool_expr(Scope(), 1)}" if g.draw(st.integers(0, 2)) == 0 else ""
+    if g.draw(st.integers(0, 2)) > 0:
+        # random conditions over NULL-rich data are mostly NULL, which fails: let most pass, or
+        # hardly any order would be accepted and the ACCEPT triggers would never run
+        expr = (
+            f"(coalesce({expr}, 1) or coalesce({g.bool_expr(Scope(), 1)}, 1))"
+            if g.draw(st.integers(0, 3))
+            else f"({expr} or {g.int_expr(Scope(), 1)} is null)"
+        )
+    guard = f"\n    where {g.bool_expr(Scope(), 1)}" if g.draw(st.booleans()) else ""
     return f"Rule {name} (\n    {expr}{guard}\n)\n"
+
+
+def stored_value(g: ExprGen, c: Col, scope: Scope, depth: int) -> str:
+    """A value for column c: into a NOT NULL column, mostly one that is not NULL (a NULL there
+    skips the whole statement, which is tested, but should not be all that ever happens)."""
+    v = g.value(c, scope, depth)
+    if c.nullable or g.draw(st.integers(0, 5)) == 0:
+        return v
+    return f"coalesce({v}, {char_literal(g.pick(TICKETS)) if c.is_char else g.pick(['0', '1', '7'])})"
+
+
+def key_value_expr(g: ExprGen, c: Col, depth: int) -> str:
+    if g.draw(st.integers(0, 3)) == 0:
+        return g.value(c, Scope(), depth)
+    if c.is_char:
+        return "trade_order.ticket_id"
+    return g.pick(["trade_order.account_id", "trade_order.direction", "coalesce(trade_order.account_id, 1)"])
 
 
 def statement_text(g: ExprGen, tables: list[Table], depth: int) -> str:
     t: Table = g.pick(tables)
-    nonkey = [c for c in t.cols if c.name not in t.key]
-    kind = g.pick(["update", "insert", "upsert"] if t.key else ["insert"])
+    nonkey = [c for c in t.cols if c.name in t.writable]
+    kind = g.pick(["update", "insert", "upsert", "upsert"] if nonkey else ["insert"])
     if kind == "update":
         n = g.draw(st.integers(1, min(2, len(nonkey))))
         cols = g.draw(st.permutations(nonkey))[:n]
         scope = Scope(t, (), True)
-        sets = ", ".join(f"{c.name} = {g.value(c, scope, depth)}" for c in cols)
+        sets = ", ".join(f"{c.name} = {stored_value(g, c, scope, depth)}" for c in cols)
         conds = g.key_match(t, Scope(), depth)
         if g.draw(st.integers(0, 2)) == 0:
             conds.append(g.bool_expr(scope, 1))
         return f"update {t.name} set {sets} where {' and '.join(conds)}"
-    listed = [c for c in t.cols if c.name in t.key or g.draw(st.booleans())] or [t.cols[-1]]
-    vals = []
-    for c in listed:
-        if c.name in t.key and g.draw(st.booleans()):
-            vals.append(
-                "trade_order.ticket_id"
-                if c.is_char
-                else g.pick(["trade_order.account_id", "trade_order.direction"])
-            )
-        else:
-            vals.append(g.value(c, Scope(), depth))
+    # key columns and, mostly, the NOT NULL ones are listed; others at random
+    listed = [
+        c
+        for c in t.cols
+        if c.name in t.key or (not c.nullable and g.draw(st.integers(0, 5))) or g.draw(st.booleans())
+    ] or [t.cols[-1]]
+    vals = [
+        key_value_expr(g, c, depth) if c.name in t.key else stored_value(g, c, Scope(), depth) for c in listed
+    ]
     sql = f"insert into {t.name} ({', '.join(c.name for c in listed)}) values ({', '.join(vals)})"
     if kind == "upsert":
         n = g.draw(st.integers(1, min(2, len(nonkey))))
         cols = g.draw(st.permutations(nonkey))[:n]
         scope = Scope(t, (("excluded", t),), True)
-        sets = ", ".join(f"{c.name} = {g.value(c, scope, depth)}" for c in cols)
+        sets = ", ".join(f"{c.name} = {stored_value(g, c, scope, depth)}" for c in cols)
         sql += f" on conflict ({', '.join(t.key)}) do update set {sets}"
     return sql
 
 
 def trigger_text(g: ExprGen, name: str, tables: list[Table], depth: int) -> str:
     event = g.pick(["accept", "accept", "fill", "reject", "cancel"])
-    when = f"\nwhen {g.bool_expr(Scope(), 1)}" if g.draw(st.booleans()) else ""
+    when = f"\nwhen coalesce({g.bool_expr(Scope(), 1)}, 1)" if g.draw(st.booleans()) else ""
     body = "".join(f"    {statement_text(g, tables, depth)};\n" for _ in range(g.draw(st.integers(1, 3))))
     return f"create trigger {name} after {event} on trade_order{when}\nbegin\n{body}end;\n"
 
@@ -385,38 +477,60 @@ def trigger_text(g: ExprGen, name: str, tables: list[Table], depth: int) -> str:
 @st.composite
 def event_strategy(draw: Draw, order_id: int) -> tuple[str, dict[str, Value]]:
     kind = draw(st.sampled_from(EVENT_KINDS))
-    small = st.sampled_from(SMALL)
-    any64 = st.none() | small | st.sampled_from(BOUNDARY)
+
+    def any64() -> Value:
+        roll = draw(st.integers(0, 9))
+        return None if roll == 0 else draw(st.sampled_from(BOUNDARY if roll == 1 else SMALL))
+
+    def maybe_null(values: tuple[Value, ...]) -> Value:
+        return None if draw(st.integers(0, 9)) == 0 else draw(st.sampled_from(values))
+
     fields: dict[str, Value] = {
         "order_id": order_id if kind == "NEW" else draw(st.integers(1, max(order_id, 1))),
-        "account_id": draw(st.none() | st.sampled_from(ACCOUNTS)),
-        "ticket_id": draw(st.none() | st.sampled_from(TICKETS)),
+        "account_id": maybe_null(ACCOUNTS),
+        "ticket_id": maybe_null(TICKETS),
         "direction": draw(st.sampled_from((0, 1))),
-        "price": draw(any64),
-        "quantity": draw(any64),
-        "exec_price": draw(any64) if kind != "NEW" else None,
-        "exec_quantity": draw(any64) if kind != "NEW" else None,
+        "price": any64(),
+        "quantity": any64(),
+        "exec_price": any64() if kind != "NEW" else None,
+        "exec_quantity": any64() if kind != "NEW" else None,
         "ts": draw(st.sampled_from((0, 1, 999_999_999, 1_000_000_000, 2_500_000_000))),
     }
     return kind, fields
 
 
 @st.composite
-def events_strategy(draw: Draw, max_events: int = 12) -> list[tuple[str, dict[str, Value]]]:
+def events_strategy(draw: Draw, max_events: int = 16) -> list[tuple[str, dict[str, Value]]]:
     n = draw(st.integers(1, max_events))
     return [draw(event_strategy(i + 1)) for i in range(n)]
 
 
 @st.composite
-def cases(draw: Draw, max_rules: int = 6, max_triggers: int = 4, depth: int = 3) -> Case:
+def cases(draw: Draw, max_rules: int = 4, max_triggers: int = 4, depth: int = 3) -> Case:
     tables = draw(tables_strategy())
     g = ExprGen(draw, tables)
     schema = "".join(t.ddl() for t in tables)
     rules = "".join(rule_text(g, f"R{i}", depth) for i in range(draw(st.integers(1, max_rules))))
     triggers = "".join(
-        trigger_text(g, f"trg{i}", tables, depth - 1) for i in range(draw(st.integers(0, max_triggers)))
+        trigger_text(g, f"trg{i}", tables, depth - 1) for i in range(draw(st.integers(1, max_triggers)))
     )
     data = {t.name: draw(rows_strategy(t)) for t in tables}
+    if draw(st.integers(0, 3)):
+        # a log table that records sub-query values as they are: a wrong value shows in the state
+        # even where the expressions around it would have hidden it
+        cols = (*(Col(f"p{i}", "INT8", True) for i in range(4)), Col("p4", "CHAR", True))
+        probe = Table("tp", cols, ())
+        vals = [g.subquery(Scope(), depth - 1, want_char=False) for _ in range(3)]
+        vals.append(g.int_expr(Scope(), depth))
+        vals.append(g.subquery(Scope(), depth - 1, want_char=True) or g.char_expr(Scope(), 1))
+        event = g.pick(["accept", "fill", "cancel"])
+        schema += probe.ddl()
+        triggers += (
+            f"create trigger probe after {event} on trade_order\nbegin\n"
+            f"    insert into tp (p0, p1, p2, p3, p4) values ({', '.join(vals)});\nend;\n"
+        )
+        tables = [*tables, probe]
+        data[probe.name] = []
     files = [schema, rules + triggers] if draw(st.booleans()) else [schema + rules + triggers]
     return Case(tables, files, data, draw(events_strategy()))
 
@@ -434,24 +548,41 @@ def many_rules_cases(draw: Draw) -> Case:
 
 @st.composite
 def deep_cases(draw: Draw) -> Case:
-    """Rules nested 12 to 24 levels deep: arithmetic, CASE and sub-queries inside each other."""
+    """Rules nested 12 to 40 levels deep: arithmetic, CASE, COALESCE, ABS and sub-queries inside
+    each other. The operands are mostly non-NULL so that the value survives the nesting and the
+    verdicts vary."""
     tables = draw(tables_strategy(max_tables=2))
     g = ExprGen(draw, tables)
+
+    def operand() -> str:
+        roll = draw(st.integers(0, 9))
+        if roll < 4:
+            return g.pick(["2", "3", "(-7)", "10", "100"])
+        if roll < 7:
+            return g.pick(["trade_order.price", "trade_order.quantity", "trade_order.ts"])
+        if roll < 9:
+            return f"coalesce({g.subquery(Scope(), 1, want_char=False)}, 5)"
+        return g.int_expr(Scope(), 1)
+
     rules = []
     for i in range(draw(st.integers(1, 3))):
-        levels = draw(st.integers(12, 24))
-        e = g.int_expr(Scope(), 1)
+        levels = draw(st.integers(12, 40))
+        e = g.pick(["trade_order.price", "trade_order.quantity", "7"])
         for _ in range(levels):
-            shape = draw(st.integers(0, 3))
-            other = g.int_expr(Scope(), 1)
-            if shape == 0:
-                e = f"({e} {g.pick(['+', '-', '*', '/', '%'])} {other})"
-            elif shape == 1:
-                e = f"(case when {other} > {g.int_atom(Scope())} then {e} else {other} end)"
+            shape = draw(st.integers(0, 5))
+            other = operand()
+            if shape <= 1:
+                e = f"({e} {g.pick(['+', '-', '*', '+', '-', '/', '%'])} {other})"
             elif shape == 2:
+                test = g.pick(["0", "3", "trade_order.direction"])
+                e = f"(case when {other} > {test} then {e} else {other} end)"
+            elif shape == 3:
                 e = f"coalesce({e}, {other})"
-            else:
+            elif shape == 4:
                 e = f"abs({e})"
-        rules.append(f"Rule Deep{i} (\n    {e} {g.pick(['<', '>', '=', '!='])} {g.int_expr(Scope(), 2)}\n)\n")
+            else:
+                e = f"(- {e})"
+        # the residue keeps the sign, so a wrong sign anywhere inside changes the verdict
+        rules.append(f"Rule Deep{i} (\n    coalesce({e}, 0) % 4 in (1, 2)\n)\n")
     data = {t.name: draw(rows_strategy(t)) for t in tables}
     return Case(tables, ["".join(t.ddl() for t in tables) + "".join(rules)], data, draw(events_strategy()))

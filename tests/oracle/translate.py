@@ -62,11 +62,70 @@ class Translation:
 _ARITH = frozenset({ast.BinaryOp.ADD, ast.BinaryOp.SUB, ast.BinaryOp.MUL, ast.BinaryOp.DIV, ast.BinaryOp.MOD})
 
 
-class _Renderer:
-    """Renders expressions; `field_prefix` is how `trade_order.x` is spelt in this context."""
+# SQLite's parser stack holds about 20 nested CASEs. A rule nested deeper than HOIST_EVERY levels
+# has its closed sub-expressions (those reading no row variable) computed in a chain of common
+# table expressions, each one read back as `(SELECT v FROM h<n>)`: the same value, parsed flat.
+HOIST_EVERY = 5
 
-    def __init__(self, field_prefix: str) -> None:
+
+def children(e: ast.Expr) -> list[ast.Expr]:
+    if isinstance(e, ast.Unary):
+        return [e.operand]
+    if isinstance(e, ast.Binary):
+        return [e.left, e.right]
+    if isinstance(e, ast.Between):
+        return [e.value, e.low, e.high]
+    if isinstance(e, ast.InList):
+        return [e.value, *e.items]
+    if isinstance(e, ast.Case):
+        out = [x for pair in e.whens for x in pair]
+        return out if e.else_ is None else [*out, e.else_]
+    if isinstance(e, ast.Coalesce):
+        return list(e.args)
+    if isinstance(e, ast.Subquery):
+        return [x for x in (e.select, e.where, e.order_by) if x is not None]
+    if isinstance(e, ast.Agg):
+        return [] if e.arg is None else [e.arg]
+    return []
+
+
+class _Shape:
+    """Depth and free row variables of expressions, memoised by node identity."""
+
+    def __init__(self) -> None:
+        self._depth: dict[int, int] = {}
+        self._free: dict[int, frozenset[int]] = {}
+
+    def depth(self, e: ast.Expr) -> int:
+        d = self._depth.get(id(e))
+        if d is None:
+            d = self._depth[id(e)] = 1 + max((self.depth(c) for c in children(e)), default=0)
+        return d
+
+    def free(self, e: ast.Expr) -> frozenset[int]:
+        f = self._free.get(id(e))
+        if f is None:
+            if isinstance(e, ast.ColumnRef):
+                f = frozenset({e.scope.id})
+            else:
+                f = frozenset().union(*(self.free(c) for c in children(e)))
+                if isinstance(e, ast.Subquery):
+                    f -= {e.scope.id}
+            self._free[id(e)] = f
+        return f
+
+
+class _Renderer:
+    """Renders expressions; `field_prefix` is how `trade_order.x` is spelt in this context.
+
+    With `hoist` (a list, for rule queries only: they read from the one-row trade_order table),
+    deep closed sub-expressions go into common table expressions appended to it.
+    """
+
+    def __init__(self, field_prefix: str, hoist: list[str] | None = None) -> None:
         self.field_prefix = field_prefix
+        self.hoisted = hoist
+        self.shape = _Shape()
 
     def scope_name(self, scope: ast.RowScope) -> str:
         if scope.kind is ast.RowKind.SUBQUERY:
@@ -78,6 +137,22 @@ class _Renderer:
         return ident(scope.table.name)
 
     def expr(self, e: ast.Expr) -> str:
+        if (
+            self.hoisted is not None
+            and isinstance(e, ast.Unary | ast.Binary | ast.Between | ast.InList | ast.Case | ast.Coalesce)
+            and self.shape.depth(e) % HOIST_EVERY == 0
+            and not self.shape.free(e)
+        ):
+            body = self.render(e)  # may hoist its own parts first: they come earlier in the WITH
+            name = f"h{len(self.hoisted)}"
+            self.hoisted.append(f"{name} AS (SELECT {body} AS v FROM {ident(TRADE_ORDER)})")
+            return f"(SELECT v FROM {name})"
+        return self.render(e)
+
+    def render(self, e: ast.Expr) -> str:
+        """SQL for e. Every rendering is a primary expression (a name, a literal, a call, a CASE or
+        something in parentheses), so operands need no parentheses of their own: SQLite's parser
+        stack is shallow, and deep rules must still parse."""
         r = self.expr
         if isinstance(e, ast.Literal):
             return sql_literal(e.value)
@@ -89,34 +164,34 @@ class _Renderer:
             x = r(e.operand)
             match e.op:
                 case ast.UnaryOp.NEG:
-                    return f"rg_int(-({x}))"
+                    return f"rg_int(-{x})"
                 case ast.UnaryOp.ABS:
-                    return f"abs(rg_int(-({x})))"
+                    return f"abs(rg_int(-{x}))"
                 case ast.UnaryOp.NOT:
-                    return f"(NOT ({x}))"
+                    return f"(NOT {x})"
                 case ast.UnaryOp.IS_NULL:
-                    return f"(({x}) IS NULL)"
+                    return f"({x} IS NULL)"
                 case ast.UnaryOp.IS_NOT_NULL:
-                    return f"(({x}) IS NOT NULL)"
+                    return f"({x} IS NOT NULL)"
         if isinstance(e, ast.Binary):
             a, b = r(e.left), r(e.right)
             if e.op in _ARITH:
-                return f"rg_int(({a}) {e.op.value} ({b}))"
+                return f"rg_int({a} {e.op.value} {b})"
             op = "<>" if e.op is ast.BinaryOp.NE else e.op.value
-            return f"(({a}) {op} ({b}))"
+            return f"({a} {op} {b})"
         if isinstance(e, ast.Between):
             neg = "NOT " if e.negated else ""
-            return f"(({r(e.value)}) {neg}BETWEEN ({r(e.low)}) AND ({r(e.high)}))"
+            return f"({r(e.value)} {neg}BETWEEN {r(e.low)} AND {r(e.high)})"
         if isinstance(e, ast.InList):
             neg = "NOT " if e.negated else ""
-            items = ", ".join(f"({r(i)})" for i in e.items)
-            return f"(({r(e.value)}) {neg}IN ({items}))"
+            items = ", ".join(r(i) for i in e.items)
+            return f"({r(e.value)} {neg}IN ({items}))"
         if isinstance(e, ast.Case):
-            whens = " ".join(f"WHEN ({r(c)}) THEN ({r(v)})" for c, v in e.whens)
-            else_ = f" ELSE ({r(e.else_)})" if e.else_ is not None else ""
-            return f"(CASE {whens}{else_} END)"
+            whens = " ".join(f"WHEN {r(c)} THEN {r(v)}" for c, v in e.whens)
+            else_ = f" ELSE {r(e.else_)}" if e.else_ is not None else ""
+            return f"CASE {whens}{else_} END"
         if isinstance(e, ast.Coalesce):
-            return "COALESCE(" + ", ".join(f"({r(a)})" for a in e.args) + ")"
+            return "COALESCE(" + ", ".join(r(a) for a in e.args) + ")"
         if isinstance(e, ast.Subquery):
             return self.subquery(e)
         if isinstance(e, ast.Agg):
@@ -150,7 +225,8 @@ class _Renderer:
         if q.order_by is not None:
             direction = "DESC" if q.descending else "ASC"
             rowid = _rowid_name(q.scope.table)
-            sql += f" ORDER BY ({self.expr(q.order_by)}) {direction}, {alias}.{rowid} ASC LIMIT 1"
+            # rg_int keeps an integer literal an expression (SQLite reads `ORDER BY 2` as a column number)
+            sql += f" ORDER BY rg_int({self.expr(q.order_by)}) {direction}, {alias}.{rowid} ASC LIMIT 1"
         return sql + ")"
 
 
@@ -210,11 +286,13 @@ def translate(program: ast.Program, keys: Mapping[str, tuple[str, ...]]) -> Tran
             )
     out.schema.append(event_table_ddl(TRADE_ORDER))
 
-    rule_r = _Renderer(ident(TRADE_ORDER))
     for rule in program.rules:
+        hoisted: list[str] = []
+        rule_r = _Renderer(ident(TRADE_ORDER), hoisted)
         guard = "1" if rule.guard is None else rule_r.expr(rule.guard)
-        fails = f"(({guard}) IS TRUE) AND (({rule_r.expr(rule.expr)}) IS NOT TRUE)"
-        out.rules.append((rule.name, f"SELECT {fails} FROM {ident(TRADE_ORDER)}"))
+        fails = f"({guard} IS TRUE) AND ({rule_r.expr(rule.expr)} IS NOT TRUE)"
+        with_ = f"WITH {', '.join(hoisted)} " if hoisted else ""
+        out.rules.append((rule.name, f"{with_}SELECT {fails} FROM {ident(TRADE_ORDER)}"))
 
     trig_r = _Renderer("NEW")
     for i, trig in enumerate(program.triggers):
