@@ -68,6 +68,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def cmd_exchange_sim(args: argparse.Namespace) -> int:
+    from riskgw.exchange.sim import run_exchange_sim
+
+    return run_exchange_sim(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="riskgw", description="FPGA-offloaded pre-trade risk gateway")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -97,6 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", metavar="DIR", help="where to write the demo's files (default: a temp dir)")
     p.add_argument("--orders", type=int, default=2000, help="orders in the scripted session")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("exchange-sim", help="run a simulated exchange that speaks the wire protocol")
+    p.add_argument("--listen", default="127.0.0.1:9100", metavar="HOST:PORT", help="default 127.0.0.1:9100")
+    p.add_argument("--seed", type=int, default=1, help="seed of the simulated market (default 1)")
+    p.add_argument("--fill", type=float, default=0.4, help="share of orders filled in full (default 0.4)")
+    p.add_argument("--partial", type=float, default=0.2, help="share half filled, rest resting (default 0.2)")
+    p.add_argument("--reject", type=float, default=0.1, help="share rejected (default 0.1); the rest rest")
+    p.set_defaults(func=cmd_exchange_sim)
     return parser
 
 

@@ -1,0 +1,71 @@
+"""A TCP connection that speaks the wire protocol: frames in, numbered frames out."""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+from typing import Any
+
+from riskgw.gateway.protocol import Frame, FrameReader, MsgType, ProtocolError, encode
+
+# The fields every order-carrying frame repeats (NEW_ORDER, ACCEPTED, FILL, EXCH_REJECT, CANCELLED).
+ORDER_FIELDS = ("order_id", "account_id", "direction", "ticket_id", "price", "quantity", "ts")
+
+
+def order_values(frame: Frame) -> dict[str, Any]:
+    return {name: frame[name] for name in ORDER_FIELDS}
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    """`HOST:PORT` as (host, port); ValueError with a one-line message otherwise."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"{text!r} is not HOST:PORT")
+    return host, int(port)
+
+
+class FrameLink(asyncio.Protocol, abc.ABC):
+    """Splits the byte stream into frames for `frames_received`; `frame()` numbers outbound frames.
+
+    Outbound `seq` counts frames per direction and connection, from 1, in the order they are
+    encoded; callers that delay writes keep that order.
+    """
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self._reader = FrameReader()
+        self._out_seq = 0
+        self.peer = "?"
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.peer = f"{peer[0]}:{peer[1]}"
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+
+    def data_received(self, data: bytes) -> None:
+        self.frames_received(self._reader.feed(data))
+
+    @abc.abstractmethod
+    def frames_received(self, items: list[Frame | ProtocolError]) -> None:
+        """Frames (and skipped garbage, as ProtocolError) that arrived together, in order."""
+
+    @property
+    def is_open(self) -> bool:
+        return self.transport is not None and not self.transport.is_closing()
+
+    def frame(self, msg_type: MsgType, **values: Any) -> bytes:
+        self._out_seq += 1
+        return encode(msg_type, self._out_seq, **values)
+
+    def send(self, msg_type: MsgType, **values: Any) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(self.frame(msg_type, **values))
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
