@@ -167,3 +167,145 @@ def test_generated_hundred_rules_match_sqlite(case: gen.Case) -> None:
 @given(gen.deep_cases())
 def test_generated_deep_nesting_matches_sqlite(case: gen.Case) -> None:
     run_case(case)
+
+
+# ----------------------------------------------------------------------------- semantic corners
+
+# Every listed difference from SQLite and the corners around them, recorded in a log table so that
+# each value shows in the final state: ORDER BY ties and NULLs, SUM overflow, AVG truncation, 64-bit
+# overflow of each operator, division and modulo by zero and -1, INT range on store, NOT NULL on
+# INSERT, UPDATE and upsert.
+CORNERS = """
+create table v (g INT not null, k INT not null, x INT8 null)
+create table s (k INT not null, n INT not null, i INT null, w INT8 null)
+create table lg (
+    o INT8 null, first_k INT null, last_k INT null, sum_x INT8 null, avg_x INT8 null,
+    min_x INT8 null, max_x INT8 null, cnt INT8 null, cnt_x INT8 null,
+    q INT8 null, r INT8 null, neg INT8 null, ab INT8 null, prod INT8 null, sm INT8 null, df INT8 null,
+    narrow INT null
+)
+Rule NoZeroQuantity (trade_order.quantity != 0 where trade_order.direction = 1)
+Rule KnownGroup ((select count(*) from v where g = trade_order.account_id) > 0 or trade_order.account_id = 9)
+
+create trigger log_accept after accept on trade_order
+begin
+    insert into lg (o, first_k, last_k, sum_x, avg_x, min_x, max_x, cnt, cnt_x,
+                    q, r, neg, ab, prod, sm, df, narrow)
+    values (trade_order.order_id,
+            (select k from v where g = trade_order.account_id order by x limit 1),
+            (select k from v where g = trade_order.account_id order by x desc limit 1),
+            (select sum(x) from v where g = trade_order.account_id),
+            (select avg(x) from v where g = trade_order.account_id),
+            (select min(x) from v where g = trade_order.account_id),
+            (select max(x) from v where g = trade_order.account_id),
+            (select count(*) from v where g = trade_order.account_id and x is not null),
+            (select count(x) from v where g = trade_order.account_id),
+            trade_order.price / trade_order.quantity,
+            trade_order.price % trade_order.quantity,
+            - trade_order.price,
+            abs(trade_order.price),
+            trade_order.price * trade_order.quantity,
+            trade_order.price + trade_order.quantity,
+            trade_order.price - trade_order.quantity,
+            trade_order.price);
+    insert into s (k, n, i, w) values (trade_order.account_id, trade_order.quantity, trade_order.price, 1)
+    on conflict (k) do update set n = n + excluded.n, i = excluded.i, w = w + 1;
+end;
+
+create trigger fill_update after fill on trade_order
+begin
+    update s set i = trade_order.exec_price, w = w * trade_order.exec_quantity
+     where k = trade_order.account_id;
+    update s set n = trade_order.exec_quantity where k = trade_order.account_id;
+end;
+"""
+
+MIN64 = -(1 << 63)
+MAX64 = (1 << 63) - 1
+CORNER_DATA = {
+    # group 1: ties at 5 and a NULL; group 2: a sum that overflows; group 3: negative average
+    # that truncates toward zero; group 4: a sum that overflows midway but fits in the end
+    "v": [
+        (1, 10, 5),
+        (1, 11, None),
+        (1, 12, 5),
+        (1, 13, -3),
+        (1, 14, None),
+        (1, 15, -3),
+        (2, 20, MAX64),
+        (2, 21, MAX64),
+        (3, 30, -7),
+        (3, 31, 2),
+        (4, 40, MAX64),
+        (4, 41, 1),
+        (4, 42, -2),
+    ],
+}
+# (account, price, quantity)
+CORNER_ORDERS = [
+    (1, 7, 2),
+    (1, -7, 2),
+    (2, 7, -2),
+    (2, MIN64, -1),
+    (3, MIN64, 1),
+    (4, MAX64, 2),
+    (3, MAX64, 0),
+    (4, 5, None),
+    (1, None, 3),
+    (9, 3_000_000_000, 1),
+    (9, 5, 3_000_000_000),
+    (3, -2_147_483_648, 2_147_483_647),
+]
+
+
+def corner_case(tmp_path: Path) -> tuple[list[Path], Path, Path]:
+    rules_file = tmp_path / "corners.sql"
+    rules_file.write_text(CORNERS, encoding="utf-8")
+    data = tmp_path / "data"
+    data.mkdir()
+    write_table_csv(data / "v.csv", ["g", "k", "x"], CORNER_DATA["v"])
+    events: list[tuple[str, dict[str, int | str | None]]] = []
+    for i, (account, price, qty) in enumerate(CORNER_ORDERS):
+        order = {
+            "order_id": i + 1,
+            "account_id": account,
+            "direction": i % 2,
+            "price": price,
+            "quantity": qty,
+        }
+        events.append(("NEW", order))
+        if i % 3 == 2:
+            fill = dict(order, exec_price=price, exec_quantity=qty)
+            events.append(("FILL", fill))
+    write_events(tmp_path / "events.csv", events)
+    return [rules_file], data, tmp_path / "events.csv"
+
+
+def test_semantic_corners_match_sqlite(tmp_path: Path) -> None:
+    rule_files, data, events = corner_case(tmp_path)
+    assert_same(rule_files, data, events, tmp_path)
+
+
+def test_oracle_writes_out_each_difference_from_sqlite(tmp_path: Path) -> None:
+    """The oracle itself against docs/semantics.md, value by value (a test of the test)."""
+    rule_files, data, events = corner_case(tmp_path)
+    state = replay(rule_files, data, events).state
+    header, *rows = state["lg"]
+    logged = {int(r[0]): dict(zip(header, r, strict=True)) for r in rows}
+    one, two, four = logged[1], logged[3], logged[6]
+    assert (one["first_k"], one["last_k"]) == ("11", "10")  # ASC: NULL first; DESC: tie to the first row
+    assert (one["min_x"], one["max_x"], one["cnt"], one["cnt_x"]) == ("-3", "5", "4", "4")
+    assert two["sum_x"] == "" and two["avg_x"] == ""  # SUM overflow is NULL, so is AVG
+    assert logged[5]["avg_x"] == "-2"  # (-7 + 2) / 2 truncates toward zero
+    assert four["sum_x"] == str(MAX64 - 1)  # overflows midway, fits in the end
+    assert (one["q"], one["r"], logged[2]["r"], logged[3]["r"]) == ("3", "1", "-1", "1")
+    corner = logged[4]  # MIN64 / -1 and MIN64 % -1
+    assert (corner["q"], corner["r"], corner["neg"]) == ("", "0", "")
+    assert logged[5]["ab"] == "" and logged[7]["q"] == "" and logged[7]["r"] == ""  # ABS(MIN), x / 0, x % 0
+    assert four["prod"] == "" and four["sm"] == ""  # MAX64 * 2, MAX64 + 2
+    assert logged[10]["narrow"] == ""  # 3e9 stored into an INT column
+    s_header, *s_rows = state["s"]
+    s = {r[0]: dict(zip(s_header, r, strict=True)) for r in s_rows}
+    # account 9: the first upsert inserted n=1; the second's n = 1 + 3e9 does not fit INT and n is
+    # NOT NULL, so that whole update was skipped (w stayed 1, i kept the first price, itself NULL)
+    assert (s["9"]["n"], s["9"]["w"], s["9"]["i"]) == ("1", "1", "")
