@@ -1,0 +1,255 @@
+"""The gateway's journal: every event that reaches the card, and its decision, before any reply.
+
+A restart replays the journal through a fresh card loaded with the same program image and the same
+initial tables, and so reaches exactly the state the gateway had. The file is a sequence of
+records::
+
+    +-----------+-----------+---------------------+
+    | u32 len   | u32 crc32 | payload (len bytes) |     crc32 (zlib) of the payload
+    +-----------+-----------+---------------------+
+
+The first payload is the header: kind 1, magic, version, the program image's SHA-256 and the state
+hash after the initial tables were loaded. Every other payload is one event: kind 2, the event, the
+decision (accepted, failed rule ids) and the event's N_EVENT_REGS input words with their NULL bits.
+
+Group commit: `append` only buffers; `commit` writes everything buffered with one write and one
+fsync, and the gateway sends no reply for a record before the commit that holds it returns.
+
+A crash can leave a torn last record. `scan` stops at the first record that is short, fails its
+CRC or does not parse; `open_journal` reports what it cut and truncates the file there, so a bad
+tail is never replayed and never silently dropped.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from riskgw.doe.isa import N_EVENT_REGS, Event
+from riskgw.engine.engine import Decision
+from riskgw.engine.table import Value
+from riskgw.errors import UserError
+
+MAGIC = b"RGWJ"
+VERSION = 1
+_FRAME = struct.Struct("<II")
+_HEADER = struct.Struct("<B4sH32s32s")
+_EVENT = struct.Struct(f"<BBBHH{N_EVENT_REGS}q")
+_KIND_HEADER = 1
+_KIND_EVENT = 2
+_MAX_RECORD = 1 << 16  # far above any real record: a larger length is corruption, not a record
+
+
+@dataclass(frozen=True)
+class JournalHeader:
+    image_digest: str  # hex SHA-256 of the program image
+    initial_hash: str  # hex state hash after the initial tables were loaded
+
+
+@dataclass(frozen=True)
+class Entry:
+    event: Event
+    inputs: tuple[Value, ...]
+    decision: Decision
+
+
+@dataclass
+class Scan:
+    header: JournalHeader | None
+    entries: list[Entry]
+    good_bytes: int  # length of the valid prefix
+    total_bytes: int
+    problem: str | None  # why the scan stopped before the end, when it did
+
+
+def encode_header(header: JournalHeader) -> bytes:
+    return _HEADER.pack(
+        _KIND_HEADER, MAGIC, VERSION, bytes.fromhex(header.image_digest), bytes.fromhex(header.initial_hash)
+    )
+
+
+def encode_entry(event: Event, inputs: Sequence[Value], decision: Decision) -> bytes:
+    if len(inputs) != N_EVENT_REGS:
+        raise ValueError(f"an event has {N_EVENT_REGS} input words, got {len(inputs)}")
+    nulls = 0
+    words = []
+    for i, v in enumerate(inputs):
+        if v is None:
+            nulls |= 1 << i
+            words.append(0)
+        else:
+            words.append(v)
+    failed = decision.failed
+    head = _EVENT.pack(_KIND_EVENT, int(event), int(decision.accepted), len(failed), nulls, *words)
+    return head + struct.pack(f"<{len(failed)}H", *failed)
+
+
+def _record(payload: bytes) -> bytes:
+    return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+def _decode_header(payload: bytes) -> JournalHeader:
+    if len(payload) != _HEADER.size:
+        raise ValueError("the first record is not a journal header")
+    kind, magic, version, digest, initial = _HEADER.unpack(payload)
+    if kind != _KIND_HEADER or magic != MAGIC:
+        raise ValueError("the first record is not a journal header")
+    if version != VERSION:
+        raise ValueError(f"journal version {version}, this gateway writes {VERSION}")
+    return JournalHeader(digest.hex(), initial.hex())
+
+
+def _decode_entry(payload: bytes) -> Entry:
+    if len(payload) < _EVENT.size or payload[0] != _KIND_EVENT:
+        raise ValueError("not an event record")
+    _kind, event, accepted, n_failed, nulls, *words = _EVENT.unpack_from(payload)
+    if len(payload) != _EVENT.size + 2 * n_failed or accepted > 1:
+        raise ValueError("event record of the wrong length")
+    failed = struct.unpack_from(f"<{n_failed}H", payload, _EVENT.size)
+    inputs = tuple(None if nulls >> i & 1 else w for i, w in enumerate(words))
+    return Entry(Event(event), inputs, Decision(bool(accepted), tuple(failed)))
+
+
+def scan(path: Path) -> Scan:
+    """Every valid record of a journal, stopping at the first bad one."""
+    data = path.read_bytes()
+    pos = 0
+    header: JournalHeader | None = None
+    entries: list[Entry] = []
+    problem: str | None = None
+    while pos < len(data):
+        if len(data) - pos < _FRAME.size:
+            problem = "a torn record header"
+            break
+        length, crc = _FRAME.unpack_from(data, pos)
+        if length > _MAX_RECORD:
+            problem = f"a record length of {length} bytes"
+            break
+        end = pos + _FRAME.size + length
+        if end > len(data):
+            problem = f"a torn record ({len(data) - pos - _FRAME.size} of {length} bytes)"
+            break
+        payload = data[pos + _FRAME.size : end]
+        if zlib.crc32(payload) != crc:
+            problem = "a record whose CRC does not match"
+            break
+        try:
+            if header is None:
+                header = _decode_header(payload)
+            else:
+                entries.append(_decode_entry(payload))
+        except ValueError as exc:
+            problem = f"a record that does not parse ({exc})"
+            break
+        pos = end
+    return Scan(header, entries, pos, len(data), problem)
+
+
+class Journal:
+    """An open journal, positioned at its end. `append` buffers; `commit` writes and fsyncs once."""
+
+    def __init__(self, path: Path, fd: int, fsync: bool = True) -> None:
+        self.path = path
+        self._fd = fd
+        self._fsync = fsync
+        self._buf = bytearray()
+        self.records = 0
+        self.commits = 0
+
+    def append(self, event: Event, inputs: Sequence[Value], decision: Decision) -> None:
+        self._buf += _record(encode_entry(event, inputs, decision))
+        self.records += 1
+
+    @property
+    def pending(self) -> int:
+        return len(self._buf)
+
+    def commit(self) -> None:
+        if not self._buf:
+            return
+        with memoryview(self._buf) as whole:
+            view = whole
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+            view.release()
+        if self._fsync:
+            os.fsync(self._fd)
+        self._buf.clear()
+        self.commits += 1
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            self.commit()
+            os.close(self._fd)
+            self._fd = -1
+
+
+@dataclass
+class Opened:
+    journal: Journal
+    entries: list[Entry]  # to replay, in order
+    cut: str | None  # what was cut from the tail, for the operator
+
+
+def open_journal(path: Path, header: JournalHeader, fsync: bool = True) -> Opened:
+    """Open (or create) the journal for a gateway running `header`'s image on `header`'s tables.
+
+    Refuses (UserError) a journal written for another program image or other initial tables.
+    """
+    cut: str | None = None
+    entries: list[Entry] = []
+    try:
+        exists = path.exists() and path.stat().st_size > 0
+        if exists:
+            found = scan(path)
+            if found.header is None:
+                # Nothing valid at all: more likely a wrong path than a torn header; keep the file.
+                raise UserError(
+                    f"{path} is not a riskgw journal ({found.problem}): give another --journal path"
+                )
+            if found.problem is not None:
+                cut = (
+                    f"journal {path}: cut {found.total_bytes - found.good_bytes} bytes at offset "
+                    f"{found.good_bytes} after {len(found.entries)} events: {found.problem}"
+                )
+                os.truncate(path, found.good_bytes)
+            _check_header(path, found.header, header)
+            entries = found.entries
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    except OSError as exc:
+        raise UserError(f"cannot open journal {path}: {exc.strerror}") from None
+    journal = Journal(path, fd, fsync)
+    if not exists:
+        journal._buf += _record(encode_header(header))
+        journal.commit()
+        _fsync_dir(path)
+    return Opened(journal, entries, cut)
+
+
+def _check_header(path: Path, found: JournalHeader, want: JournalHeader) -> None:
+    if found.image_digest != want.image_digest:
+        raise UserError(
+            f"journal {path} was written by program image {found.image_digest[:12]}, the rules now "
+            f"compile to {want.image_digest[:12]}: start with the same rules, or move the journal aside"
+        )
+    if found.initial_hash != want.initial_hash:
+        raise UserError(
+            f"journal {path} starts from other initial tables (state {found.initial_hash[:12]}, the data "
+            f"now gives {want.initial_hash[:12]}): start with the same --data, or move the journal aside"
+        )
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
