@@ -36,12 +36,16 @@ SCANS = [
 ]
 CONSTS: list[int | None] = [None, 0, 1, -1, 2, 7, INT64_MIN, INT64_MAX, 100, 3]
 N_RULES = 8
-LANES = 8
+
+
+def _chunks(insns: list[Insn], lanes: int) -> list[Bundle]:
+    return [tuple(insns[i : i + lanes]) for i in range(0, len(insns), lanes)]
 
 
 class _Gen:
-    def __init__(self, rng: random.Random) -> None:
+    def __init__(self, rng: random.Random, lanes: int) -> None:
         self.rng = rng
+        self.lanes = lanes
         self.values = list(range(10)) + [REG_CONST_BASE + i for i in range(len(CONSTS))]
         self.temp = REG_CONST_BASE + len(CONSTS)
         self.handles: dict[int, list[int]] = {0: [], 1: [], 2: []}  # table -> handle registers
@@ -72,7 +76,7 @@ class _Gen:
         # key words from the inputs mostly (so rows are found), sometimes a computed value
         return tuple(self.rng.choice([1, 1, 2, 4, *self.values[-3:]]) for _ in range(words))
 
-    def lookups(self) -> Bundle:
+    def lookups(self) -> list[Bundle]:
         out = []
         for t in (0, 1):
             h = self.new_temp()
@@ -82,11 +86,11 @@ class _Gen:
             h = self.new_temp()
             out.append(Insn(Op.SCAN, h, self.key(len(s.match)), table=s.id))
             self.handles[s.table].append(h)
-        return tuple(out[:LANES])
+        return _chunks(out, self.lanes)
 
     def reads(self) -> Bundle:
         out = []
-        for _ in range(self.rng.randint(1, LANES)):
+        for _ in range(self.rng.randint(1, self.lanes)):
             t = self.rng.choice([t for t in (0, 1, 2) if self.handles[t]])
             h = self.rng.choice(self.handles[t])
             d = self.new_temp()
@@ -111,11 +115,8 @@ class _Gen:
         d = self.new_temp()
         out.append(Insn(Op.ALLOC, self.new_temp(), key, table=0))
         out.append(Insn(Op.LOOKUP, d, key, table=0))
-        isnull = self.new_temp()
-        out.append(Insn(Op.ISNULL, isnull, (d,)))
-        self.values.append(isnull)
-        self.hazard = (out[0].dst, isnull)
-        for _ in range(rng.randint(0, LANES - len(out))):
+        self.hazard = (out[0].dst, d)
+        for _ in range(rng.randint(0, self.lanes - len(out))):
             kind = rng.random()
             t = rng.choice((0, 1, 2))
             if kind < 0.25:
@@ -143,56 +144,57 @@ class _Gen:
     def expose(self) -> list[Bundle]:
         """Store the last same-bundle results in a new row of the unkeyed table, so they count."""
         h = self.new_temp()
-        read, isnull = self.hazard
+        read, found = self.hazard
         return [
             (Insn(Op.ALLOC, h, (), table=2),),
-            (Insn(Op.WRITE, 0, (h, read), table=2, imm=1), Insn(Op.WRITE, 0, (h, isnull), table=2, imm=2)),
+            (Insn(Op.WRITE, 0, (h, read), table=2, imm=1), Insn(Op.WRITE, 0, (h, found), table=2, imm=2)),
         ]
 
-    def rules(self) -> Bundle:
+    def rules(self) -> list[Bundle]:
         out = []
         for rid in range(N_RULES):
             guard = self.rng.choice([REG_TRUE, *self.values[-6:]])
             out.append(Insn(Op.RULE, 0, (guard, self.rng.choice(self.values)), imm=rid))
-        return tuple(out[:LANES])
+        return _chunks(out, self.lanes)
 
 
-def random_image(seed: int) -> Image:
+def random_image(seed: int, lanes: int = 8) -> Image:
+    if lanes < 4:
+        raise ValueError("the same-bundle hazards need 4 lanes")
     rng = random.Random(seed)
     code: dict[tuple[Event, int], list[Bundle]] = {}
 
-    gens = [_Gen(rng)]
+    gens = [_Gen(rng, lanes)]
     g = gens[0]
-    new = [g.lookups(), g.reads(), g.alu_bundle(LANES), g.alu_bundle(rng.randint(1, LANES)), g.reads()]
-    new.append(g.alu_bundle(LANES))
-    new.append(g.rules())
+    new = [*g.lookups(), g.reads(), g.alu_bundle(lanes), g.alu_bundle(rng.randint(1, lanes)), g.reads()]
+    new.append(g.alu_bundle(lanes))
+    new += g.rules()
     code[(Event.NEW, 0)] = new
 
     for event in (Event.ACCEPT, Event.FILL, Event.CANCEL):
-        g = _Gen(rng)
+        g = _Gen(rng, lanes)
         gens.append(g)
-        body = [g.lookups(), g.reads(), g.alu_bundle(rng.randint(2, LANES))]
+        body = [*g.lookups(), g.reads(), g.alu_bundle(rng.randint(2, lanes))]
         for _ in range(4):
             body.append(g.writes())
             body.append(g.reads())
             body += g.expose()
-            body.append(g.alu_bundle(rng.randint(1, LANES)))
+            body.append(g.alu_bundle(rng.randint(1, lanes)))
         code[(event, 0)] = body
 
     for t in TABLES:
         # a data row: words in registers 0.. in column order
         h = 100
         load = [(Insn(Op.ALLOC, h, tuple(t.key), table=t.id),)]
-        load.append(
-            tuple(
-                Insn(Op.WRITE, 0, (h, c), table=t.id, imm=c) for c in range(len(t.columns)) if c not in t.key
-            )
+        load += _chunks(
+            [Insn(Op.WRITE, 0, (h, c), table=t.id, imm=c) for c in range(len(t.columns)) if c not in t.key],
+            lanes,
         )
         code[(Event.LOAD, t.id)] = load
 
     n_regs = max(max(x.temp for x in gens), 101) + 1
     rules = [RuleInfo(i, f"R{i}", 0, i + 1, 1) for i in range(N_RULES)]
-    return Image(list(TABLES), list(CONSTS), rules, list(SCANS), [], code, LANES, n_regs)
+    return Image(list(TABLES), list(CONSTS), rules, list(SCANS), [], code, lanes, n_regs)
 
 
 def random_row(rng: random.Random, t: TableConfig) -> list[int | None]:

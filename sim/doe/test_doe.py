@@ -269,6 +269,10 @@ async def differential(
         assert accepted and rejected, "the events should exercise both verdicts"
 
     tb.set_pauses(False)
+    status = await tb.read(addr(REGION_CTRL, CTRL_STATUS))
+    assert status & 0b110 == 0, (
+        f"the DOE ran out of index slots or rows (status {status:#x}): enlarge the parameters"
+    )
     state = await tb.table_state(image)
     for t in image.tables:
         want_rows = engine.state.table(t.id).rows()
@@ -315,7 +319,7 @@ async def run_seed_rules(dut) -> None:  # type: ignore[no-untyped-def]
 @cocotb.parametrize(seed=[1, 2, 3, 4])
 async def run_random_programs(dut, seed: int) -> None:  # type: ignore[no-untyped-def]
     """Random programs: every ALU and table op, scans, same-bundle reads and writes."""
-    image = random_program.random_image(seed)
+    image = random_program.random_image(seed, params().lanes)
     rng = random.Random(seed)
     rows = [(t.id, random_program.random_row(rng, t)) for _ in range(6) for t in image.tables]
     events: list[EventIn] = []
@@ -364,12 +368,20 @@ async def run_cycles(dut) -> None:  # type: ignore[no-untyped-def]
         )
 
 
+PARAM_SETS = {
+    "default": DoeParams(rows=256),
+    # four lanes, small tables, index and masks: the compiler's 4-lane images and the limits
+    "narrow": DoeParams(lanes=4, cols=8, rows=256, key_words=3, ways=2, scans=8, rules=16, in_words=10),
+}
+
+
 @pytest.mark.sim
 @pytest.mark.xdist_group("sim")
-def test_doe() -> None:
+@pytest.mark.parametrize("name", sorted(PARAM_SETS))
+def test_doe(name: str) -> None:
     import simrun
 
-    p = DoeParams(rows=256)
+    p = PARAM_SETS[name]
     simrun.run(
         "rgw_doe",
         "test_doe",
