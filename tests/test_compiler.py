@@ -99,7 +99,8 @@ def test_min_over_updated_column_warns_and_scans(tmp_path: Path) -> None:
         """
         Rule low ((select min(price) from orders where account_id = trade_order.account_id) > 0)
         create trigger a after ACCEPT on trade_order begin
-          insert into orders (order_id, account_id, price) values (trade_order.order_id, trade_order.account_id, trade_order.price);
+          insert into orders (order_id, account_id, price)
+          values (trade_order.order_id, trade_order.account_id, trade_order.price);
         end;
         create trigger f after FILL on trade_order begin
           update orders set price = trade_order.exec_price where order_id = trade_order.order_id;
@@ -118,7 +119,8 @@ def test_sum_over_updated_column_stays_incremental(tmp_path: Path) -> None:
         """
         Rule exp ((select sum(qty) from orders where account_id = trade_order.account_id) < 100)
         create trigger a after ACCEPT on trade_order begin
-          insert into orders (order_id, account_id, qty) values (trade_order.order_id, trade_order.account_id, trade_order.quantity);
+          insert into orders (order_id, account_id, qty)
+          values (trade_order.order_id, trade_order.account_id, trade_order.quantity);
         end;
         create trigger f after FILL on trade_order begin
           update orders set qty = qty - trade_order.exec_quantity where order_id = trade_order.order_id;
@@ -240,7 +242,8 @@ def test_order_by_limit_1_select_may_hold_a_sub_query(tmp_path: Path) -> None:
         Rule R ((select (select bal from acct where id = orders.account_id) from orders
                  where account_id = trade_order.account_id order by price desc limit 1) > 100)
         create trigger a after ACCEPT on trade_order begin
-          insert into orders (order_id, account_id, price) values (trade_order.order_id, 7, trade_order.price);
+          insert into orders (order_id, account_id, price)
+          values (trade_order.order_id, 7, trade_order.price);
         end;
         """,
     ).image  # type: ignore[attr-defined]

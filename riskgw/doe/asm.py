@@ -192,10 +192,7 @@ def assemble(text: str) -> Image:
         elif head == ".section":
             finish_tables()
             flush()
-            if parts[1] == "LOAD":
-                section = (Event.LOAD, names[parts[2]])
-            else:
-                section = (Event[parts[1]], 0)
+            section = (Event.LOAD, names[parts[2]]) if parts[1] == "LOAD" else (Event[parts[1]], 0)
         else:
             if section is None:
                 raise AsmError(n, f"instruction outside a section: {line.strip()}")

@@ -17,10 +17,10 @@ Machine model
 
 Instruction word (128 bits, little-endian in the image)::
 
-     127     124 123     112 111   104 103    92 91   80 79   68 67   56 55   44 43   32 31   20 19    8 7      0
-    +-----------+-----------+---------+---------+------+------+------+------+------+------+--------+--------+
-    | END | rsv |   imm     |  table  |  pred   |  f   |  e   |  d   |  c   |  b   |  a   |  dst   |   op   |
-    +-----------+-----------+---------+---------+------+------+------+------+------+------+--------+--------+
+     127 124 123  112 111 104 103  92 91   80 79   68 67   56 55   44 43   32 31   20 19    8 7    0
+    +-------+--------+-------+-------+------+------+------+------+------+------+-------+------+
+    |END|rsv|  imm   | table | pred  |  f   |  e   |  d   |  c   |  b   |  a   |  dst  |  op  |
+    +-------+--------+-------+-------+------+------+------+------+------+------+-------+------+
 
 `END` marks the last instruction of a bundle. `a`..`f` are source registers (key words for
 LOOKUP, ALLOC and SCAN, in key order). `pred` is the predicate of a write: the write happens only
@@ -116,7 +116,7 @@ class Op(enum.IntEnum):
         0x30  # dst = handle of the row of `table` whose key equals a..; NULL if none or a key word is NULL
     )
     READ = 0x31  # dst = table.column[imm] at row a; NULL if a is NULL or the cell is NULL
-    ALLOC = 0x32  # if pred and the key is new: append a row with key a.., other cells NULL; dst = its handle, else NULL
+    ALLOC = 0x32  # if pred and the key is new: append a row with key a.., others NULL; dst = it, else NULL
     WRITE = 0x33  # if pred and a is not NULL: table.column[imm] at row a = b
     SCAN = 0x34  # dst = handle of the best row of scan spec `table` among rows whose match columns equal a..
 

@@ -64,7 +64,7 @@ def print_program(prog: IRProgram) -> str:
         order = [n for n in walk(roots) if n.kind not in (Kind.CONST, Kind.INPUT, Kind.ROWCOL)]
         renumber = {n.id: i for i, n in enumerate(order)}
 
-        def ref(n: Node) -> str:
+        def ref(n: Node, renumber: dict[int, int] = renumber) -> str:
             return f"%{renumber[n.id]}" if n.id in renumber else _ref(n)
 
         for n in order:

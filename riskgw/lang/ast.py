@@ -240,7 +240,7 @@ class Subquery(Expr):
 
 @dataclass(frozen=True, eq=False)
 class Rule:
-    """`Rule NAME ( expr [WHERE guard] )`: the order fails the rule when guard is TRUE and expr is not TRUE."""
+    """`Rule NAME ( expr [WHERE guard] )`: an order fails it when guard is TRUE and expr is not TRUE."""
 
     name: str  # as written (case kept); unique case-insensitively
     expr: Expr

@@ -180,7 +180,8 @@ class _Pass:
                 raise ast.CompileError(
                     ast.Diagnostic(
                         ast.Severity.ERROR,
-                        f"an aggregate over {view.table} groups by {len(key)} words; the most is {MAX_KEY_WORDS}",
+                        f"an aggregate over {view.table} groups by {len(key)} words; "
+                        f"the most is {MAX_KEY_WORDS}",
                         None,
                     )
                 )
