@@ -74,6 +74,12 @@ def cmd_exchange_sim(args: argparse.Namespace) -> int:
     return run_exchange_sim(args)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from riskgw.gateway.serve import run_serve
+
+    return run_serve(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="riskgw", description="FPGA-offloaded pre-trade risk gateway")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -111,6 +117,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--partial", type=float, default=0.2, help="share half filled, rest resting (default 0.2)")
     p.add_argument("--reject", type=float, default=0.1, help="share rejected (default 0.1); the rest rest")
     p.set_defaults(func=cmd_exchange_sim)
+
+    p = sub.add_parser("serve", help="run the gateway: brokers in, risk checks on the card, orders out")
+    p.add_argument("--config", metavar="GATEWAY.toml", help="settings file; flags override it")
+    p.add_argument("--rules", nargs="+", metavar="FILES", help="rule files")
+    p.add_argument("--data", metavar="DIR", help="initial tables, one <table>.csv each")
+    p.add_argument("--listen", metavar="HOST:PORT", help="broker listener (default 127.0.0.1:9000)")
+    p.add_argument("--exchange", metavar="HOST:PORT", help="the exchange (default 127.0.0.1:9100)")
+    p.add_argument("--card", choices=["soft"], help="the executor (default soft: the software engine)")
+    p.add_argument("--journal", metavar="PATH", help="journal file (default gateway.journal)")
+    p.add_argument("--user", action="append", metavar="NAME:PASSWORD:ACCOUNTS", help="a broker login")
+    p.add_argument("--heartbeat-ms", type=int, help="heartbeat interval given to brokers (default 1000)")
+    p.add_argument("--no-fsync", action="store_true", help="skip fsync (throwaway journals only)")
+    p.set_defaults(func=cmd_serve)
     return parser
 
 

@@ -1,0 +1,159 @@
+"""The gateway's settings: an optional TOML file (read with tomllib), then command-line flags.
+
+    listen = "127.0.0.1:9000"          # broker listener
+    exchange = "127.0.0.1:9100"        # the exchange to connect to
+    card = "soft"                      # the executor (only the software engine for now)
+    rules = ["rules/*.sql"]            # rule files, globs allowed; relative to this file
+    data = "data"                      # initial tables, one <table>.csv each
+    journal = "gateway.journal"
+    heartbeat_ms = 1000
+    fsync = true                       # false only for tests on throwaway journals
+
+    [users.broker1]
+    password = "secret"
+    accounts = [1, 2, 3]               # or "*" for every account
+
+A flag given on the command line overrides the file; `--user NAME:PASSWORD:ACCOUNTS` adds or
+replaces one user (ACCOUNTS: comma-separated ids, or *).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from riskgw.errors import UserError
+from riskgw.gateway.link import parse_host_port
+
+CARDS = ("soft",)
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    password: str
+    accounts: frozenset[int] | None  # None: every account
+
+    def may_trade(self, account: int) -> bool:
+        return self.accounts is None or account in self.accounts
+
+
+@dataclass
+class GatewayConfig:
+    rules: list[Path]
+    listen: tuple[str, int] = ("127.0.0.1", 9000)
+    exchange: tuple[str, int] = ("127.0.0.1", 9100)
+    card: str = "soft"
+    data: Path | None = None
+    journal: Path = Path("gateway.journal")
+    heartbeat_ms: int = 1000
+    fsync: bool = True
+    users: dict[str, User] = field(default_factory=dict)
+
+
+def _address(text: Any, what: str) -> tuple[str, int]:
+    try:
+        return parse_host_port(str(text))
+    except ValueError as exc:
+        raise UserError(f"{what}: {exc}") from None
+
+
+def _accounts(value: Any, where: str) -> frozenset[int] | None:
+    if value == "*":
+        return None
+    if isinstance(value, str):
+        value = [v for v in value.split(",") if v.strip()]
+    try:
+        if not isinstance(value, list):
+            raise ValueError
+        return frozenset(int(v) for v in value)
+    except (TypeError, ValueError):
+        raise UserError(f'{where}: accounts must be a list of account ids or "*"') from None
+
+
+def parse_user(text: str) -> User:
+    name, sep1, rest = text.partition(":")
+    password, sep2, accounts = rest.partition(":")
+    if not (sep1 and sep2 and name and accounts):
+        raise UserError(f"--user {text!r}: expected NAME:PASSWORD:ACCOUNTS (ACCOUNTS: 1,2,3 or *)")
+    return User(name, password, _accounts(accounts, f"--user {name}"))
+
+
+def _expand(patterns: list[str], base: Path) -> list[Path]:
+    out: list[Path] = []
+    for pattern in patterns:
+        full = pattern if Path(pattern).is_absolute() else str(base / pattern)
+        matches = sorted(glob.glob(full)) if glob.has_magic(full) else [full]
+        if not matches:
+            raise UserError(f"rules: {pattern!r} matches no file")
+        out.extend(Path(m) for m in matches)
+    return out
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path}: {exc}") from None
+
+
+_KEYS = {"listen", "exchange", "card", "rules", "data", "journal", "heartbeat_ms", "fsync", "users"}
+
+
+def build_config(args: argparse.Namespace) -> GatewayConfig:
+    file: dict[str, Any] = {}
+    base = Path.cwd()
+    if args.config:
+        path = Path(args.config)
+        file = read_config_file(path)
+        base = path.resolve().parent
+        unknown = sorted(set(file) - _KEYS)
+        if unknown:
+            raise UserError(f"{path}: unknown setting {unknown[0]!r} (settings: {', '.join(sorted(_KEYS))})")
+    rules = [Path(p) for p in args.rules] if args.rules else _expand(list(file.get("rules", [])), base)
+    if not rules:
+        raise UserError("no rules: give --rules FILES... or rules = [...] in the config file")
+    config = GatewayConfig(rules=rules)
+    if args.listen or "listen" in file:
+        config.listen = _address(args.listen or file["listen"], "listen")
+    if args.exchange or "exchange" in file:
+        config.exchange = _address(args.exchange or file["exchange"], "exchange")
+    config.card = args.card or str(file.get("card", "soft"))
+    if config.card not in CARDS:
+        raise UserError(f"card {config.card!r} is not available (cards: {', '.join(CARDS)})")
+    if args.data:
+        config.data = Path(args.data)
+    elif "data" in file:
+        config.data = base / str(file["data"])
+    if args.journal:
+        config.journal = Path(args.journal)
+    elif "journal" in file:
+        config.journal = base / str(file["journal"])
+    heartbeat = args.heartbeat_ms if args.heartbeat_ms is not None else file.get("heartbeat_ms", 1000)
+    if not isinstance(heartbeat, int) or heartbeat <= 0:
+        raise UserError("heartbeat_ms must be a positive whole number of milliseconds")
+    config.heartbeat_ms = heartbeat
+    fsync = file.get("fsync", True)
+    if not isinstance(fsync, bool):
+        raise UserError("fsync must be true or false")
+    config.fsync = fsync and not args.no_fsync
+    users = file.get("users", {})
+    if not isinstance(users, dict):
+        raise UserError("users must be a table of [users.NAME] sections")
+    for name, spec in users.items():
+        if not isinstance(spec, dict) or "password" not in spec or "accounts" not in spec:
+            raise UserError(f"users.{name}: needs password and accounts")
+        config.users[name] = User(name, str(spec["password"]), _accounts(spec["accounts"], f"users.{name}"))
+    for text in args.user or []:
+        user = parse_user(text)
+        config.users[user.name] = user
+    if not config.users:
+        raise UserError("no users: give --user NAME:PASSWORD:ACCOUNTS or [users.NAME] in the config file")
+    return config

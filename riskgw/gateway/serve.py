@@ -1,0 +1,123 @@
+"""Starting and stopping the gateway: compile, load the card, replay the journal, connect, listen."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from riskgw.card.driver import CardDriver
+from riskgw.card.soft import SoftCard
+from riskgw.card.tables import load_data_dir
+from riskgw.doe.compiler import compile_files
+from riskgw.errors import UserError
+from riskgw.gateway.config import GatewayConfig, build_config
+from riskgw.gateway.journal import JournalHeader, open_journal
+from riskgw.gateway.protocol import MsgType, Reason
+from riskgw.gateway.server import MAX_RULES, BrokerSession, ExchangeUplink, Gateway
+
+
+def _say(text: str) -> None:
+    print(f"gateway: {text}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Running:
+    gateway: Gateway
+    server: asyncio.Server
+    replayed: int  # journal events replayed at start
+    cut: str | None  # what was cut from the journal's tail, if anything
+
+    @property
+    def port(self) -> int:
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        gw = self.gateway
+        self.server.close()
+        for session in list(gw.sessions):
+            gw.queue(session, MsgType.LOGOUT, reason=int(Reason.SHUTDOWN))
+            gw.queue_close(session)
+        gw.flush()
+        if gw.exchange is not None:
+            gw.exchange.close()
+        await self.server.wait_closed()
+        gw.journal.close()
+        gw.card.close()
+
+
+def make_card(kind: str) -> CardDriver:
+    if kind == "soft":
+        return SoftCard()
+    raise UserError(f"card {kind!r} is not available (cards: soft)")
+
+
+async def start_gateway(config: GatewayConfig, log: Callable[[str], None] = _say) -> Running:
+    image = compile_files(config.rules).image
+    if len(image.rules) > MAX_RULES:
+        raise UserError(f"{len(image.rules)} rules: the REJECTED frame's mask holds at most {MAX_RULES}")
+    card = make_card(config.card)
+    card.load_image(image)
+    rows = load_data_dir(card, config.data) if config.data else 0
+    header = JournalHeader(image.digest(), card.state_hash())
+    opened = open_journal(config.journal, header, fsync=config.fsync)
+    if opened.cut:
+        log(opened.cut)
+    for i, entry in enumerate(opened.entries):
+        decision = card.process(entry.event, entry.inputs)
+        if decision != entry.decision:
+            opened.journal.close()
+            raise UserError(
+                f"journal {config.journal}: event {i + 1} ({entry.event.name}) now decides {decision}, "
+                f"the journal recorded {entry.decision}: the engine is not the one that wrote it"
+            )
+    gateway = Gateway(card, opened.journal, config.users, config.heartbeat_ms, log)
+    loop = asyncio.get_running_loop()
+    host, port = config.exchange
+    try:
+        _, uplink = await loop.create_connection(lambda: ExchangeUplink(gateway), host, port)
+    except OSError as exc:
+        opened.journal.close()
+        raise UserError(f"cannot reach the exchange at {host}:{port}: {exc.strerror or exc}") from None
+    gateway.exchange = uplink
+    host, port = config.listen
+    try:
+        server = await loop.create_server(lambda: BrokerSession(gateway), host, port)
+    except OSError as exc:
+        uplink.close()
+        opened.journal.close()
+        raise UserError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    running = Running(gateway, server, len(opened.entries), opened.cut)
+    bound = server.sockets[0].getsockname()
+    log(
+        f"listening on {bound[0]}:{bound[1]}, exchange {config.exchange[0]}:{config.exchange[1]}, "
+        f"card {config.card}, {len(image.rules)} rules, {rows} data rows, journal {config.journal} "
+        f"({running.replayed} events replayed), state {card.state_hash()[:12]}"
+    )
+    return running
+
+
+async def _serve(config: GatewayConfig) -> int:
+    running = await start_gateway(config)
+    gw = running.gateway
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, gw.stopped.set)
+    await gw.stopped.wait()
+    c = gw.counters
+    state = gw.card.state_hash()[:12]
+    await running.stop()
+    _say(
+        f"stopped: {c.orders} orders ({c.accepted} accepted, {c.rejected} rejected by rules), "
+        f"{c.exchange_events} exchange events, {c.protocol_errors} protocol errors, state {state}"
+    )
+    if gw.failed is not None:
+        raise UserError(f"stopped because the journal could not be written: {gw.failed}")
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    return asyncio.run(_serve(build_config(args)))

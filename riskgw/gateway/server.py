@@ -1,0 +1,299 @@
+"""`riskgw serve`: the gateway. Brokers on one side, the exchange on the other, the card between.
+
+Order path, all on one asyncio loop:
+
+- A broker's NEW_ORDER from a logged-on session, for an account the session may trade, runs as a
+  NEW event on the card. Accepted: ACCEPTED to the broker and NEW_ORDER to the exchange, and the
+  order joins the open-order book (by account and order id). Rejected: REJECTED with reason RULE
+  and the failed-rule mask.
+- FILL, EXCH_REJECT and CANCELLED from the exchange run as FILL, REJECT and CANCEL events with the
+  fields the gateway recorded for the order (the exchange's echo is not trusted), and go on to the
+  session that sent the order.
+- A broker's CANCEL_REQUEST for an open order goes to the exchange; otherwise REJECTED UNKNOWN_ORDER.
+
+Every card event and its decision goes to the journal first. Replies and forwarded frames wait in
+an outbox; one callback per loop turn commits the journal (one write, one fsync for everything that
+arrived together, from every connection) and only then writes the outbox. So nothing leaves
+before its event is on disk, and the fsync cost is shared by a burst.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from riskgw.card.driver import CardDriver
+from riskgw.doe.isa import Event
+from riskgw.engine.engine import Decision, event_inputs
+from riskgw.engine.table import Value
+from riskgw.gateway.config import User
+from riskgw.gateway.journal import Journal
+from riskgw.gateway.link import FrameLink, order_values
+from riskgw.gateway.protocol import FAILED_MASK_BYTES, Frame, MsgType, ProtocolError, Reason
+
+OrderKey = tuple[int, int]  # (account_id, order_id)
+MAX_RULES = FAILED_MASK_BYTES * 8
+_CLOSE = b""  # outbox marker: close the link once everything before it is written
+
+
+def failed_mask(decision: Decision) -> bytes:
+    mask = 0
+    for rule in decision.failed:
+        mask |= 1 << rule
+    return mask.to_bytes(FAILED_MASK_BYTES, "little")
+
+
+@dataclass
+class OpenOrder:
+    values: dict[str, Any]
+    session: BrokerSession
+    remaining: int
+
+
+@dataclass
+class Counters:
+    orders: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    protocol_errors: int = 0
+    exchange_events: int = 0
+    unknown_exchange_events: int = 0
+
+
+class Gateway:
+    def __init__(
+        self,
+        card: CardDriver,
+        journal: Journal,
+        users: dict[str, User],
+        heartbeat_ms: int,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.card = card
+        self.journal = journal
+        self.users = users
+        self.heartbeat_ms = heartbeat_ms
+        self.open: dict[OrderKey, OpenOrder] = {}
+        self.exchange: ExchangeUplink | None = None
+        self.sessions: set[BrokerSession] = set()
+        self.counters = Counters()
+        self.failed: BaseException | None = None  # set when the journal cannot be written
+        self.stopped = asyncio.Event()
+        self._log = log or (lambda text: print(f"gateway: {text}", file=sys.stderr, flush=True))
+        self._outbox: list[tuple[FrameLink, bytes]] = []
+        self._flush_pending = False
+
+    # ------------------------------------------------------------------ outbox
+
+    def queue(self, link: FrameLink, msg_type: MsgType, **values: Any) -> None:
+        self._outbox.append((link, link.frame(msg_type, **values)))
+        self._schedule()
+
+    def queue_close(self, link: FrameLink) -> None:
+        self._outbox.append((link, _CLOSE))
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if not self._flush_pending:
+            self._flush_pending = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Commit the journal, then send what waited for it."""
+        self._flush_pending = False
+        try:
+            self.journal.commit()
+        except OSError as exc:
+            # Without the journal no reply may leave: drop them and stop.
+            self._outbox.clear()
+            self.failed = exc
+            self._log(f"cannot write the journal {self.journal.path}: {exc.strerror}; stopping")
+            self.stopped.set()
+            return
+        outbox, self._outbox = self._outbox, []
+        for link, data in outbox:
+            if data is _CLOSE:
+                link.close()
+            elif link.transport is not None and not link.transport.is_closing():
+                link.transport.write(data)
+
+    # ------------------------------------------------------------------ card
+
+    def _run(self, event: Event, values: dict[str, Any], inputs: Sequence[Value] | None = None) -> Decision:
+        if inputs is None:
+            inputs = event_inputs(values)
+        decision = self.card.process(event, inputs)
+        self.journal.append(event, inputs, decision)
+        return decision
+
+    # ------------------------------------------------------------------ broker side
+
+    def _reject(
+        self, session: BrokerSession, frame: Frame | None, reason: Reason, decision: Decision | None = None
+    ) -> None:
+        values = frame.values if frame is not None else {}
+        self.queue(
+            session,
+            MsgType.REJECTED,
+            order_id=values.get("order_id", 0),
+            account_id=values.get("account_id", 0),
+            reason=int(reason),
+            n_failed=len(decision.failed) if decision else 0,
+            failed_mask=failed_mask(decision) if decision else b"",
+            ts=time.time_ns(),
+        )
+
+    def protocol_error(self, session: BrokerSession, frame: Frame | None, why: str) -> None:
+        self.counters.protocol_errors += 1
+        self._log(f"{session.peer}: protocol error: {why}")
+        self._reject(session, frame, Reason.PROTOCOL)
+
+    def new_order(self, session: BrokerSession, frame: Frame) -> None:
+        self.counters.orders += 1
+        values = order_values(frame)
+        key = (values["account_id"], values["order_id"])
+        if session.user is None or not session.user.may_trade(values["account_id"]):
+            self._reject(session, frame, Reason.NOT_PERMITTED)
+            return
+        if self.exchange is None:
+            self._reject(session, frame, Reason.SHUTDOWN)
+            return
+        if key in self.open:
+            # The book and the exchange know an order by account and id; a second open one with the
+            # same id could not be told apart, so it never reaches the card.
+            self.protocol_error(session, frame, f"order {key[1]} of account {key[0]} is already open")
+            return
+        try:
+            inputs = event_inputs(values)
+        except ValueError as exc:  # a ticket_id that is not valid text for a CHAR column
+            self.protocol_error(session, frame, f"ticket_id: {exc}")
+            return
+        decision = self._run(Event.NEW, values, inputs)
+        if not decision.accepted:
+            self.counters.rejected += 1
+            self._reject(session, frame, Reason.RULE, decision)
+            return
+        self.counters.accepted += 1
+        self.open[key] = OpenOrder(values, session, values["quantity"])
+        self.queue(session, MsgType.ACCEPTED, **values)
+        self.queue(self.exchange, MsgType.NEW_ORDER, **values)
+
+    def cancel_request(self, session: BrokerSession, frame: Frame) -> None:
+        key = (frame["account_id"], frame["order_id"])
+        if session.user is None or not session.user.may_trade(key[0]):
+            self._reject(session, frame, Reason.NOT_PERMITTED)
+        elif key not in self.open:
+            self._reject(session, frame, Reason.UNKNOWN_ORDER)
+        elif self.exchange is None:
+            self._reject(session, frame, Reason.SHUTDOWN)
+        else:
+            self.queue(self.exchange, MsgType.CANCEL_REQUEST, order_id=key[1], account_id=key[0])
+
+    def logon(self, session: BrokerSession, frame: Frame) -> None:
+        user = self.users.get(frame["username"])
+        given = str(frame["password"]).encode()
+        if user is None or not hmac.compare_digest(given, user.password.encode()):
+            self._log(f"{session.peer}: bad credentials for {frame['username']!r}")
+            self.queue(session, MsgType.LOGOUT, reason=int(Reason.BAD_CREDENTIALS))
+            self.queue_close(session)
+            return
+        session.user = user
+        self.queue(session, MsgType.LOGON_ACK, heartbeat_ms=self.heartbeat_ms)
+
+    # ------------------------------------------------------------------ exchange side
+
+    def exchange_frame(self, frame: Frame) -> None:
+        event = {
+            MsgType.FILL: Event.FILL,
+            MsgType.EXCH_REJECT: Event.REJECT,
+            MsgType.CANCELLED: Event.CANCEL,
+        }.get(frame.type)
+        if event is None:
+            if frame.type is not MsgType.HEARTBEAT:
+                self._log(f"exchange: ignored a {frame.type.name} frame")
+            return
+        key = (frame["account_id"], frame["order_id"])
+        order = self.open.get(key)
+        if order is None:
+            self.counters.unknown_exchange_events += 1
+            self._log(
+                f"exchange: {frame.type.name} for order {key[1]} of account {key[0]}, which is not open"
+            )
+            return
+        self.counters.exchange_events += 1
+        exec_values = {"exec_price": frame["exec_price"], "exec_quantity": frame["exec_quantity"]}
+        self._run(event, {**order.values, **exec_values})
+        if event is Event.FILL:
+            order.remaining -= frame["exec_quantity"]
+        if event is not Event.FILL or order.remaining <= 0:
+            del self.open[key]
+        self.queue(order.session, frame.type, **order.values, **exec_values)
+
+
+class BrokerSession(FrameLink):
+    def __init__(self, gateway: Gateway) -> None:
+        super().__init__()
+        self.gateway = gateway
+        self.user: User | None = None
+        self.last_seq = 0
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self.gateway.sessions.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self.gateway.sessions.discard(self)
+
+    def frames_received(self, items: list[Frame | ProtocolError]) -> None:
+        gw = self.gateway
+        for item in items:
+            if isinstance(item, ProtocolError):
+                gw.protocol_error(self, None, str(item))
+                continue
+            if item.seq <= self.last_seq:
+                # A repeated or stale frame: processing it again could send an order twice.
+                gw.protocol_error(self, item, f"seq {item.seq} after {self.last_seq}")
+                continue
+            self.last_seq = item.seq
+            kind = item.type
+            if kind is MsgType.NEW_ORDER:
+                gw.new_order(self, item)
+            elif kind is MsgType.CANCEL_REQUEST:
+                gw.cancel_request(self, item)
+            elif kind is MsgType.HEARTBEAT:
+                gw.queue(self, MsgType.HEARTBEAT)
+            elif kind is MsgType.LOGON:
+                if self.user is not None:
+                    gw.protocol_error(self, item, "LOGON on a session that is logged on")
+                else:
+                    gw.logon(self, item)
+            elif kind is MsgType.LOGOUT:
+                gw.queue(self, MsgType.LOGOUT, reason=int(Reason.NONE))
+                gw.queue_close(self)
+            else:
+                gw.protocol_error(self, item, f"a broker may not send {kind.name}")
+
+
+class ExchangeUplink(FrameLink):
+    def __init__(self, gateway: Gateway) -> None:
+        super().__init__()
+        self.gateway = gateway
+
+    def frames_received(self, items: list[Frame | ProtocolError]) -> None:
+        for item in items:
+            if isinstance(item, ProtocolError):
+                self.gateway._log(f"exchange: {item}")
+            else:
+                self.gateway.exchange_frame(item)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self.gateway.exchange is self:
+            self.gateway.exchange = None
+            self.gateway._log("lost the exchange connection: new orders are rejected with reason SHUTDOWN")
