@@ -26,6 +26,9 @@
  *   0x6     {table, col[CL_COLS-1:0], row[CL_ROWS-1:0], half}  r   cell: half 0 value, 1 NULL bit
  *   0x7     table                                   r       row count
  *
+ * A reset clears the tables (taking 2^CL_BUCKETS * TABLES cycles, status bit 0 busy), the section
+ * table and the constants: load the image again after it.
+ *
  * Program memory holds one bundle per row of LANES instruction slots (unused slots NOP); a
  * section is a run of rows.  Constant c lives in register REG_CONST_BASE + c.
  *

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import random
 from pathlib import Path
 
@@ -144,6 +145,9 @@ async def run_edge_values(dut) -> None:  # type: ignore[no-untyped-def]
     div_latency = {lat for (op, *_), (_, lat) in zip(ops, got, strict=True) if op in (Op.DIV, Op.MOD)}
     other_latency = {lat for (op, *_), (_, lat) in zip(ops, got, strict=True) if op not in (Op.DIV, Op.MOD)}
     assert other_latency == {1}, other_latency
+    div_bits = int(os.environ["RGW_DIV_BITS"])
+    # 1: NULL operands, / 0 and MIN / -1 answer at once; otherwise the documented 2 + 64 / DIV_BITS
+    assert div_latency == {1, 2 + 64 // div_bits}, div_latency
     dut._log.info("latency: DIV/MOD %s cycles, every other op 1 cycle", sorted(div_latency))
 
 
@@ -194,4 +198,5 @@ def test_doe_alu(div_bits: int) -> None:
         "test_doe_alu",
         Path(__file__).parent,
         parameters={"DIV_BITS": div_bits},
+        extra_env={"RGW_DIV_BITS": str(div_bits)},
     )
