@@ -30,12 +30,17 @@ class Running:
     server: asyncio.Server
     replayed: int  # journal events replayed at start
     cut: str | None  # what was cut from the journal's tail, if anything
+    stopped: bool = False
 
     @property
     def port(self) -> int:
         return int(self.server.sockets[0].getsockname()[1])
 
     async def stop(self) -> None:
+        """Log every broker out, close the connections, the journal and the card. Idempotent."""
+        if self.stopped:
+            return
+        self.stopped = True
         gw = self.gateway
         self.server.close()
         for session in list(gw.sessions):
