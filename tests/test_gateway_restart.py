@@ -58,8 +58,11 @@ def test_restart_rebuilds_the_same_state_and_cuts_a_bad_tail(tmp_path: Path) -> 
         await broker.close()
         state = stack.gateway.card.state_hash()
         assert state != initial
+        book = {key: (o.values, o.remaining) for key, o in stack.gateway.open.items()}
+        assert book  # some orders rest at the exchange
 
         logged = await stack.restart()
+        assert {key: (o.values, o.remaining) for key, o in stack.gateway.open.items()} == book
         n = len(scan(stack.config.journal).entries)
         assert stack.running.replayed == n > 30
         assert stack.gateway.card.state_hash() == state

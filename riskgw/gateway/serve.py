@@ -80,6 +80,7 @@ async def start_gateway(config: GatewayConfig, log: Callable[[str], None] = _say
                 f"the journal recorded {entry.decision}: the engine is not the one that wrote it"
             )
     gateway = Gateway(card, opened.journal, config.users, config.heartbeat_ms, log)
+    gateway.restore_open_orders(opened.entries)
     loop = asyncio.get_running_loop()
     host, port = config.exchange
     try:
@@ -100,7 +101,8 @@ async def start_gateway(config: GatewayConfig, log: Callable[[str], None] = _say
     log(
         f"listening on {bound[0]}:{bound[1]}, exchange {config.exchange[0]}:{config.exchange[1]}, "
         f"card {config.card}, {len(image.rules)} rules, {rows} data rows, journal {config.journal} "
-        f"({running.replayed} events replayed), state {card.state_hash()[:12]}"
+        f"({running.replayed} events replayed, {len(gateway.open)} orders open), "
+        f"state {card.state_hash()[:12]}"
     )
     return running
 

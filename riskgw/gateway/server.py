@@ -28,11 +28,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from riskgw.card.driver import CardDriver
-from riskgw.doe.isa import Event
+from riskgw.doe.isa import Event, EventField
+from riskgw.doe.values import decode_char
 from riskgw.engine.engine import Decision, event_inputs
 from riskgw.engine.table import Value
 from riskgw.gateway.config import User
-from riskgw.gateway.journal import Journal
+from riskgw.gateway.journal import Entry, Journal
 from riskgw.gateway.link import FrameLink, order_values
 from riskgw.gateway.protocol import FAILED_MASK_BYTES, Frame, MsgType, ProtocolError, Reason
 
@@ -51,8 +52,21 @@ def failed_mask(decision: Decision) -> bytes:
 @dataclass
 class OpenOrder:
     values: dict[str, Any]
-    session: BrokerSession
+    session: BrokerSession | None  # None: accepted before a restart; its answers go to no session
     remaining: int
+
+
+def _order_from_inputs(inputs: Sequence[Value]) -> dict[str, Any]:
+    words = [int(w or 0) for w in inputs[EventField.TICKET_ID_W0 : EventField.TICKET_ID_W1 + 1]]
+    return {
+        "order_id": inputs[EventField.ORDER_ID],
+        "account_id": inputs[EventField.ACCOUNT_ID],
+        "direction": inputs[EventField.DIRECTION],
+        "ticket_id": decode_char(words),
+        "price": inputs[EventField.PRICE],
+        "quantity": inputs[EventField.QUANTITY],
+        "ts": inputs[EventField.TS],
+    }
 
 
 @dataclass
@@ -87,6 +101,23 @@ class Gateway:
         self._log = log or (lambda text: print(f"gateway: {text}", file=sys.stderr, flush=True))
         self._outbox: list[tuple[FrameLink, bytes]] = []
         self._flush_pending = False
+
+    def restore_open_orders(self, entries: Sequence[Entry]) -> None:
+        """Rebuild the open-order book from journaled events, as the card's state was rebuilt."""
+        for entry in entries:
+            key = (int(entry.inputs[EventField.ACCOUNT_ID] or 0), int(entry.inputs[EventField.ORDER_ID] or 0))
+            if entry.event is Event.NEW:
+                if entry.decision.accepted:
+                    values = _order_from_inputs(entry.inputs)
+                    self.open[key] = OpenOrder(values, None, values["quantity"])
+            elif entry.event is Event.FILL:
+                order = self.open.get(key)
+                if order is not None:
+                    order.remaining -= int(entry.inputs[EventField.EXEC_QUANTITY] or 0)
+                    if order.remaining <= 0:
+                        del self.open[key]
+            else:
+                self.open.pop(key, None)
 
     # ------------------------------------------------------------------ outbox
 
@@ -232,7 +263,8 @@ class Gateway:
             order.remaining -= frame["exec_quantity"]
         if event is not Event.FILL or order.remaining <= 0:
             del self.open[key]
-        self.queue(order.session, frame.type, **order.values, **exec_values)
+        if order.session is not None:
+            self.queue(order.session, frame.type, **order.values, **exec_values)
 
 
 class BrokerSession(FrameLink):
