@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -87,7 +88,8 @@ async def start_gateway(config: GatewayConfig, log: Callable[[str], None] = _say
         _, uplink = await loop.create_connection(lambda: ExchangeUplink(gateway), host, port)
     except OSError as exc:
         opened.journal.close()
-        raise UserError(f"cannot reach the exchange at {host}:{port}: {exc.strerror or exc}") from None
+        why = os.strerror(exc.errno) if exc.errno else str(exc)  # asyncio's strerror repeats the address
+        raise UserError(f"cannot reach the exchange at {host}:{port}: {why}") from None
     gateway.exchange = uplink
     host, port = config.listen
     try:

@@ -1,0 +1,177 @@
+"""`riskgw serve` and `riskgw exchange-sim` as commands: settings, one-line errors, clean stops."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from gateway_support import RULES, SMALL, Client, held_order
+
+from riskgw.cli import build_parser
+from riskgw.cli import main as cli_main
+from riskgw.errors import UserError
+from riskgw.gateway.config import build_config
+from riskgw.gateway.journal import scan
+from riskgw.gateway.protocol import MsgType
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def config_of(*argv: str):  # type: ignore[no-untyped-def]
+    return build_config(build_parser().parse_args(["serve", *argv]))
+
+
+def test_config_file_and_flags_that_override_it(tmp_path: Path) -> None:
+    rules_dir = Path(RULES[0]).parent
+    toml = tmp_path / "gateway.toml"
+    toml.write_text(
+        f"""
+listen = "127.0.0.1:9555"
+exchange = "127.0.0.1:9556"
+rules = ["{rules_dir}/*.sql"]
+data = "data"
+journal = "gw.journal"
+heartbeat_ms = 250
+
+[users.alice]
+password = "a"
+accounts = [1, 2]
+
+[users.ops]
+password = "o"
+accounts = "*"
+"""
+    )
+    c = config_of("--config", str(toml))
+    assert c.listen == ("127.0.0.1", 9555) and c.exchange == ("127.0.0.1", 9556)
+    assert c.rules == RULES
+    assert c.data == tmp_path / "data" and c.journal == tmp_path / "gw.journal"
+    assert c.heartbeat_ms == 250 and c.fsync
+    assert c.users["alice"].may_trade(2) and not c.users["alice"].may_trade(3)
+    assert c.users["ops"].may_trade(12345)
+    c = config_of(
+        "--config",
+        str(toml),
+        "--listen",
+        "127.0.0.1:1",
+        "--user",
+        "alice:x:7",
+        "--journal",
+        "j2",
+        "--no-fsync",
+    )
+    assert c.listen == ("127.0.0.1", 1) and c.journal == Path("j2") and not c.fsync
+    assert c.users["alice"].password == "x" and c.users["alice"].accounts == frozenset({7})
+    assert "ops" in c.users
+
+
+@pytest.mark.parametrize(
+    ("argv", "toml", "message"),
+    [
+        (["--user", "a:b:1"], None, "no rules"),
+        (["--rules", "x.sql"], None, "no users"),
+        (["--rules", "x.sql", "--user", "nopassword"], None, "NAME:PASSWORD:ACCOUNTS"),
+        (["--rules", "x.sql", "--user", "a:b:1,x"], None, "accounts must be"),
+        (["--rules", "x.sql", "--user", "a:b:1", "--listen", "nowhere"], None, "is not HOST:PORT"),
+        (["--user", "a:b:1"], "colour = 1\n", "unknown setting 'colour'"),
+        (["--user", "a:b:1"], "rules = [\n", "gateway.toml"),
+        (["--user", "a:b:1"], 'rules = ["nothing-*.sql"]\n', "matches no file"),
+    ],
+)
+def test_bad_settings_are_one_line_errors(
+    tmp_path: Path, argv: list[str], toml: str | None, message: str
+) -> None:
+    if toml is not None:
+        (tmp_path / "gateway.toml").write_text(toml)
+        argv = [*argv, "--config", str(tmp_path / "gateway.toml")]
+    with pytest.raises(UserError, match=re.escape(message)):
+        config_of(*argv)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_unreachable_exchange_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = SMALL.write(tmp_path / "data")
+    port = free_port()  # nothing listens there
+    argv = ["serve", "--rules", *map(str, RULES), "--data", str(data), "--journal", str(tmp_path / "j")]
+    argv += ["--listen", "127.0.0.1:0", "--exchange", f"127.0.0.1:{port}", "--user", "a:b:1"]
+    assert cli_main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"riskgw: error: cannot reach the exchange at 127.0.0.1:{port}: Connection refused"
+    assert "Traceback" not in "\n".join(err)
+
+
+def spawn(*argv: str) -> tuple[subprocess.Popen[str], str]:
+    """Start a riskgw command; returns it and the first stderr line that says where it listens."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "riskgw.cli", *argv],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stderr is not None
+    seen = []
+    while True:
+        line = proc.stderr.readline()
+        if "listening on" in line:
+            return proc, line
+        if not line:
+            raise AssertionError(f"riskgw {argv[0]} exited: {''.join(seen)}")
+        seen.append(line)
+
+
+def test_serve_and_exchange_sim_commands_trade_and_stop_on_sigterm(tmp_path: Path) -> None:
+    data = SMALL.write(tmp_path / "data")
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        exch, line = spawn(
+            "exchange-sim", "--listen", "127.0.0.1:0", "--fill", "1", "--partial", "0", "--reject", "0"
+        )
+        procs.append(exch)
+        exch_port = int(re.search(r"127\.0\.0\.1:(\d+)", line).group(1))  # type: ignore[union-attr]
+        argv = ["serve", "--rules", *map(str, RULES), "--data", str(data), "--journal", str(tmp_path / "j")]
+        argv += [
+            "--listen",
+            "127.0.0.1:0",
+            "--exchange",
+            f"127.0.0.1:{exch_port}",
+            "--user",
+            "alice:pw-a:1,2",
+        ]
+        gw, line = spawn(*argv)
+        procs.append(gw)
+        assert "0 events replayed" in line, line
+        gw_port = int(re.search(r"listening on 127\.0\.0\.1:(\d+)", line).group(1))  # type: ignore[union-attr]
+
+        async def broker() -> None:
+            c = await Client.connect(gw_port)
+            c.send(MsgType.LOGON, username="alice", password="pw-a")
+            await c.recv_type(MsgType.LOGON_ACK)
+            c.send(MsgType.NEW_ORDER, **held_order(1, account=1))
+            await c.recv_type(MsgType.ACCEPTED)
+            assert (await c.recv_type(MsgType.FILL))["exec_quantity"] == 100
+            await c.close()
+
+        asyncio.run(asyncio.wait_for(broker(), 20))
+        for proc in (gw, exch):
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=15) == 0
+        assert gw.stderr is not None
+        assert "stopped: 1 orders (1 accepted" in gw.stderr.read()
+        assert [e.event.name for e in scan(tmp_path / "j").entries] == ["NEW", "FILL"]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
