@@ -430,3 +430,41 @@ def test_accept_sees_what_new_read_and_then_its_own_writes(backend: str) -> None
     assert engine.process(NEW, ev(order_id=1)) == Decision(True)
     assert out_rows(engine) == {1: 11}
     assert engine.process(NEW, ev(order_id=2)) == Decision(False, (0,))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("op", [Op.AND, Op.OR], ids=lambda op: op.name)
+def test_logic_on_truth_values_known_and_unknown_to_be_null(backend: str, op: Op) -> None:
+    # The fast path has shortcuts for operands that are 0/1/NULL, and for ones never NULL.
+    makers = {
+        "bool": Insn(Op.EQ, 0, (PRICE, QTY)),  # 0, 1 or NULL
+        "nonnull_bool": Insn(Op.NOTNULL, 0, (PRICE,)),
+        "value": Insn(Op.MOV, 0, (XPRICE,)),  # any value
+    }
+    kinds = list(makers)
+    bundles: list[tuple[Insn, ...]] = []
+    outputs = []
+    for i, (ka, kb) in enumerate(itertools.product(kinds, repeat=2)):
+        ra, rb, rr = T + 3 * i, T + 3 * i + 1, T + 3 * i + 2
+        ma, mb = makers[ka], makers[kb]
+        bundles.append((Insn(ma.op, ra, ma.srcs), Insn(mb.op, rb, mb.srcs)))
+        bundles.append((Insn(op, rr, (ra, rb)), Insn(op, rr + 100, (rb, ra))))
+        outputs.append((ka, kb, rr))
+    bundles.append((Insn(Op.MUL, T + 99, (ORDER_ID, const(0))),))
+    for j, (_, _, rr) in enumerate(outputs):
+        bundles.append((Insn(Op.ADD, T + 98, (T + 99, const(1 + j))),))
+        bundles += emit_out(T + 98, rr, tmp=T + 400 + 2 * j)
+        bundles.append((Insn(Op.ADD, T + 97, (T + 98, const(1 + len(outputs)))),))
+        bundles += emit_out(T + 97, rr + 100, tmp=T + 401 + 2 * j)
+    engine = Engine(
+        image({(Event.ACCEPT, 0): bundles}, consts=[1000, *range(1, 2 * len(outputs) + 2)]), backend
+    )  # type: ignore[arg-type]
+    expected = {}
+    vals = (None, 0, 1, 5)
+    for n, (price, qty, xprice) in enumerate(itertools.product(vals, repeat=3), start=1):
+        engine.process(NEW, ev(order_id=n, price=price, quantity=qty, exec_price=xprice))
+        operand = {"bool": alu.eq(price, qty), "nonnull_bool": alu.notnull(price), "value": xprice}
+        for j, (ka, kb, _) in enumerate(outputs):
+            expected[n * 1000 + 1 + j] = alu.evaluate(op, operand[ka], operand[kb])
+            expected[n * 1000 + 1 + j + 1 + len(outputs)] = alu.evaluate(op, operand[kb], operand[ka])
+    assert out_rows(engine) == expected

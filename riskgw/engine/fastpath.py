@@ -39,6 +39,7 @@ class _Val:
     expr: str  # a local name or a literal
     nonnull: bool = False
     const: object = _NO_VALUE  # the value, when known at generation time
+    boolean: bool = False  # always 0, 1 or NULL (a comparison or logic result)
 
     @property
     def is_const(self) -> bool:
@@ -46,7 +47,7 @@ class _Val:
 
 
 def _lit(value: Value) -> _Val:
-    return _Val(repr(value), value is not None, value)
+    return _Val(repr(value), value is not None, value, value in (None, 0, 1))
 
 
 def _cse_key(insn: Insn, src: list[_Val]) -> tuple[object, ...] | None:
@@ -222,50 +223,37 @@ class _SectionGen:
             test = self._none_test(a, b)
             cmp = f"1 if {a.expr} {_BINARY_CMP[op]} {b.expr} else 0"
             line(f"{name} = None if {test} else ({cmp})" if test else f"{name} = {cmp}")
-            return _Val(name, not test)
-        if op is Op.AND:
+            return _Val(name, not test, boolean=True)
+        if op in (Op.AND, Op.OR):
             assert b is not None
-            test = self._none_test(a, b)
-            if not test:
-                line(f"{name} = 1 if {a.expr} and {b.expr} else 0")
-                return _Val(name, True)
-            line(f"{name} = 0 if {a.expr} == 0 or {b.expr} == 0 else (None if {test} else 1)")
-            return _Val(name)
-        if op is Op.OR:
-            assert b is not None
-            test = self._none_test(a, b)
-            if not test:
-                line(f"{name} = 1 if {a.expr} or {b.expr} else 0")
-                return _Val(name, True)
-            line(f"{name} = 1 if {a.expr} or {b.expr} else (None if {test} else 0)")
-            return _Val(name)
+            return self._logic(op, a, b, name, out)
         if op is Op.NOT:
             if a.nonnull:
                 line(f"{name} = 0 if {a.expr} else 1")
-                return _Val(name, True)
+                return _Val(name, True, boolean=True)
             line(f"{name} = None if {a.expr} is None else (0 if {a.expr} else 1)")
-            return _Val(name)
+            return _Val(name, boolean=True)
         if op is Op.ISNULL:
             if a.nonnull:
                 return _lit(0)
             line(f"{name} = 1 if {a.expr} is None else 0")
-            return _Val(name, True)
+            return _Val(name, True, boolean=True)
         if op is Op.NOTNULL:
             if a.nonnull:
                 return _lit(1)
             line(f"{name} = 0 if {a.expr} is None else 1")
-            return _Val(name, True)
+            return _Val(name, True, boolean=True)
         if op is Op.SEL:
             assert b is not None
             c = src[2]
             if c.is_const:
                 return a if c.const else b
             line(f"{name} = {a.expr} if {c.expr} else {b.expr}")
-            return _Val(name, a.nonnull and b.nonnull)
+            return _Val(name, a.nonnull and b.nonnull, boolean=a.boolean and b.boolean)
         if op is Op.COALESCE:
             assert b is not None
             line(f"{name} = {a.expr} if {a.expr} is not None else {b.expr}")
-            return _Val(name, b.nonnull)
+            return _Val(name, b.nonnull, boolean=a.boolean and b.boolean)
         if op is Op.RANGE32:
             test = f"{INT32_MIN} <= {a.expr} <= {INT32_MAX}"
             if not a.nonnull:
@@ -273,6 +261,33 @@ class _SectionGen:
             line(f"{name} = {a.expr} if {test} else None")
             return _Val(name)
         raise ValueError(f"cannot generate {op.name}")
+
+    def _logic(self, op: Op, a: _Val, b: _Val, name: str, out: list[str]) -> _Val:
+        """AND / OR. On 0/1/NULL operands, one known not NULL decides or passes the other through."""
+        x, y = a.expr, b.expr
+        if a.boolean and b.boolean:
+            if a.nonnull and b.nonnull:
+                self._line(out, f"{name} = {x} and {y}" if op is Op.AND else f"{name} = {x} or {y}")
+                return _Val(name, True, boolean=True)
+            if a.nonnull or b.nonnull:
+                known, other = (x, y) if a.nonnull else (y, x)
+                if op is Op.AND:  # AND(v, 1) = v, AND(v, 0) = 0
+                    self._line(out, f"{name} = {other} if {known} else 0")
+                else:  # OR(v, 1) = 1, OR(v, 0) = v
+                    self._line(out, f"{name} = 1 if {known} else {other}")
+                return _Val(name, boolean=True)
+        test = self._none_test(a, b)
+        if op is Op.AND:
+            if not test:
+                self._line(out, f"{name} = 1 if {x} and {y} else 0")
+                return _Val(name, True, boolean=True)
+            self._line(out, f"{name} = 0 if {x} == 0 or {y} == 0 else (None if {test} else 1)")
+            return _Val(name, boolean=True)
+        if not test:
+            self._line(out, f"{name} = 1 if {x} or {y} else 0")
+            return _Val(name, True, boolean=True)
+        self._line(out, f"{name} = 1 if {x} or {y} else (None if {test} else 0)")
+        return _Val(name, boolean=True)
 
     def _rule(self, insn: Insn, src: list[_Val], out: list[str]) -> None:
         guard, expr = src
