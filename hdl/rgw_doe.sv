@@ -53,11 +53,12 @@
  * A NEW that fails no rule runs the ACCEPT section with fresh registers.
  *
  * Cycles: a bundle of single-cycle ALU ops and RULEs commits in the cycle it is decoded (1 cycle
- * per bundle).  Other bundles take 1 (decode) + their table passes + 1 (commit): the reads issue
- * one per cycle into the pipelined table unit and end 2 cycles after the last issue; the writes
- * (WRITE 1 cycle each, ALLOC 3) follow; a SCAN holds the table unit for rows + 3 cycles.  A
- * DIV/MOD lane holds the commit until 2 + 64 / DIV_BITS cycles after decode.  An event adds 2
- * cycles (decision), and a NEW that passes runs the ACCEPT section as well.
+ * per bundle).  A bundle with table instructions issues its first one in its decode cycle; the
+ * reads (LOOKUP, READ) go one per cycle into the pipelined table unit and answer 2 cycles later,
+ * then the writes follow (WRITE 1 cycle, ALLOC 2), and the bundle commits in the cycle the last
+ * answer arrives: k reads alone take k + 2 cycles.  A SCAN holds the table unit for rows + 3
+ * cycles.  A DIV/MOD lane holds the commit until 2 + 64 / DIV_BITS cycles after decode.  An
+ * event adds 2 cycles (decision), and a NEW that passes runs the ACCEPT section as well.
  */
 module rgw_doe #(
     // instruction slots per bundle (ALU lanes)
@@ -398,16 +399,33 @@ logic [7:0]           tsel_op;
 logic                 tsel_pred;
 logic [64:0]          tsel_a, tsel_b;
 
+// the table phase starts in the decode cycle, on the bundle still in prog_q
+logic [INSN_W-1:0]    exec_insn [LANES];
+logic                 t_active;
+logic [CL_LANES:0]    cur_tl;
+logic                 cur_pass;
+logic [CL_LANES:0]    cur_tail;
+
+always_comb begin
+    t_active = state_reg == ST_TABLE || (state_reg == ST_DECODE && has_table_op);
+    for (int l = 0; l < LANES; l++) begin
+        exec_insn[l] = state_reg == ST_DECODE ? prog_q[l] : bundle_reg[l];
+    end
+    cur_tl = state_reg == ST_DECODE ? '0 : tl_reg;
+    cur_pass = state_reg == ST_DECODE ? !has_tread : tpass_reg;
+    cur_tail = state_reg == ST_DECODE ? '0 : tq_tail_reg;
+end
+
 always_comb begin
     tsel_found = 1'b0;
     tsel_lane = '0;
     for (int l = LANES - 1; l >= 0; l--) begin
-        if (l >= 32'(tl_reg) && (tpass_reg ? is_twrite(fld_op(bundle_reg[l])) : is_tread(fld_op(bundle_reg[l])))) begin
+        if (l >= 32'(cur_tl) && (cur_pass ? is_twrite(fld_op(exec_insn[l])) : is_tread(fld_op(exec_insn[l])))) begin
             tsel_found = 1'b1;
             tsel_lane = CL_LANES'(l);
         end
     end
-    tsel_insn = bundle_reg[tsel_lane];
+    tsel_insn = exec_insn[tsel_lane];
     tsel_op = fld_op(tsel_insn);
     tsel_pred = truthy(rd(fld_reg(tsel_insn, INSN_PRED_LSB)));
     tsel_a = rd(fld_reg(tsel_insn, INSN_A_LSB));
@@ -433,7 +451,7 @@ always_comb begin
         default: t_cmd_op = TCMD_SCAN;
     endcase
     // a predicated write whose predicate is not TRUE (or WRITE to a NULL row) is skipped
-    t_cmd_valid = state_reg == ST_TABLE && tsel_found
+    t_cmd_valid = t_active && tsel_found
         && !(tsel_op == OP_ALLOC && !tsel_pred)
         && !(tsel_op == OP_WRITE && (!tsel_pred || tsel_a[64]));
 
@@ -449,6 +467,34 @@ always_comb begin
 end
 
 assign alu_done = (alu_pending_reg & ~alu_m_valid) == 0 && &alu_ready;
+
+// end of the bundle's table phase, and the commit (in the same cycle when no ALU lane is busy)
+logic                 table_end;
+logic                 commit_now;
+logic [LANES-1:0]     fin_we;
+logic [63:0]          fin_val [LANES];
+logic [LANES-1:0]     fin_null;
+
+assign table_end = state_reg == ST_TABLE && t_pass_done && (tpass_reg || !b_has_twrite);
+assign commit_now = alu_done && ((state_reg == ST_ALU) || table_end);
+
+always_comb begin
+    for (int l = 0; l < LANES; l++) begin
+        if (state_reg == ST_TABLE && t_rsp_valid && 32'(tq_lane) == l && fld_op(bundle_reg[l]) != OP_WRITE) begin
+            fin_we[l] = 1'b1;
+            fin_val[l] = t_rsp_value;
+            fin_null[l] = t_rsp_null;
+        end else if (alu_m_valid[l]) begin
+            fin_we[l] = 1'b1;
+            fin_val[l] = alu_m_value[l];
+            fin_null[l] = alu_m_null[l];
+        end else begin
+            fin_we[l] = res_we_reg[l];
+            fin_val[l] = res_val_reg[l];
+            fin_null[l] = res_null_reg[l];
+        end
+    end
+end
 
 // kept apart from the command mux: the table unit's ready depends on the command it is offered
 assign t_issue = t_cmd_valid && t_cmd_ready;
@@ -501,7 +547,6 @@ always_comb begin
     case (state_reg)
         ST_IDLE: start_sec = evt_accept;
         ST_DECODE: if (fast) pc_next = pc_reg + 1'b1;
-        ST_ALU: if (alu_done) pc_next = pc_reg + 1'b1;
         ST_SEC_END: begin
             start_sec = phase_new_reg && failed_reg == 0;
             start_idx = CL_SECTIONS'(EVENT_ACCEPT);
@@ -509,6 +554,9 @@ always_comb begin
         default: begin
         end
     endcase
+    if (commit_now) begin
+        pc_next = pc_reg + 1'b1;
+    end
     if (start_sec) begin
         pc_next = CL_PROG'(sec_start_reg[start_idx]);
     end
@@ -632,51 +680,10 @@ always_ff @(posedge clk) begin
             tq_tail_reg <= '0;
         end
         ST_TABLE: begin
-            if (tsel_found) begin
-                if (t_issue) begin
-                    tq_reg[tq_tail_reg[CL_LANES-1:0]] <= tsel_lane;
-                    tq_tail_reg <= tq_tail_reg + 1'b1;
-                    tl_reg <= (CL_LANES + 1)'(tsel_lane) + 1'b1;
-                end else if (!t_cmd_valid) begin
-                    // skipped write; a skipped ALLOC still gives its dst a NULL handle
-                    if (tsel_op == OP_ALLOC) begin
-                        res_val_reg[tsel_lane] <= '0;
-                        res_null_reg[tsel_lane] <= 1'b1;
-                        res_we_reg[tsel_lane] <= 1'b1;
-                    end
-                    tl_reg <= (CL_LANES + 1)'(tsel_lane) + 1'b1;
-                end
-            end
-            if (t_rsp_valid) begin
-                if (fld_op(bundle_reg[tq_lane]) != OP_WRITE) begin
-                    res_val_reg[tq_lane] <= t_rsp_value;
-                    res_null_reg[tq_lane] <= t_rsp_null;
-                    res_we_reg[tq_lane] <= 1'b1;
-                end
-                tq_head_reg <= tq_head_reg + 1'b1;
-            end
-            if (t_pass_done) begin
-                if (!tpass_reg && b_has_twrite) begin
-                    tpass_reg <= 1'b1;
-                    tl_reg <= '0;
-                end else begin
-                    state_reg <= ST_ALU;
-                end
-            end
+            // the table phase and the commit follow the case
         end
         ST_ALU: begin
-            if (alu_done) begin
-                // commit: results of the lanes, the ALU answers arriving now included
-                for (int l = 0; l < LANES; l++) begin
-                    if ((res_we_reg[l] || alu_m_valid[l]) && 32'(fld_reg(bundle_reg[l], INSN_DST_LSB)) < REGS) begin
-                        reg_val[CL_REGS'(fld_reg(bundle_reg[l], INSN_DST_LSB))] <= alu_m_valid[l] ? alu_m_value[l] : res_val_reg[l];
-                        reg_null[CL_REGS'(fld_reg(bundle_reg[l], INSN_DST_LSB))] <= alu_m_valid[l] ? alu_m_null[l] : res_null_reg[l];
-                    end
-                end
-                failed_reg <= failed_reg | rule_fail_reg;
-                remain_reg <= remain_reg - 1;
-                state_reg <= remain_reg == 1 ? ST_SEC_END : ST_DECODE;
-            end
+            // waits for the ALU lanes; the commit follows the case
         end
         ST_SEC_END: begin
             if (start_sec) begin
@@ -696,6 +703,56 @@ always_ff @(posedge clk) begin
         end
         default: state_reg <= ST_IDLE;
     endcase
+
+    // table phase: issue (from the decode cycle on), answers, end of the passes
+    if (t_active) begin
+        if (tsel_found) begin
+            if (t_issue) begin
+                tq_reg[cur_tail[CL_LANES-1:0]] <= tsel_lane;
+                tq_tail_reg <= cur_tail + 1'b1;
+                tl_reg <= (CL_LANES + 1)'(tsel_lane) + 1'b1;
+            end else if (!t_cmd_valid) begin
+                // skipped write; a skipped ALLOC still gives its dst a NULL handle
+                if (tsel_op == OP_ALLOC) begin
+                    res_val_reg[tsel_lane] <= '0;
+                    res_null_reg[tsel_lane] <= 1'b1;
+                    res_we_reg[tsel_lane] <= 1'b1;
+                end
+                tl_reg <= (CL_LANES + 1)'(tsel_lane) + 1'b1;
+            end
+        end
+        if (state_reg == ST_TABLE) begin
+            if (t_rsp_valid) begin
+                if (fld_op(bundle_reg[tq_lane]) != OP_WRITE) begin
+                    res_val_reg[tq_lane] <= t_rsp_value;
+                    res_null_reg[tq_lane] <= t_rsp_null;
+                    res_we_reg[tq_lane] <= 1'b1;
+                end
+                tq_head_reg <= tq_head_reg + 1'b1;
+            end
+            if (t_pass_done) begin
+                if (!tpass_reg && b_has_twrite) begin
+                    tpass_reg <= 1'b1;
+                    tl_reg <= '0;
+                end else begin
+                    state_reg <= ST_ALU;
+                end
+            end
+        end
+    end
+
+    // commit: results of the lanes, the answers arriving now included
+    if (commit_now) begin
+        for (int l = 0; l < LANES; l++) begin
+            if (fin_we[l] && 32'(fld_reg(bundle_reg[l], INSN_DST_LSB)) < REGS) begin
+                reg_val[CL_REGS'(fld_reg(bundle_reg[l], INSN_DST_LSB))] <= fin_val[l];
+                reg_null[CL_REGS'(fld_reg(bundle_reg[l], INSN_DST_LSB))] <= fin_null[l];
+            end
+        end
+        failed_reg <= failed_reg | rule_fail_reg;
+        remain_reg <= remain_reg - 1;
+        state_reg <= remain_reg == 1 ? ST_SEC_END : ST_DECODE;
+    end
 
     if (rst) begin
         state_reg <= ST_IDLE;
