@@ -80,6 +80,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return run_serve(args)
 
 
+def cmd_ctl(args: argparse.Namespace) -> int:
+    from riskgw.gateway.ctl import run_ctl
+
+    return run_ctl(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="riskgw", description="FPGA-offloaded pre-trade risk gateway")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -129,7 +135,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user", action="append", metavar="NAME:PASSWORD:ACCOUNTS", help="a broker login")
     p.add_argument("--heartbeat-ms", type=int, help="heartbeat interval given to brokers (default 1000)")
     p.add_argument("--no-fsync", action="store_true", help="skip fsync (throwaway journals only)")
+    p.add_argument(
+        "--control", metavar="HOST:PORT", help="control port for riskgw ctl (token: $RISKGW_CONTROL_TOKEN)"
+    )
+    p.add_argument("--kill-file", metavar="PATH", help="where kill switches are kept (default: JOURNAL.kill)")
     p.set_defaults(func=cmd_serve)
+
+    from riskgw.gateway.ctl import add_parser as add_ctl_parser
+
+    add_ctl_parser(sub)
+    sub.choices["ctl"].set_defaults(func=cmd_ctl)
     return parser
 
 

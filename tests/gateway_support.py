@@ -137,7 +137,9 @@ class Stack:
         await self.exchange_server.wait_closed()
 
 
-async def start_stack(tmp_path: Path, behaviour: Behaviour, journal: str = "gw.journal") -> Stack:
+async def start_stack(
+    tmp_path: Path, behaviour: Behaviour, journal: str = "gw.journal", **settings: Any
+) -> Stack:
     data = tmp_path / "data"
     if not data.exists():
         SMALL.write(data)
@@ -149,6 +151,7 @@ async def start_stack(tmp_path: Path, behaviour: Behaviour, journal: str = "gw.j
         data=data,
         journal=tmp_path / journal,
         users=dict(USERS),
+        **settings,
     )
     running = await start_gateway(config, lambda text: None)
     return Stack(server, exchange, running, config)

@@ -175,3 +175,13 @@ def test_serve_and_exchange_sim_commands_trade_and_stop_on_sigterm(tmp_path: Pat
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+def test_control_port_needs_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RISKGW_CONTROL_TOKEN", raising=False)
+    argv = ("--rules", "x.sql", "--user", "a:b:1", "--control", "127.0.0.1:9001")
+    with pytest.raises(UserError, match="needs a token"):
+        config_of(*argv)
+    monkeypatch.setenv("RISKGW_CONTROL_TOKEN", "t")
+    c = config_of(*argv, "--journal", "x/j")
+    assert c.control == ("127.0.0.1", 9001) and c.control_token == "t" and c.kill_path == Path("x/j.kill")

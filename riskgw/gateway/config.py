@@ -8,6 +8,9 @@
     journal = "gateway.journal"
     heartbeat_ms = 1000
     fsync = true                       # false only for tests on throwaway journals
+    control = "127.0.0.1:9001"         # control port for `riskgw ctl` (off when not set)
+    control_token = "..."              # or the environment variable RISKGW_CONTROL_TOKEN
+    kill_file = "gateway.kill"         # where kill switches are kept (default: the journal + .kill)
 
     [users.broker1]
     password = "secret"
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +57,13 @@ class GatewayConfig:
     heartbeat_ms: int = 1000
     fsync: bool = True
     users: dict[str, User] = field(default_factory=dict)
+    control: tuple[str, int] | None = None
+    control_token: str = ""
+    kill_file: Path | None = None  # None: beside the journal
+
+    @property
+    def kill_path(self) -> Path:
+        return self.kill_file or self.journal.with_name(self.journal.name + ".kill")
 
 
 def _address(text: Any, what: str) -> tuple[str, int]:
@@ -104,7 +115,21 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise UserError(f"{path}: {exc}") from None
 
 
-_KEYS = {"listen", "exchange", "card", "rules", "data", "journal", "heartbeat_ms", "fsync", "users"}
+_KEYS = {
+    "listen",
+    "exchange",
+    "card",
+    "rules",
+    "data",
+    "journal",
+    "heartbeat_ms",
+    "fsync",
+    "users",
+    "control",
+    "control_token",
+    "kill_file",
+}
+TOKEN_ENV = "RISKGW_CONTROL_TOKEN"
 
 
 def build_config(args: argparse.Namespace) -> GatewayConfig:
@@ -154,6 +179,17 @@ def build_config(args: argparse.Namespace) -> GatewayConfig:
     for text in args.user or []:
         user = parse_user(text)
         config.users[user.name] = user
+    if args.control or "control" in file:
+        config.control = _address(args.control or file["control"], "control")
+        config.control_token = os.environ.get(TOKEN_ENV) or str(file.get("control_token", ""))
+        if not config.control_token:
+            raise UserError(
+                f"the control port needs a token: set {TOKEN_ENV} or control_token in the config file"
+            )
+    if args.kill_file:
+        config.kill_file = Path(args.kill_file)
+    elif "kill_file" in file:
+        config.kill_file = base / str(file["kill_file"])
     if not config.users:
         raise UserError("no users: give --user NAME:PASSWORD:ACCOUNTS or [users.NAME] in the config file")
     return config

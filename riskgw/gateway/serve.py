@@ -16,7 +16,9 @@ from riskgw.card.tables import load_data_dir
 from riskgw.doe.compiler import compile_files
 from riskgw.errors import UserError
 from riskgw.gateway.config import GatewayConfig, build_config
+from riskgw.gateway.control import start_control
 from riskgw.gateway.journal import JournalHeader, open_journal
+from riskgw.gateway.kill import KillSwitches
 from riskgw.gateway.protocol import MsgType, Reason
 from riskgw.gateway.server import MAX_RULES, BrokerSession, ExchangeUplink, Gateway
 
@@ -31,7 +33,13 @@ class Running:
     server: asyncio.Server
     replayed: int  # journal events replayed at start
     cut: str | None  # what was cut from the journal's tail, if anything
+    control: asyncio.Server | None = None
     stopped: bool = False
+
+    @property
+    def control_port(self) -> int:
+        assert self.control is not None
+        return int(self.control.sockets[0].getsockname()[1])
 
     @property
     def port(self) -> int:
@@ -44,6 +52,8 @@ class Running:
         self.stopped = True
         gw = self.gateway
         self.server.close()
+        if self.control is not None:
+            self.control.close()
         for session in list(gw.sessions):
             gw.queue(session, MsgType.LOGOUT, reason=int(Reason.SHUTDOWN))
             gw.queue_close(session)
@@ -80,7 +90,13 @@ async def start_gateway(config: GatewayConfig, log: Callable[[str], None] = _say
                 f"journal {config.journal}: event {i + 1} ({entry.event.name}) now decides {decision}, "
                 f"the journal recorded {entry.decision}: the engine is not the one that wrote it"
             )
+    try:
+        kill = KillSwitches.load(config.kill_path)
+    except UserError:
+        opened.journal.close()
+        raise
     gateway = Gateway(card, opened.journal, config.users, config.heartbeat_ms, log)
+    gateway.kill = kill
     gateway.restore_open_orders(opened.entries)
     loop = asyncio.get_running_loop()
     host, port = config.exchange
@@ -98,7 +114,18 @@ async def start_gateway(config: GatewayConfig, log: Callable[[str], None] = _say
         uplink.close()
         opened.journal.close()
         raise UserError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    running = Running(gateway, server, len(opened.entries), opened.cut)
+    control: asyncio.Server | None = None
+    if config.control is not None:
+        try:
+            control = await start_control(gateway, *config.control, config.control_token)
+        except UserError:
+            server.close()
+            uplink.close()
+            opened.journal.close()
+            raise
+    running = Running(gateway, server, len(opened.entries), opened.cut, control)
+    if kill.all or kill.accounts or kill.users:
+        log(f"kill switches on from {config.kill_path}: {kill.as_dict()}")
     bound = server.sockets[0].getsockname()
     log(
         f"listening on {bound[0]}:{bound[1]}, exchange {config.exchange[0]}:{config.exchange[1]}, "

@@ -34,6 +34,7 @@ from riskgw.engine.engine import Decision, event_inputs
 from riskgw.engine.table import Value
 from riskgw.gateway.config import User
 from riskgw.gateway.journal import Entry, Journal
+from riskgw.gateway.kill import KillSwitches
 from riskgw.gateway.link import FrameLink, order_values
 from riskgw.gateway.protocol import FAILED_MASK_BYTES, Frame, MsgType, ProtocolError, Reason
 
@@ -54,6 +55,7 @@ class OpenOrder:
     values: dict[str, Any]
     session: BrokerSession | None  # None: accepted before a restart; its answers go to no session
     remaining: int
+    user: str | None = None  # the login that sent it (None: accepted before a restart)
 
 
 def _order_from_inputs(inputs: Sequence[Value]) -> dict[str, Any]:
@@ -96,6 +98,7 @@ class Gateway:
         self.exchange: ExchangeUplink | None = None
         self.sessions: set[BrokerSession] = set()
         self.counters = Counters()
+        self.kill = KillSwitches()
         self.failed: BaseException | None = None  # set when the journal cannot be written
         self.stopped = asyncio.Event()
         self._log = log or (lambda text: print(f"gateway: {text}", file=sys.stderr, flush=True))
@@ -118,6 +121,37 @@ class Gateway:
                         del self.open[key]
             else:
                 self.open.pop(key, None)
+
+    # ------------------------------------------------------------------ control
+
+    def set_kill(
+        self, on: bool, account: int | None, user: str | None, everything: bool, cancel_open: bool = False
+    ) -> int:
+        """Turn a kill switch on or off (saved before this returns); with cancel_open, also ask the
+        exchange to cancel the open orders the switch covers. Returns the number of cancels sent."""
+        self.kill.set(on, account, user, everything)
+        scope = "everything" if everything else f"account {account}" if user is None else f"user {user}"
+        self._log(f"kill switch {'on' if on else 'off'} for {scope}")
+        if not (on and cancel_open) or self.exchange is None:
+            return 0
+        sent = 0
+        for (acct, order_id), order in self.open.items():
+            if everything or acct == account or (user is not None and order.user == user):
+                self.queue(self.exchange, MsgType.CANCEL_REQUEST, order_id=order_id, account_id=acct)
+                sent += 1
+        return sent
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "kill": self.kill.as_dict(),
+            "sessions": len(self.sessions),
+            "logged_on": sorted(s.user.name for s in self.sessions if s.user is not None),
+            "open_orders": len(self.open),
+            "exchange": self.exchange is not None,
+            "journal_records": self.journal.records,
+            "state_hash": self.card.state_hash(),
+            "counters": vars(self.counters).copy(),
+        }
 
     # ------------------------------------------------------------------ outbox
 
@@ -191,6 +225,9 @@ class Gateway:
         if session.user is None or not session.user.may_trade(values["account_id"]):
             self._reject(session, frame, Reason.NOT_PERMITTED)
             return
+        if self.kill.blocks(session.user.name, values["account_id"]):
+            self._reject(session, frame, Reason.KILL_SWITCH)
+            return
         if self.exchange is None:
             self._reject(session, frame, Reason.SHUTDOWN)
             return
@@ -210,7 +247,7 @@ class Gateway:
             self._reject(session, frame, Reason.RULE, decision)
             return
         self.counters.accepted += 1
-        self.open[key] = OpenOrder(values, session, values["quantity"])
+        self.open[key] = OpenOrder(values, session, values["quantity"], session.user.name)
         self.queue(session, MsgType.ACCEPTED, **values)
         self.queue(self.exchange, MsgType.NEW_ORDER, **values)
 

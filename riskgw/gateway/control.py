@@ -1,0 +1,97 @@
+"""The control port: kill switches and status, for operators, behind a shared token.
+
+One JSON object per line each way; the server answers one request and closes the connection::
+
+    {"token": "...", "cmd": "kill", "account": 3, "cancel_open": true}
+    {"token": "...", "cmd": "resume", "user": "broker1"}
+    {"token": "...", "cmd": "kill", "all": true}
+    {"token": "...", "cmd": "status"}
+
+Answers are {"ok": true, ...} or {"ok": false, "error": "..."}. `riskgw ctl` is the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import os
+from typing import Any
+
+from riskgw.errors import UserError
+from riskgw.gateway.server import Gateway
+
+_MAX_LINE = 4096
+
+
+def handle(gateway: Gateway, token: str, request: Any) -> dict[str, Any]:
+    if not isinstance(request, dict):
+        return {"ok": False, "error": "a request is a JSON object"}
+    given = str(request.get("token", "")).encode()
+    if not hmac.compare_digest(given, token.encode()):
+        return {"ok": False, "error": "bad token"}
+    cmd = request.get("cmd")
+    if cmd == "status":
+        return {"ok": True, **gateway.status()}
+    if cmd not in ("kill", "resume"):
+        return {"ok": False, "error": f"unknown command {cmd!r} (commands: kill, resume, status)"}
+    account, user, everything = request.get("account"), request.get("user"), request.get("all") is True
+    if sum((account is not None, user is not None, everything)) != 1:
+        return {"ok": False, "error": "give exactly one of account, user, all"}
+    if account is not None and (not isinstance(account, int) or isinstance(account, bool)):
+        return {"ok": False, "error": "account must be an integer"}
+    if user is not None and not isinstance(user, str):
+        return {"ok": False, "error": "user must be a string"}
+    try:
+        cancelled = gateway.set_kill(
+            cmd == "kill", account, user, everything, cancel_open=request.get("cancel_open") is True
+        )
+    except OSError as exc:
+        return {"ok": False, "error": f"cannot save the kill switches: {exc.strerror}"}
+    return {"ok": True, "cancels_sent": cancelled, "kill": gateway.kill.as_dict()}
+
+
+async def start_control(gateway: Gateway, host: str, port: int, token: str) -> asyncio.Server:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            try:
+                line = await asyncio.wait_for(reader.readline(), 10)
+            except ValueError:  # longer than _MAX_LINE
+                line = b""
+            try:
+                request = json.loads(line[:_MAX_LINE]) if line.endswith(b"\n") else None
+                answer = handle(gateway, token, request)
+            except ValueError:
+                answer = {"ok": False, "error": "not a JSON line"}
+            writer.write(json.dumps(answer).encode() + b"\n")
+            await writer.drain()
+        except (TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    try:
+        return await asyncio.start_server(serve, host, port, limit=_MAX_LINE)
+    except OSError as exc:
+        raise UserError(f"cannot listen for control on {host}:{port}: {exc.strerror}") from None
+
+
+async def request(host: str, port: int, message: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
+    """Send one control request and return the answer (for `riskgw ctl` and tests)."""
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except (OSError, TimeoutError) as exc:
+        why = os.strerror(exc.errno) if isinstance(exc, OSError) and exc.errno else "no answer"
+        raise UserError(f"cannot reach the control port {host}:{port}: {why}") from None
+    try:
+        writer.write(json.dumps(message).encode() + b"\n")
+        line = await asyncio.wait_for(reader.readline(), timeout)
+    finally:
+        writer.close()
+    try:
+        answer = json.loads(line)
+    except ValueError:
+        raise UserError(f"the control port {host}:{port} gave no answer") from None
+    if not isinstance(answer, dict):
+        raise UserError(f"the control port {host}:{port} gave no answer")
+    return answer
