@@ -16,10 +16,12 @@ import asyncio
 import hmac
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from riskgw.errors import UserError
-from riskgw.gateway.server import Gateway
+
+if TYPE_CHECKING:  # the server pulls in the engine; `riskgw ctl` needs none of it
+    from riskgw.gateway.server import Gateway
 
 _MAX_LINE = 4096
 
