@@ -139,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--control", metavar="HOST:PORT", help="control port for riskgw ctl (token: $RISKGW_CONTROL_TOKEN)"
     )
     p.add_argument("--kill-file", metavar="PATH", help="where kill switches are kept (default: JOURNAL.kill)")
+    p.add_argument(
+        "--metrics", metavar="HOST:PORT", help="serve Prometheus metrics at http://HOST:PORT/metrics"
+    )
     p.set_defaults(func=cmd_serve)
 
     from riskgw.gateway.ctl import add_parser as add_ctl_parser

@@ -11,6 +11,7 @@
     control = "127.0.0.1:9001"         # control port for `riskgw ctl` (off when not set)
     control_token = "..."              # or the environment variable RISKGW_CONTROL_TOKEN
     kill_file = "gateway.kill"         # where kill switches are kept (default: the journal + .kill)
+    metrics = "127.0.0.1:9102"         # Prometheus metrics at http://HOST:PORT/metrics (off when not set)
 
     [users.broker1]
     password = "secret"
@@ -60,6 +61,7 @@ class GatewayConfig:
     control: tuple[str, int] | None = None
     control_token: str = ""
     kill_file: Path | None = None  # None: beside the journal
+    metrics: tuple[str, int] | None = None
 
     @property
     def kill_path(self) -> Path:
@@ -128,6 +130,7 @@ _KEYS = {
     "control",
     "control_token",
     "kill_file",
+    "metrics",
 }
 TOKEN_ENV = "RISKGW_CONTROL_TOKEN"
 
@@ -186,6 +189,8 @@ def build_config(args: argparse.Namespace) -> GatewayConfig:
             raise UserError(
                 f"the control port needs a token: set {TOKEN_ENV} or control_token in the config file"
             )
+    if args.metrics or "metrics" in file:
+        config.metrics = _address(args.metrics or file["metrics"], "metrics")
     if args.kill_file:
         config.kill_file = Path(args.kill_file)
     elif "kill_file" in file:

@@ -19,6 +19,7 @@ from riskgw.gateway.config import GatewayConfig, build_config
 from riskgw.gateway.control import start_control
 from riskgw.gateway.journal import JournalHeader, open_journal
 from riskgw.gateway.kill import KillSwitches
+from riskgw.gateway.metrics import render, start_metrics
 from riskgw.gateway.protocol import MsgType, Reason
 from riskgw.gateway.server import MAX_RULES, BrokerSession, ExchangeUplink, Gateway
 
@@ -34,7 +35,13 @@ class Running:
     replayed: int  # journal events replayed at start
     cut: str | None  # what was cut from the journal's tail, if anything
     control: asyncio.Server | None = None
+    metrics: asyncio.Server | None = None
     stopped: bool = False
+
+    @property
+    def metrics_port(self) -> int:
+        assert self.metrics is not None
+        return int(self.metrics.sockets[0].getsockname()[1])
 
     @property
     def control_port(self) -> int:
@@ -52,8 +59,9 @@ class Running:
         self.stopped = True
         gw = self.gateway
         self.server.close()
-        if self.control is not None:
-            self.control.close()
+        for extra in (self.control, self.metrics):
+            if extra is not None:
+                extra.close()
         for session in list(gw.sessions):
             gw.queue(session, MsgType.LOGOUT, reason=int(Reason.SHUTDOWN))
             gw.queue_close(session)
@@ -123,7 +131,18 @@ async def start_gateway(config: GatewayConfig, log: Callable[[str], None] = _say
             uplink.close()
             opened.journal.close()
             raise
-    running = Running(gateway, server, len(opened.entries), opened.cut, control)
+    metrics: asyncio.Server | None = None
+    if config.metrics is not None:
+        try:
+            metrics = await start_metrics(*config.metrics, lambda: render(gateway))
+        except UserError:
+            for s in (server, control):
+                if s is not None:
+                    s.close()
+            uplink.close()
+            opened.journal.close()
+            raise
+    running = Running(gateway, server, len(opened.entries), opened.cut, control, metrics)
     if kill.all or kill.accounts or kill.users:
         log(f"kill switches on from {config.kill_path}: {kill.as_dict()}")
     bound = server.sockets[0].getsockname()

@@ -30,12 +30,13 @@ from typing import Any
 from riskgw.card.driver import CardDriver
 from riskgw.doe.isa import Event, EventField
 from riskgw.doe.values import decode_char
-from riskgw.engine.engine import Decision, event_inputs
+from riskgw.engine.engine import EVENTS, Decision, event_inputs
 from riskgw.engine.table import Value
 from riskgw.gateway.config import User
 from riskgw.gateway.journal import Entry, Journal
 from riskgw.gateway.kill import KillSwitches
 from riskgw.gateway.link import FrameLink, order_values
+from riskgw.gateway.metrics import Histogram
 from riskgw.gateway.protocol import FAILED_MASK_BYTES, Frame, MsgType, ProtocolError, Reason
 
 OrderKey = tuple[int, int]  # (account_id, order_id)
@@ -99,6 +100,10 @@ class Gateway:
         self.sessions: set[BrokerSession] = set()
         self.counters = Counters()
         self.kill = KillSwitches()
+        self.rejects_by_reason: dict[str, int] = {}
+        self.rule_failures = [0] * len(card.image.rules)
+        self.card_latency: dict[str, Histogram] = {e.name: Histogram() for e in EVENTS}
+        self.commit_latency = Histogram()
         self.failed: BaseException | None = None  # set when the journal cannot be written
         self.stopped = asyncio.Event()
         self._log = log or (lambda text: print(f"gateway: {text}", file=sys.stderr, flush=True))
@@ -172,7 +177,10 @@ class Gateway:
         """Commit the journal, then send what waited for it."""
         self._flush_pending = False
         try:
-            self.journal.commit()
+            if self.journal.pending:
+                start = time.perf_counter_ns()
+                self.journal.commit()
+                self.commit_latency.observe_ns(time.perf_counter_ns() - start)
         except OSError as exc:
             # Without the journal no reply may leave: drop them and stop.
             self._outbox.clear()
@@ -192,8 +200,12 @@ class Gateway:
     def _run(self, event: Event, values: dict[str, Any], inputs: Sequence[Value] | None = None) -> Decision:
         if inputs is None:
             inputs = event_inputs(values)
+        start = time.perf_counter_ns()
         decision = self.card.process(event, inputs)
+        self.card_latency[event.name].observe_ns(time.perf_counter_ns() - start)
         self.journal.append(event, inputs, decision)
+        for rule in decision.failed:
+            self.rule_failures[rule] += 1
         return decision
 
     # ------------------------------------------------------------------ broker side
@@ -202,6 +214,7 @@ class Gateway:
         self, session: BrokerSession, frame: Frame | None, reason: Reason, decision: Decision | None = None
     ) -> None:
         values = frame.values if frame is not None else {}
+        self.rejects_by_reason[reason.name] = self.rejects_by_reason.get(reason.name, 0) + 1
         self.queue(
             session,
             MsgType.REJECTED,

@@ -1,0 +1,143 @@
+"""Prometheus metrics over HTTP (`riskgw serve --metrics HOST:PORT`, then GET /metrics).
+
+Latencies are histograms in microseconds: the card's time per event (by event type) and the
+journal commit (write + fsync) per batch, the two costs on the order path that the gateway controls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from riskgw.errors import UserError
+
+if TYPE_CHECKING:
+    from riskgw.gateway.server import Gateway
+
+BUCKETS_US = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1_000.0, 5_000.0, 20_000.0)
+
+
+class Histogram:
+    def __init__(self) -> None:
+        self.counts = [0] * (len(BUCKETS_US) + 1)  # the last one is +Inf
+        self.sum_us = 0.0
+
+    def observe_ns(self, ns: int) -> None:
+        us = ns / 1_000
+        self.counts[bisect.bisect_left(BUCKETS_US, us)] += 1
+        self.sum_us += us
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
+
+    def lines(self, name: str, labels: str = "") -> list[str]:
+        sep = "," if labels else ""
+        out, running = [], 0
+        for bound, n in zip((*BUCKETS_US, float("inf")), self.counts, strict=True):
+            running += n
+            le = "+Inf" if bound == float("inf") else f"{bound:g}"
+            out.append(f'{name}_bucket{{{labels}{sep}le="{le}"}} {running}')
+        suffix = f"{{{labels}}}" if labels else ""
+        out.append(f"{name}_sum{suffix} {self.sum_us:.3f}")
+        out.append(f"{name}_count{suffix} {running}")
+        return out
+
+
+def render(gw: Gateway) -> str:
+    c = gw.counters
+    lines: list[str] = []
+
+    def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, float | int]]) -> None:
+        lines.append(f"# HELP {name} {help_text}")
+        lines.append(f"# TYPE {name} {kind}")
+        for labels, value in samples:
+            lines.append(f"{name}{{{labels}}} {value}" if labels else f"{name} {value}")
+
+    metric("riskgw_orders_total", "counter", "NEW_ORDER frames from brokers", [("", c.orders)])
+    metric(
+        "riskgw_order_verdicts_total",
+        "counter",
+        "orders the card accepted or rejected",
+        [('verdict="accepted"', c.accepted), ('verdict="rejected"', c.rejected)],
+    )
+    metric(
+        "riskgw_rejects_total",
+        "counter",
+        "REJECTED frames sent, by reason",
+        [(f'reason="{reason}"', n) for reason, n in sorted(gw.rejects_by_reason.items())],
+    )
+    names = [r.name for r in gw.card.image.rules]
+    metric(
+        "riskgw_rule_failures_total",
+        "counter",
+        "orders each rule failed",
+        [(f'rule="{names[i]}"', n) for i, n in enumerate(gw.rule_failures)],
+    )
+    metric(
+        "riskgw_protocol_errors_total",
+        "counter",
+        "malformed or unexpected broker frames",
+        [("", c.protocol_errors)],
+    )
+    metric(
+        "riskgw_exchange_events_total",
+        "counter",
+        "fills, rejects, cancels from the exchange",
+        [("", c.exchange_events)],
+    )
+    metric("riskgw_journal_records_total", "counter", "journal records written", [("", gw.journal.records)])
+    metric(
+        "riskgw_journal_commits_total",
+        "counter",
+        "journal commits (one fsync each)",
+        [("", gw.journal.commits)],
+    )
+    metric("riskgw_sessions", "gauge", "broker connections", [("", len(gw.sessions))])
+    metric("riskgw_open_orders", "gauge", "orders open at the exchange", [("", len(gw.open))])
+    metric(
+        "riskgw_exchange_connected",
+        "gauge",
+        "1 while the exchange link is up",
+        [("", int(gw.exchange is not None))],
+    )
+    metric("riskgw_kill_all", "gauge", "1 while the gateway-wide kill switch is on", [("", int(gw.kill.all))])
+    lines.append("# HELP riskgw_card_event_us time the card took per event, microseconds")
+    lines.append("# TYPE riskgw_card_event_us histogram")
+    for event, hist in sorted(gw.card_latency.items()):
+        lines.extend(hist.lines("riskgw_card_event_us", f'event="{event}"'))
+    lines.append("# HELP riskgw_journal_commit_us time of one journal commit (write and fsync), microseconds")
+    lines.append("# TYPE riskgw_journal_commit_us histogram")
+    lines.extend(gw.commit_latency.lines("riskgw_journal_commit_us"))
+    return "\n".join(lines) + "\n"
+
+
+async def start_metrics(host: str, port: int, page: Callable[[], str]) -> asyncio.Server:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = await asyncio.wait_for(reader.readline(), 10)
+            while (await asyncio.wait_for(reader.readline(), 10)) not in (b"\r\n", b"\n", b""):
+                pass
+            parts = request.split()
+            if len(parts) >= 2 and parts[0] == b"GET" and parts[1].split(b"?")[0] == b"/metrics":
+                status, body = "200 OK", page().encode()
+                ctype = "text/plain; version=0.0.4; charset=utf-8"
+            else:
+                status, body, ctype = "404 Not Found", b"try /metrics\n", "text/plain"
+            head = (
+                f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            )
+            writer.write(head.encode() + body)
+            await writer.drain()
+        except (TimeoutError, ConnectionError, ValueError):
+            pass
+        finally:
+            writer.close()
+
+    try:
+        return await asyncio.start_server(serve, host, port)
+    except OSError as exc:
+        raise UserError(f"cannot listen for metrics on {host}:{port}: {exc.strerror}") from None
