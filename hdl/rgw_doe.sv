@@ -20,6 +20,7 @@
  *   0x0     4                                       r       cycles of the last event (accept to decision)
  *   0x1     {bundle, lane[CL_LANES-1:0], half}      w       instruction word half (0: bits 63:0)
  *   0x2     section: event 0..4, LOAD of table t: 8+t   w   {length in bundles[31:0], first bundle[31:0]}
+ *                                                           (5..7 unused: keep them empty)
  *   0x3     {constant, half}                        w       half 0: value; half 1: bit 0 = NULL
  *   0x4     {table[7:0], field[3:0]}                w       table config (rgw_doe_table)
  *   0x5     {scan[7:0], field[3:0]}                 w       scan spec config (rgw_doe_table)
@@ -525,10 +526,13 @@ assign m_dec.failed = failed_reg;
 
 logic [CL_SECTIONS-1:0] evt_sec;
 always_comb begin
+    // section 7 is never loaded: an unknown event kind or table runs nothing
     if (s_evt.kind == EVENT_LOAD) begin
-        evt_sec = CL_SECTIONS'(8 + 32'(s_evt.table_id));
-    end else begin
+        evt_sec = 32'(s_evt.table_id) < TABLES ? CL_SECTIONS'(8 + 32'(s_evt.table_id)) : CL_SECTIONS'(7);
+    end else if (s_evt.kind <= EVENT_CANCEL) begin
         evt_sec = CL_SECTIONS'(s_evt.kind);
+    end else begin
+        evt_sec = CL_SECTIONS'(7);
     end
 end
 

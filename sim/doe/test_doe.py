@@ -337,6 +337,39 @@ async def run_random_programs(dut, seed: int) -> None:  # type: ignore[no-untype
 
 
 @cocotb.test()
+async def run_unknown_events(dut) -> None:  # type: ignore[no-untyped-def]
+    """A LOAD of a table the DOE does not have and an unknown event kind run nothing."""
+    tb = TB(dut)
+    await tb.reset()
+    image = compiled([SEED_RULES], tb.p.lanes)
+    await tb.load_image(image)
+    engine = Engine(image, backend="interp")
+    rows, _ = order_flow(image, seed=8, n_rows=5, n_events=0)
+    sent = 0
+    for tid, words in rows:
+        try:
+            engine.load_row(tid, words)
+        except DuplicateKeyError:
+            continue
+        await tb.send(Event.LOAD, words, table=tid)
+        sent += 1
+    strays = [(Event.LOAD, tb.p.tables), (Event.LOAD, 255), (6, 0), (7, 0)]
+    for kind, table in strays:
+        tag = tb.next_tag
+        tb.next_tag += 1
+        data, nulls = tb.words(rows[0][1])
+        await tb.evt.send(EvtTransaction(tag=tag, kind=int(kind), table=table, null=nulls, data=data))
+    for _ in range(sent):
+        await tb.dec.recv()
+    for _ in strays:
+        dec = await tb.dec.recv()
+        assert int(dec.accept) == 1 and int(dec.failed) == 0
+    state = await tb.table_state(image)
+    for t in image.tables:
+        assert state[t.id] == engine.state.table(t.id).rows(), t.name
+
+
+@cocotb.test()
 async def run_cycles(dut) -> None:  # type: ignore[no-untyped-def]
     """Cycles per event (accept to decision) on the example rules, one event at a time."""
     tb = TB(dut)
