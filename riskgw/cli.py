@@ -86,6 +86,12 @@ def cmd_ctl(args: argparse.Namespace) -> int:
     return run_ctl(args)
 
 
+def cmd_log_query(args: argparse.Namespace) -> int:
+    from riskgw.gateway.audit import run_log_query
+
+    return run_log_query(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="riskgw", description="FPGA-offloaded pre-trade risk gateway")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -142,12 +148,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--metrics", metavar="HOST:PORT", help="serve Prometheus metrics at http://HOST:PORT/metrics"
     )
+    p.add_argument("--audit", metavar="PATH.sqlite", help="write every decision to this SQLite audit store")
     p.set_defaults(func=cmd_serve)
 
     from riskgw.gateway.ctl import add_parser as add_ctl_parser
 
     add_ctl_parser(sub)
     sub.choices["ctl"].set_defaults(func=cmd_ctl)
+
+    p = sub.add_parser("log", help="the gateway's audit store")
+    log_actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    q = log_actions.add_parser("query", help="run an SQL query on the audit store, print CSV")
+    q.add_argument("sql", metavar="SQL", help='e.g. "SELECT reason, count(*) FROM decisions GROUP BY reason"')
+    q.add_argument(
+        "--db", default="audit.sqlite", metavar="PATH", help="the audit store (default audit.sqlite)"
+    )
+    q.set_defaults(func=cmd_log_query)
     return parser
 
 

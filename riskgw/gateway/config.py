@@ -12,6 +12,7 @@
     control_token = "..."              # or the environment variable RISKGW_CONTROL_TOKEN
     kill_file = "gateway.kill"         # where kill switches are kept (default: the journal + .kill)
     metrics = "127.0.0.1:9102"         # Prometheus metrics at http://HOST:PORT/metrics (off when not set)
+    audit = "audit.sqlite"             # every decision in SQLite, for `riskgw log query` (off when not set)
 
     [users.broker1]
     password = "secret"
@@ -62,6 +63,7 @@ class GatewayConfig:
     control_token: str = ""
     kill_file: Path | None = None  # None: beside the journal
     metrics: tuple[str, int] | None = None
+    audit: Path | None = None
 
     @property
     def kill_path(self) -> Path:
@@ -131,6 +133,7 @@ _KEYS = {
     "control_token",
     "kill_file",
     "metrics",
+    "audit",
 }
 TOKEN_ENV = "RISKGW_CONTROL_TOKEN"
 
@@ -191,6 +194,10 @@ def build_config(args: argparse.Namespace) -> GatewayConfig:
             )
     if args.metrics or "metrics" in file:
         config.metrics = _address(args.metrics or file["metrics"], "metrics")
+    if args.audit:
+        config.audit = Path(args.audit)
+    elif "audit" in file:
+        config.audit = base / str(file["audit"])
     if args.kill_file:
         config.kill_file = Path(args.kill_file)
     elif "kill_file" in file:

@@ -15,6 +15,7 @@ from riskgw.card.soft import SoftCard
 from riskgw.card.tables import load_data_dir
 from riskgw.doe.compiler import compile_files
 from riskgw.errors import UserError
+from riskgw.gateway.audit import AuditLog
 from riskgw.gateway.config import GatewayConfig, build_config
 from riskgw.gateway.control import start_control
 from riskgw.gateway.journal import JournalHeader, open_journal
@@ -71,6 +72,8 @@ class Running:
         await self.server.wait_closed()
         gw.journal.close()
         gw.card.close()
+        if gw.audit is not None:
+            gw.audit.close()
 
 
 def make_card(kind: str) -> CardDriver:
@@ -105,6 +108,12 @@ async def start_gateway(config: GatewayConfig, log: Callable[[str], None] = _say
         raise
     gateway = Gateway(card, opened.journal, config.users, config.heartbeat_ms, log)
     gateway.kill = kill
+    if config.audit is not None:
+        try:
+            gateway.audit = AuditLog(config.audit)
+        except UserError:
+            opened.journal.close()
+            raise
     gateway.restore_open_orders(opened.entries)
     loop = asyncio.get_running_loop()
     host, port = config.exchange

@@ -32,6 +32,7 @@ from riskgw.doe.isa import Event, EventField
 from riskgw.doe.values import decode_char
 from riskgw.engine.engine import EVENTS, Decision, event_inputs
 from riskgw.engine.table import Value
+from riskgw.gateway.audit import AuditLog
 from riskgw.gateway.config import User
 from riskgw.gateway.journal import Entry, Journal
 from riskgw.gateway.kill import KillSwitches
@@ -104,6 +105,8 @@ class Gateway:
         self.rule_failures = [0] * len(card.image.rules)
         self.card_latency: dict[str, Histogram] = {e.name: Histogram() for e in EVENTS}
         self.commit_latency = Histogram()
+        self.audit: AuditLog | None = None
+        self._rule_names = [r.name for r in card.image.rules]
         self.failed: BaseException | None = None  # set when the journal cannot be written
         self.stopped = asyncio.Event()
         self._log = log or (lambda text: print(f"gateway: {text}", file=sys.stderr, flush=True))
@@ -197,7 +200,37 @@ class Gateway:
 
     # ------------------------------------------------------------------ card
 
-    def _run(self, event: Event, values: dict[str, Any], inputs: Sequence[Value] | None = None) -> Decision:
+    def _audit(
+        self, source: str, event: str, values: dict[str, Any], verdict: str, reason: str, rules: str
+    ) -> None:
+        if self.audit is not None:
+            get = values.get
+            self.audit.record(
+                (
+                    time.time_ns(),
+                    source,
+                    event,
+                    get("order_id"),
+                    get("account_id"),
+                    get("ticket_id"),
+                    get("direction"),
+                    get("price"),
+                    get("quantity"),
+                    get("exec_price"),
+                    get("exec_quantity"),
+                    verdict,
+                    reason,
+                    rules,
+                )
+            )
+
+    def _run(
+        self,
+        event: Event,
+        values: dict[str, Any],
+        inputs: Sequence[Value] | None = None,
+        source: str = "exchange",
+    ) -> Decision:
         if inputs is None:
             inputs = event_inputs(values)
         start = time.perf_counter_ns()
@@ -206,6 +239,15 @@ class Gateway:
         self.journal.append(event, inputs, decision)
         for rule in decision.failed:
             self.rule_failures[rule] += 1
+        if self.audit is not None:
+            if event is not Event.NEW:
+                verdict, reason = "APPLIED", ""
+            elif decision.accepted:
+                verdict, reason = "ACCEPT", ""
+            else:
+                verdict, reason = "REJECT", Reason.RULE.name
+            rules = ";".join(self._rule_names[r] for r in decision.failed)
+            self._audit(source, event.name, values, verdict, reason, rules)
         return decision
 
     # ------------------------------------------------------------------ broker side
@@ -215,6 +257,11 @@ class Gateway:
     ) -> None:
         values = frame.values if frame is not None else {}
         self.rejects_by_reason[reason.name] = self.rejects_by_reason.get(reason.name, 0) + 1
+        if decision is None and self.audit is not None:  # rule rejects are audited where they are decided
+            event = (
+                "GARBAGE" if frame is None else "NEW" if frame.type is MsgType.NEW_ORDER else frame.type.name
+            )
+            self._audit(session.user.name if session.user else "", event, values, "REJECT", reason.name, "")
         self.queue(
             session,
             MsgType.REJECTED,
@@ -254,7 +301,7 @@ class Gateway:
         except ValueError as exc:  # a ticket_id that is not valid text for a CHAR column
             self.protocol_error(session, frame, f"ticket_id: {exc}")
             return
-        decision = self._run(Event.NEW, values, inputs)
+        decision = self._run(Event.NEW, values, inputs, session.user.name)
         if not decision.accepted:
             self.counters.rejected += 1
             self._reject(session, frame, Reason.RULE, decision)
