@@ -42,7 +42,6 @@ from riskgw.gateway.protocol import FAILED_MASK_BYTES, Frame, MsgType, ProtocolE
 
 OrderKey = tuple[int, int]  # (account_id, order_id)
 MAX_RULES = FAILED_MASK_BYTES * 8
-_CLOSE = b""  # outbox marker: close the link once everything before it is written
 
 
 def failed_mask(decision: Decision) -> bytes:
@@ -110,7 +109,7 @@ class Gateway:
         self.failed: BaseException | None = None  # set when the journal cannot be written
         self.stopped = asyncio.Event()
         self._log = log or (lambda text: print(f"gateway: {text}", file=sys.stderr, flush=True))
-        self._outbox: list[tuple[FrameLink, bytes]] = []
+        self._outbox: list[tuple[FrameLink, bytes | None]] = []  # None: close the link there
         self._flush_pending = False
 
     def restore_open_orders(self, entries: Sequence[Entry]) -> None:
@@ -168,7 +167,7 @@ class Gateway:
         self._schedule()
 
     def queue_close(self, link: FrameLink) -> None:
-        self._outbox.append((link, _CLOSE))
+        self._outbox.append((link, None))
         self._schedule()
 
     def _schedule(self) -> None:
@@ -193,7 +192,7 @@ class Gateway:
             return
         outbox, self._outbox = self._outbox, []
         for link, data in outbox:
-            if data is _CLOSE:
+            if data is None:
                 link.close()
             elif link.transport is not None and not link.transport.is_closing():
                 link.transport.write(data)
