@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import errno
+import os
 import random
 import shutil
 from pathlib import Path
@@ -119,5 +122,32 @@ def test_journal_of_other_rules_or_other_data_is_refused(tmp_path: Path) -> None
             await stack.restart()
         assert stack.config.journal.read_bytes() == before
         stack.exchange_server.close()
+
+    run_async(script())
+
+
+def test_no_reply_leaves_when_the_journal_cannot_be_written(tmp_path: Path) -> None:
+    async def script() -> None:
+        stack = await start_stack(tmp_path, Behaviour(fill=1.0, partial=0.0, reject=0.0))
+        broker = await stack.broker("alice")
+        broker.send(MsgType.NEW_ORDER, **held_order(1, account=1))
+        await broker.recv_type(MsgType.ACCEPTED)
+        await broker.recv_type(MsgType.FILL)
+        state = stack.gateway.card.state_hash()
+        journal = stack.gateway.journal
+        full = os.open("/dev/full", os.O_WRONLY)  # every write fails with ENOSPC
+        os.dup2(full, journal._fd)
+        os.close(full)
+        broker.send(MsgType.NEW_ORDER, **held_order(2, account=1, k=1))
+        await asyncio.wait_for(stack.gateway.stopped.wait(), 5)
+        assert isinstance(stack.gateway.failed, OSError) and stack.gateway.failed.errno == errno.ENOSPC
+        with pytest.raises(TimeoutError):
+            await broker.recv(timeout=0.3)
+        assert stack.exchange.orders_seen == 1  # order 2 never left
+        await broker.close()
+        # the journal holds what was confirmed; a restart comes back to that state
+        await stack.restart()
+        assert stack.gateway.card.state_hash() == state
+        await stack.close()
 
     run_async(script())

@@ -159,6 +159,7 @@ class Journal:
         self._buf = bytearray()
         self.records = 0
         self.commits = 0
+        self.broken: OSError | None = None
 
     def append(self, event: Event, inputs: Sequence[Value], decision: Decision) -> None:
         self._buf += _record(encode_entry(event, inputs, decision))
@@ -169,24 +170,33 @@ class Journal:
         return len(self._buf)
 
     def commit(self) -> None:
+        """Write and fsync what is buffered. After an OSError the journal is broken: the bytes on
+        disk may end in a torn record, so every later commit raises too, and the next start cuts it.
+        """
+        if self.broken is not None:
+            raise self.broken
         if not self._buf:
             return
-        with memoryview(self._buf) as whole:
-            view = whole
-            while view:
-                n = os.write(self._fd, view)
-                view = view[n:]
-            view.release()
-        if self._fsync:
-            os.fsync(self._fd)
-        self._buf.clear()
+        try:
+            while self._buf:
+                n = os.write(self._fd, self._buf)
+                del self._buf[:n]
+            if self._fsync:
+                os.fsync(self._fd)
+        except OSError as exc:
+            self.broken = exc
+            raise
         self.commits += 1
 
     def close(self) -> None:
+        """Commit what is buffered (unless the journal is broken) and close the file."""
         if self._fd >= 0:
-            self.commit()
-            os.close(self._fd)
-            self._fd = -1
+            try:
+                if self.broken is None:
+                    self.commit()
+            finally:
+                os.close(self._fd)
+                self._fd = -1
 
 
 @dataclass

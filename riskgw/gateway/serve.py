@@ -70,7 +70,10 @@ class Running:
         if gw.exchange is not None:
             gw.exchange.close()
         await self.server.wait_closed()
-        gw.journal.close()
+        try:
+            gw.journal.close()
+        except OSError as exc:
+            gw.failed = gw.failed or exc
         gw.card.close()
         if gw.audit is not None:
             gw.audit.close()

@@ -186,9 +186,10 @@ class Gateway:
         except OSError as exc:
             # Without the journal no reply may leave: drop them and stop.
             self._outbox.clear()
-            self.failed = exc
-            self._log(f"cannot write the journal {self.journal.path}: {exc.strerror}; stopping")
-            self.stopped.set()
+            if self.failed is None:
+                self.failed = exc
+                self._log(f"cannot write the journal {self.journal.path}: {exc.strerror}; stopping")
+                self.stopped.set()
             return
         outbox, self._outbox = self._outbox, []
         for link, data in outbox:
