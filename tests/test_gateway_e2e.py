@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from riskgw.doe.compiler import compile_files
 from riskgw.doe.isa import Event
 from riskgw.engine.engine import Engine, event_inputs
 from riskgw.engine.replay import load_data
-from riskgw.exchange.sim import Behaviour
+from riskgw.exchange.sim import Behaviour, start_exchange
 from riskgw.gateway.journal import scan
 from riskgw.gateway.protocol import MsgType, Reason, encode
 
@@ -197,6 +198,36 @@ def test_frames_that_arrive_together_share_one_journal_commit(tmp_path: Path) ->
             assert (await broker.recv_type(MsgType.ACCEPTED))["order_id"] == 10 + i
         assert stack.gateway.journal.records == 5
         assert stack.gateway.journal.commits - commits <= 2  # one, unless TCP split the burst
+        await broker.close()
+        await stack.close()
+
+    run_async(script())
+
+
+def test_gateway_reconnects_when_the_exchange_comes_back(tmp_path: Path) -> None:
+    async def script() -> None:
+        stack = await start_stack(tmp_path, FILL_ALL)
+        port = stack.config.exchange[1]
+        broker = await stack.broker()
+        stack.exchange_server.close()
+        await stack.exchange_server.wait_closed()
+        assert stack.gateway.exchange is not None
+        stack.gateway.exchange.close()  # the link drops; nothing listens any more
+        await asyncio.sleep(0.2)
+        broker.send(MsgType.NEW_ORDER, **held_order(1, account=1))
+        r = await broker.recv_type(MsgType.REJECTED)
+        assert (r["order_id"], r["reason"]) == (1, Reason.SHUTDOWN)
+        assert scan(stack.config.journal).entries == []  # never reached the card
+
+        stack.exchange_server, stack.exchange = await start_exchange("127.0.0.1", port, FILL_ALL)
+        for _ in range(100):
+            if stack.gateway.exchange is not None:
+                break
+            await asyncio.sleep(0.05)
+        broker.send(MsgType.NEW_ORDER, **held_order(2, account=1))
+        await broker.recv_type(MsgType.ACCEPTED)
+        assert (await broker.recv_type(MsgType.FILL))["order_id"] == 2
+        assert stack.exchange.orders_seen == 1
         await broker.close()
         await stack.close()
 

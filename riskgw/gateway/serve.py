@@ -22,7 +22,7 @@ from riskgw.gateway.journal import JournalHeader, open_journal
 from riskgw.gateway.kill import KillSwitches
 from riskgw.gateway.metrics import render, start_metrics
 from riskgw.gateway.protocol import MsgType, Reason
-from riskgw.gateway.server import MAX_RULES, BrokerSession, ExchangeUplink, Gateway
+from riskgw.gateway.server import MAX_RULES, BrokerSession, Gateway
 
 
 def _say(text: str) -> None:
@@ -59,6 +59,9 @@ class Running:
             return
         self.stopped = True
         gw = self.gateway
+        gw.closing = True
+        if gw.reconnecting is not None:
+            gw.reconnecting.cancel()
         self.server.close()
         for extra in (self.control, self.metrics):
             if extra is not None:
@@ -120,13 +123,13 @@ async def start_gateway(config: GatewayConfig, log: Callable[[str], None] = _say
     gateway.restore_open_orders(opened.entries)
     loop = asyncio.get_running_loop()
     host, port = config.exchange
+    gateway.exchange_address = config.exchange
     try:
-        _, uplink = await loop.create_connection(lambda: ExchangeUplink(gateway), host, port)
+        uplink = await gateway.connect_exchange()
     except OSError as exc:
         opened.journal.close()
         why = os.strerror(exc.errno) if exc.errno else str(exc)  # asyncio's strerror repeats the address
         raise UserError(f"cannot reach the exchange at {host}:{port}: {why}") from None
-    gateway.exchange = uplink
     host, port = config.listen
     try:
         server = await loop.create_server(lambda: BrokerSession(gateway), host, port)

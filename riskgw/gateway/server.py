@@ -97,6 +97,9 @@ class Gateway:
         self.heartbeat_ms = heartbeat_ms
         self.open: dict[OrderKey, OpenOrder] = {}
         self.exchange: ExchangeUplink | None = None
+        self.exchange_address: tuple[str, int] | None = None  # set: reconnect when the link drops
+        self.reconnecting: asyncio.Task[None] | None = None
+        self.closing = False
         self.sessions: set[BrokerSession] = set()
         self.counters = Counters()
         self.kill = KillSwitches()
@@ -128,6 +131,29 @@ class Gateway:
                         del self.open[key]
             else:
                 self.open.pop(key, None)
+
+    async def connect_exchange(self) -> ExchangeUplink:
+        """Open the exchange link (OSError when the exchange cannot be reached)."""
+        assert self.exchange_address is not None
+        loop = asyncio.get_running_loop()
+        _, uplink = await loop.create_connection(lambda: ExchangeUplink(self), *self.exchange_address)
+        self.exchange = uplink
+        return uplink
+
+    async def reconnect(self) -> None:
+        """Try the exchange again, backing off from 50 ms to 2 s, until it answers or the gateway stops."""
+        delay = 0.05
+        while not self.closing:
+            try:
+                await self.connect_exchange()
+            except OSError:
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, 2.0)
+                continue
+            # Orders open before the drop stay open: the exchange reports on them or they are
+            # cancelled through the gateway as usual.
+            self._log(f"exchange connection back ({len(self.open)} orders open)")
+            return
 
     # ------------------------------------------------------------------ control
 
@@ -423,6 +449,9 @@ class ExchangeUplink(FrameLink):
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
-        if self.gateway.exchange is self:
-            self.gateway.exchange = None
-            self.gateway._log("lost the exchange connection: new orders are rejected with reason SHUTDOWN")
+        gw = self.gateway
+        if gw.exchange is self:
+            gw.exchange = None
+            if gw.exchange_address is not None and not gw.closing:
+                gw._log("lost the exchange connection: rejecting new orders with SHUTDOWN until it is back")
+                gw.reconnecting = asyncio.get_running_loop().create_task(gw.reconnect())
