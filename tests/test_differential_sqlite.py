@@ -144,7 +144,7 @@ def run_case(case: gen.Case) -> None:
 
 
 GEN_SETTINGS = settings(
-    max_examples=60,
+    max_examples=80,
     derandomize=True,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
@@ -309,3 +309,20 @@ def test_oracle_writes_out_each_difference_from_sqlite(tmp_path: Path) -> None:
     # account 9: the first upsert inserted n=1; the second's n = 1 + 3e9 does not fit INT and n is
     # NOT NULL, so that whole update was skipped (w stayed 1, i kept the first price, itself NULL)
     assert (s["9"]["n"], s["9"]["w"], s["9"]["i"]) == ("1", "1", "")
+
+
+def test_lookup_on_a_narrow_char_key_matches_sqlite(tmp_path: Path) -> None:
+    """A CHAR(8) key looked up by trade_order.ticket_id (a CHAR(16)) with a value that fits."""
+    rules_file = tmp_path / "narrow.sql"
+    rules_file.write_text(
+        "create table t (k CHAR(8) not null, v INT not null)\n"
+        "Rule R ((select v from t where k = trade_order.ticket_id) is not null)\n",
+        encoding="utf-8",
+    )
+    data = tmp_path / "data"
+    data.mkdir()
+    write_table_csv(data / "t.csv", ["k", "v"], [["B", 5]])
+    events = [("NEW", {"order_id": 1, "ticket_id": "B"}), ("NEW", {"order_id": 2, "ticket_id": "LONGTICKET"})]
+    write_events(tmp_path / "events.csv", events)
+    result = assert_same([rules_file], data, tmp_path / "events.csv", tmp_path)
+    assert [r[2] for r in result.out] == ["ACCEPT", "REJECT"]

@@ -27,6 +27,7 @@ INT32_MAX = (1 << 31) - 1
 SMALL = (0, 1, -1, 2, -2, 3, 5, -7, 10, 100)
 BOUNDARY = (INT32_MAX, INT32_MIN, INT32_MAX + 1, INT32_MIN - 1, INT64_MAX, INT64_MIN, INT64_MAX - 1)
 TICKETS = ("A", "B", "C")
+LONG_TICKET = "LONGTICKET"  # wider than a CHAR(4) or CHAR(8) key: matches no row there
 ACCOUNTS = (0, 1, 2, 3)
 EVENT_KINDS = ("NEW", "NEW", "NEW", "FILL", "REJECT", "CANCEL")
 
@@ -36,10 +37,15 @@ class Col:
     name: str
     kind: str  # INT, INT8 or CHAR
     nullable: bool
+    size: int = 16  # CHAR(size); narrower than trade_order.ticket_id only for key columns
 
     @property
     def is_char(self) -> bool:
         return self.kind == "CHAR"
+
+    @property
+    def type_name(self) -> str:
+        return f"CHAR({self.size})" if self.is_char else self.kind
 
 
 @dataclass(frozen=True)
@@ -50,15 +56,17 @@ class Table:
     # non-key columns that UPDATEs and upserts may SET; a MIN/MAX/ORDER BY that reads one of them
     # is kept up to date by a scan, which the language allows only for a plain column and equalities
     writable: tuple[str, ...] = ()
+    declared: bool = False  # the key is also declared: PRIMARY KEY (...)
 
     def col(self, name: str) -> Col:
         return next(c for c in self.cols if c.name == name)
 
     def ddl(self) -> str:
         lines = ",\n".join(
-            f"    {c.name} {'CHAR(16)' if c.is_char else c.kind} {'null' if c.nullable else 'not null'}"
-            for c in self.cols
+            f"    {c.name} {c.type_name} {'null' if c.nullable else 'not null'}" for c in self.cols
         )
+        if self.declared:
+            lines += f",\n    primary key ({', '.join(self.key)})"
         return f"create table {self.name}\n(\n{lines}\n)\n"
 
 
@@ -244,6 +252,8 @@ class ExprGen:
         return f"({self.int_expr(scope, d)} {self.pick(['<', '>=', '='])} {self.int_expr(scope, d)})"
 
     def value(self, c: Col, scope: Scope, depth: int) -> str:
+        if c.is_char and c.size < 16:
+            return char_literal(self.pick(TICKETS))  # what fits a narrow key column
         return self.char_expr(scope, depth) if c.is_char else self.int_expr(scope, depth)
 
     def key_match(self, t: Table, outer: Scope, depth: int) -> list[str]:
@@ -376,9 +386,17 @@ def tables_strategy(draw: Draw, max_tables: int = 3) -> list[Table]:
         # key columns compare with small values only; a nullable key column is allowed (NULL keys
         # are stored and never found)
         cols = [
-            Col(c.name, "INT" if c.name in key and c.kind == "INT8" else c.kind, c.nullable) for c in cols
+            Col(
+                c.name,
+                "INT" if c.name in key and c.kind == "INT8" else c.kind,
+                c.nullable,
+                draw(st.sampled_from((4, 8, 16))) if c.name in key and c.is_char else 16,
+            )
+            for c in cols
         ]
-        out.append(Table(f"t{i}", tuple(cols), key))
+        writable = tuple(c.name for c in cols[nkey:] if key and draw(st.integers(0, 2)))
+        declared = bool(key) and draw(st.integers(0, 3)) == 0
+        out.append(Table(f"t{i}", tuple(cols), key, writable, declared))
     return out
 
 
@@ -431,7 +449,7 @@ def key_value_expr(g: ExprGen, c: Col, depth: int) -> str:
     if g.draw(st.integers(0, 3)) == 0:
         return g.value(c, Scope(), depth)
     if c.is_char:
-        return "trade_order.ticket_id"
+        return "trade_order.ticket_id" if c.size == 16 else char_literal(g.pick(TICKETS))
     return g.pick(["trade_order.account_id", "trade_order.direction", "coalesce(trade_order.account_id, 1)"])
 
 
@@ -488,7 +506,7 @@ def event_strategy(draw: Draw, order_id: int) -> tuple[str, dict[str, Value]]:
     fields: dict[str, Value] = {
         "order_id": order_id if kind == "NEW" else draw(st.integers(1, max(order_id, 1))),
         "account_id": maybe_null(ACCOUNTS),
-        "ticket_id": maybe_null(TICKETS),
+        "ticket_id": maybe_null((*TICKETS, LONG_TICKET)),
         "direction": draw(st.sampled_from((0, 1))),
         "price": any64(),
         "quantity": any64(),
