@@ -6,6 +6,7 @@ so that collisions, full buckets and full tables are checked exactly, command by
 
 from __future__ import annotations
 
+import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -461,8 +462,6 @@ async def run_pipelined_reads(dut) -> None:  # type: ignore[no-untyped-def]
 
 
 def params_from(dut) -> Params:  # type: ignore[no-untyped-def]
-    import os
-
     return Params(**{k: int(v) for k, v in (kv.split("=") for kv in os.environ["RGW_PARAMS"].split(","))})
 
 
@@ -470,6 +469,13 @@ PARAM_SETS = {
     "tiny": Params(tables=4, cols=4, rows=16, key_words=3, cl_buckets=2, ways=2, scans=4),
     "default": Params(tables=8, cols=16, rows=256, key_words=6, cl_buckets=9, ways=4, scans=8),
 }
+
+
+# 2^20 rows: the index and pipelined lookups at full size.  About 4 minutes (the reset clears 2^21
+# buckets), so it runs on request: RGW_SIM_LARGE=1 pytest sim/doe_table -k 1M
+LARGE = {"1M": Params(tables=1, cols=4, rows=1 << 20, key_words=2, cl_buckets=20, ways=2, scans=2)}
+if os.environ.get("RGW_SIM_LARGE") == "1":
+    PARAM_SETS.update(LARGE)
 
 
 @pytest.mark.sim
@@ -485,4 +491,5 @@ def test_doe_table(name: str) -> None:
         Path(__file__).parent,
         parameters=p.hdl(),
         extra_env={"RGW_PARAMS": ",".join(f"{k}={v}" for k, v in vars(p).items())},
+        testcase="run_pipelined_reads" if name in LARGE else None,
     )
