@@ -92,6 +92,12 @@ def cmd_log_query(args: argparse.Namespace) -> int:
     return run_log_query(args)
 
 
+def cmd_journal_export(args: argparse.Namespace) -> int:
+    from riskgw.gateway.export import run_export
+
+    return run_export(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="riskgw", description="FPGA-offloaded pre-trade risk gateway")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -164,6 +170,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--db", default="audit.sqlite", metavar="PATH", help="the audit store (default audit.sqlite)"
     )
     q.set_defaults(func=cmd_log_query)
+
+    p = sub.add_parser("journal", help="the gateway's journal")
+    journal_actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    j = journal_actions.add_parser("export", help="write the journal's events as an events file for replay")
+    j.add_argument("journal", metavar="JOURNAL")
+    j.add_argument("--out", required=True, metavar="EVENTS.csv")
+    j.set_defaults(func=cmd_journal_export)
     return parser
 
 

@@ -95,3 +95,31 @@ def test_a_file_that_is_not_a_journal_is_left_alone(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="is not a riskgw journal"):
         open_journal(path, HEADER)
     assert path.read_text() == "order_id,account_id\n1,2\n"
+
+
+def test_export_writes_replay_events_and_leaves_a_torn_tail_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from riskgw.cli import main as cli_main
+    from riskgw.engine.csvdata import read_events
+    from riskgw.engine.engine import event_inputs
+
+    path = tmp_path / "j"
+    order = dict(order_id=7, account_id=3, ticket_id="600001", direction=1, price=1234, quantity=300, ts=5)
+    items = [
+        Entry(Event.NEW, event_inputs(order), Decision(True)),
+        Entry(Event.FILL, event_inputs({**order, "exec_price": 1230, "exec_quantity": 100}), Decision(True)),
+        Entry(Event.CANCEL, event_inputs({**order, "exec_quantity": 200}), Decision(True)),
+    ]
+    write(path, items)
+    with path.open("ab") as f:
+        f.write(b"\x05\x00")
+    before = path.read_bytes()
+    out = tmp_path / "events.csv"
+    assert cli_main(["journal", "export", str(path), "--out", str(out)]) == 0
+    assert "2 bytes at offset" in capsys.readouterr().err
+    assert path.read_bytes() == before  # export never cuts
+    assert [(e.event, e.inputs) for e in read_events(out)] == [(e.event, e.inputs) for e in items]
+    assert out.read_text().splitlines()[1] == "NEW,7,3,600001,1,1234,300,,,5"
+    assert cli_main(["journal", "export", str(out), "--out", str(tmp_path / "x.csv")]) == 1
+    assert "is not a riskgw journal" in capsys.readouterr().err

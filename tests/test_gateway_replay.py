@@ -11,15 +11,13 @@ from gateway_support import RULES, SMALL, Client, Stack, held_order, run_async, 
 
 from riskgw.cli import main as cli_main
 from riskgw.doe.compiler import compile_files
-from riskgw.doe.isa import EventField
-from riskgw.doe.values import decode_char
 from riskgw.engine.csvdata import read_events
 from riskgw.engine.engine import Engine
 from riskgw.engine.replay import load_data
 from riskgw.exchange.sim import Behaviour
-from riskgw.gateway.journal import Entry, scan
+from riskgw.gateway.journal import scan
 from riskgw.gateway.protocol import MsgType, Reason
-from riskgw.scenario import EVENT_HEADER, ticket
+from riskgw.scenario import ticket
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -75,30 +73,6 @@ async def session(stack: Stack, broker: Client, n: int) -> Verdicts:
     return verdicts
 
 
-def events_csv(entries: list[Entry], path: Path) -> Path:
-    names = (
-        "order_id",
-        "account_id",
-        None,
-        "direction",
-        "price",
-        "quantity",
-        "exec_price",
-        "exec_quantity",
-        "ts",
-    )
-    with path.open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(EVENT_HEADER)
-        for e in entries:
-            words = e.inputs
-            row = {n: words[EventField[n.upper()]] for n in names if n}
-            tw = words[EventField.TICKET_ID_W0 : EventField.TICKET_ID_W1 + 1]
-            row["ticket_id"] = None if tw[0] is None else decode_char([int(w) for w in tw if w is not None])
-            w.writerow([e.event.name, *("" if row[h] is None else row[h] for h in EVENT_HEADER[1:])])
-    return path
-
-
 def test_gateway_decisions_match_riskgw_replay(tmp_path: Path) -> None:
     async def script() -> tuple[Verdicts, str]:
         stack = await start_stack(tmp_path, Behaviour(fill=0.2, partial=0.2, reject=0.1, seed=9))
@@ -111,7 +85,8 @@ def test_gateway_decisions_match_riskgw_replay(tmp_path: Path) -> None:
 
     verdicts, state = run_async(script(), timeout=80)
     entries = scan(tmp_path / "gw.journal").entries
-    events = events_csv(entries, tmp_path / "events.csv")
+    events = tmp_path / "events.csv"
+    assert cli_main(["journal", "export", str(tmp_path / "gw.journal"), "--out", str(events)]) == 0
     out = tmp_path / "out.csv"
     args = [
         "replay",
