@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 
 import pytest
-from gateway_support import RULES, held_order, run_async, start_stack
+from gateway_support import RULES, Client, held_order, run_async, start_stack
 
 from riskgw.doe.compiler import compile_files
 from riskgw.doe.isa import Event
@@ -229,6 +230,47 @@ def test_gateway_reconnects_when_the_exchange_comes_back(tmp_path: Path) -> None
         assert (await broker.recv_type(MsgType.FILL))["order_id"] == 2
         assert stack.exchange.orders_seen == 1
         await broker.close()
+        await stack.close()
+
+    run_async(script())
+
+
+def test_a_broker_that_does_not_read_is_held_back_alone(tmp_path: Path) -> None:
+    async def script() -> None:
+        stack = await start_stack(tmp_path, FILL_ALL)
+        stack.gateway.write_buffer_high = 4096
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect, or it does not hold
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", stack.running.port))
+        slow = Client(*await asyncio.open_connection(sock=sock, limit=4096))
+        slow.send(MsgType.LOGON, username="alice", password="pw-a")
+        await slow.recv_type(MsgType.LOGON_ACK)
+        session = next(iter(stack.gateway.sessions))
+        assert session.transport is not None
+        session.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        n = 50_000  # 400 kB of heartbeat replies that it does not read for now
+        burst = b"".join(encode(MsgType.HEARTBEAT, slow.seq + 1 + i) for i in range(n))
+        slow.seq += n
+        slow.raw(burst)
+        for _ in range(100):
+            if session.paused:
+                break
+            await asyncio.sleep(0.05)
+        assert session.paused
+        fast = await stack.broker("bob")
+        fast.send(MsgType.NEW_ORDER, **held_order(1, account=3))
+        await fast.recv_type(MsgType.ACCEPTED)
+        await fast.recv_type(MsgType.FILL)
+        await asyncio.sleep(0.3)
+        assert session.last_seq < slow.seq  # the gateway stopped reading it
+        # once it reads, it gets every reply, in order
+        await slow.writer.drain()
+        for i in range(n):
+            frame = await slow.recv()
+            assert frame.type is MsgType.HEARTBEAT and frame.seq == i + 2  # after its LOGON_ACK
+        await slow.close()
+        await fast.close()
         await stack.close()
 
     run_async(script())

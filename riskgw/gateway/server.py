@@ -100,6 +100,7 @@ class Gateway:
         self.exchange_address: tuple[str, int] | None = None  # set: reconnect when the link drops
         self.reconnecting: asyncio.Task[None] | None = None
         self.closing = False
+        self.write_buffer_high = 1 << 20  # bytes of unread replies before a broker is not read from
         self.sessions: set[BrokerSession] = set()
         self.counters = Counters()
         self.kill = KillSwitches()
@@ -396,14 +397,27 @@ class BrokerSession(FrameLink):
         self.gateway = gateway
         self.user: User | None = None
         self.last_seq = 0
+        self.paused = 0  # times its replies backed up
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
+        transport.set_write_buffer_limits(high=self.gateway.write_buffer_high)
         self.gateway.sessions.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
         self.gateway.sessions.discard(self)
+
+    # A broker that does not read its replies is not read from either until it catches up, so its
+    # backlog stays bounded (by its open orders' exchange answers) and costs no one else anything.
+    def pause_writing(self) -> None:
+        self.paused += 1
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
 
     def frames_received(self, items: list[Frame | ProtocolError]) -> None:
         gw = self.gateway
