@@ -232,7 +232,7 @@ def decode(data: bytes | memoryview) -> Frame:
 def plausible_header(data: bytes | bytearray | memoryview, pos: int = 0) -> bool:
     """Whether a frame can start at `pos`: known type, our version, and that type's exact length."""
     raw_type, version, length, _seq = HEADER.unpack_from(data, pos)
-    layout = LAYOUTS.get(raw_type)  # type: ignore[call-overload]
+    layout = LAYOUTS.get(raw_type)
     return layout is not None and version == VERSION and length == layout.size
 
 
