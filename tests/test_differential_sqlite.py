@@ -326,3 +326,24 @@ def test_lookup_on_a_narrow_char_key_matches_sqlite(tmp_path: Path) -> None:
     write_events(tmp_path / "events.csv", events)
     result = assert_same([rules_file], data, tmp_path / "events.csv", tmp_path)
     assert [r[2] for r in result.out] == ["ACCEPT", "REJECT"]
+
+
+def test_upsert_whose_proposed_row_breaks_not_null_matches_sqlite(tmp_path: Path) -> None:
+    """SQLite checks NOT NULL on the proposed row before it looks for a conflict: the statement
+    fails, so (OR IGNORE) it does nothing, DO UPDATE included."""
+    rules_file = tmp_path / "upsert.sql"
+    rules_file.write_text(
+        "create table t (k INT not null, n INT not null, v INT null)\n"
+        "create trigger up after fill on trade_order\nbegin\n"
+        "    insert into t (k) values (trade_order.account_id) on conflict (k) do update set v = 1;\n"
+        "    insert into t (k, n) values (trade_order.account_id, 2)\n"
+        "    on conflict (k) do update set n = n + 1;\n"
+        "end;\n",
+        encoding="utf-8",
+    )
+    data = tmp_path / "data"
+    data.mkdir()
+    write_table_csv(data / "t.csv", ["k", "n", "v"], [[1, 5, None]])
+    write_events(tmp_path / "events.csv", [("FILL", {"order_id": 1, "account_id": 1})])
+    result = assert_same([rules_file], data, tmp_path / "events.csv", tmp_path)
+    assert result.state["t"] == [["k", "n", "v"], ["1", "6", ""]]

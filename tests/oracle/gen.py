@@ -383,12 +383,11 @@ def tables_strategy(draw: Draw, max_tables: int = 3) -> list[Table]:
         nkey = draw(st.sampled_from([0, 1, 1, 1, 2]))
         nkey = min(nkey, ncols - 1)
         key = tuple(c.name for c in cols[:nkey])
-        # key columns compare with small values only; a nullable key column is allowed (NULL keys
-        # are stored and never found)
+        # a nullable key column is allowed (NULL keys are stored and never found)
         cols = [
             Col(
                 c.name,
-                "INT" if c.name in key and c.kind == "INT8" else c.kind,
+                c.kind,
                 c.nullable,
                 draw(st.sampled_from((4, 8, 16))) if c.name in key and c.is_char else 16,
             )
@@ -432,7 +431,7 @@ def rule_text(g: ExprGen, name: str, depth: int) -> str:
             if g.draw(st.integers(0, 3))
             else f"({expr} or {g.int_expr(Scope(), 1)} is null)"
         )
-    guard = f"\n    where {g.bool_expr(Scope(), 1)}" if g.draw(st.booleans()) else ""
+    guard = f"\n    where {g.bool_expr(Scope(), 2)}" if g.draw(st.booleans()) else ""
     return f"Rule {name} (\n    {expr}{guard}\n)\n"
 
 
@@ -487,7 +486,7 @@ def statement_text(g: ExprGen, tables: list[Table], depth: int) -> str:
 
 def trigger_text(g: ExprGen, name: str, tables: list[Table], depth: int) -> str:
     event = g.pick(["accept", "accept", "fill", "reject", "cancel"])
-    when = f"\nwhen coalesce({g.bool_expr(Scope(), 1)}, 1)" if g.draw(st.booleans()) else ""
+    when = f"\nwhen coalesce({g.bool_expr(Scope(), 2)}, 1)" if g.draw(st.booleans()) else ""
     body = "".join(f"    {statement_text(g, tables, depth)};\n" for _ in range(g.draw(st.integers(1, 3))))
     return f"create trigger {name} after {event} on trade_order{when}\nbegin\n{body}end;\n"
 
