@@ -32,7 +32,7 @@ from riskgw.engine import alu
 from riskgw.engine.engine import Decision, DuplicateKeyError, Engine, event_inputs
 from riskgw.engine.table import EngineError
 
-BACKENDS = ("interp", "fast")
+BACKENDS = ("interp", "fast", "native")
 NEW = Event.NEW
 T = 1000  # first temporary register used by these images (above every constant)
 ORDER_ID, PRICE, QTY, XPRICE = (

@@ -1,7 +1,8 @@
 """The software DOE: runs a program image's sections on events and data rows.
 
 `Engine(image)` uses the generated fast path; `Engine(image, backend="interp")` the reference
-interpreter. Both hold their state in an `EngineState` and give identical decisions and hashes.
+interpreter; `Engine(image, backend="native")` generated C (riskgw.engine.native), which needs a C
+compiler. All hold their state in an `EngineState` and give identical decisions and hashes.
 Time arrives in the event (`ts`); the engine never reads a clock.
 """
 
@@ -9,7 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
 
 from riskgw.doe.image import Image
 from riskgw.doe.isa import EVENT_FIELD_REGS, N_EVENT_REGS, Event
@@ -20,7 +23,10 @@ from riskgw.engine.program import check_image
 from riskgw.engine.state import EngineState, Snapshot
 from riskgw.engine.table import EngineError, Key, Value
 
-Backend = Literal["fast", "interp"]
+if TYPE_CHECKING:
+    from riskgw.engine.native import Native
+
+Backend = Literal["fast", "interp", "native"]
 EVENTS = (Event.NEW, Event.FILL, Event.REJECT, Event.CANCEL)
 
 
@@ -69,7 +75,7 @@ class Engine:
     process: Callable[[Event, Sequence[Value]], Decision]
 
     def __init__(self, image: Image, backend: Backend = "fast") -> None:
-        if backend not in ("fast", "interp"):
+        if backend not in ("fast", "interp", "native"):
             raise ValueError(f"unknown backend {backend!r}")
         check_image(image)
         self.image = image
@@ -79,7 +85,14 @@ class Engine:
         self._decisions: dict[int, Decision] = {}
         self._interp = Interpreter(image, self.state)
         self._fast = FastPath(image, self.state, N_EVENT_REGS) if backend == "fast" else None
-        self.process = self._interpret if self._fast is None else self._fast_process(self._fast)
+        self._native: Native | None = None
+        if backend == "native":
+            from riskgw.engine.native import Native  # ctypes and the compiler only when asked for
+
+            self._native = Native(image, self.state, N_EVENT_REGS)
+            self.process = self._native_process(self._native)
+        else:
+            self.process = self._interpret if self._fast is None else self._fast_process(self._fast)
 
     # ------------------------------------------------------------------ events
 
@@ -105,6 +118,35 @@ class Engine:
             return accepted
 
         return process
+
+    def _native_process(self, native: Native) -> Callable[[Event, Sequence[Value]], Decision]:
+        run, decision, accepted = native.event_fn(), self._decision, ACCEPTED
+
+        def process(event: Event, inputs: Sequence[Value]) -> Decision:
+            if event not in EVENTS:
+                raise ValueError(f"{event.name} is not an event")
+            mask = run(event, inputs)
+            return decision(mask) if mask else accepted
+
+        return process
+
+    def process_batch(self, events: Sequence[tuple[Event, Sequence[Value]]]) -> list[Decision]:
+        """`process` on each event in order; the native backend runs them in one call."""
+        if self._native is None:
+            process = self.process
+            return [process(e, inputs) for e, inputs in events]
+        for event, _ in events:
+            if event not in EVENTS:
+                raise ValueError(f"{event.name} is not an event")
+        masks = self._native.batch(self._native.encode(events))
+        out = [ACCEPTED] * len(events)
+        if masks.shape[1] == 1:
+            for i in np.flatnonzero(masks[:, 0]).tolist():
+                out[i] = self._decision(int(masks[i, 0]))
+        else:
+            for i in np.flatnonzero(masks.any(axis=1)).tolist():
+                out[i] = self._decision(sum(int(m) << (64 * w) for w, m in enumerate(masks[i])))
+        return out
 
     def _interpret(self, event: Event, inputs: Sequence[Value]) -> Decision:
         if len(inputs) != N_EVENT_REGS:
@@ -138,11 +180,14 @@ class Engine:
         table = self.state.table(table_id)
         if len(words) != table.n_cols:
             raise ValueError(f"table {table.config.name} has {table.n_cols} words per row, got {len(words)}")
-        if table.key_cols:
+        if table.key_cols and self._native is None:  # the native load checks the key itself
             key = table.key_of(tuple(words))
             if None not in key and key in table.index:
                 raise DuplicateKeyError(table.config.name, key)
-        if self._fast is not None:
+        if self._native is not None:
+            if not self._native.load(table_id, words):
+                raise DuplicateKeyError(table.config.name, table.key_of(tuple(words)))
+        elif self._fast is not None:
             self._fast.loads[table_id](words)
         else:
             self._interp.run(Event.LOAD, table_id, words)
