@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from oracle import gen
 from oracle.data import TICKETS, reference_data, session, write_session
-from oracle.replay import ReplayResult, engine_replay, replay, write_events, write_table_csv
+from oracle.replay import ReplayResult, Value, engine_replay, replay, write_events, write_table_csv
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "rules"
@@ -101,7 +101,7 @@ def test_fixture_matches_sqlite(tmp_path: Path) -> None:
 
 
 def test_fixture_without_data_rejects_every_sell(tmp_path: Path) -> None:
-    events = [
+    events: list[tuple[str, dict[str, Value]]] = [
         (
             "NEW",
             {
@@ -264,9 +264,9 @@ def corner_case(tmp_path: Path) -> tuple[list[Path], Path, Path]:
     data = tmp_path / "data"
     data.mkdir()
     write_table_csv(data / "v.csv", ["g", "k", "x"], CORNER_DATA["v"])
-    events: list[tuple[str, dict[str, int | str | None]]] = []
+    events: list[tuple[str, dict[str, Value]]] = []
     for i, (account, price, qty) in enumerate(CORNER_ORDERS):
-        order = {
+        order: dict[str, Value] = {
             "order_id": i + 1,
             "account_id": account,
             "direction": i % 2,
@@ -322,7 +322,10 @@ def test_lookup_on_a_narrow_char_key_matches_sqlite(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
     write_table_csv(data / "t.csv", ["k", "v"], [["B", 5]])
-    events = [("NEW", {"order_id": 1, "ticket_id": "B"}), ("NEW", {"order_id": 2, "ticket_id": "LONGTICKET"})]
+    events: list[tuple[str, dict[str, Value]]] = [
+        ("NEW", {"order_id": 1, "ticket_id": "B"}),
+        ("NEW", {"order_id": 2, "ticket_id": "LONGTICKET"}),
+    ]
     write_events(tmp_path / "events.csv", events)
     result = assert_same([rules_file], data, tmp_path / "events.csv", tmp_path)
     assert [r[2] for r in result.out] == ["ACCEPT", "REJECT"]
@@ -344,6 +347,7 @@ def test_upsert_whose_proposed_row_breaks_not_null_matches_sqlite(tmp_path: Path
     data = tmp_path / "data"
     data.mkdir()
     write_table_csv(data / "t.csv", ["k", "n", "v"], [[1, 5, None]])
-    write_events(tmp_path / "events.csv", [("FILL", {"order_id": 1, "account_id": 1})])
+    fill: dict[str, Value] = {"order_id": 1, "account_id": 1}
+    write_events(tmp_path / "events.csv", [("FILL", fill)])
     result = assert_same([rules_file], data, tmp_path / "events.csv", tmp_path)
     assert result.state["t"] == [["k", "n", "v"], ["1", "6", ""]]

@@ -449,7 +449,9 @@ def key_value_expr(g: ExprGen, c: Col, depth: int) -> str:
         return g.value(c, Scope(), depth)
     if c.is_char:
         return "trade_order.ticket_id" if c.size == 16 else char_literal(g.pick(TICKETS))
-    return g.pick(["trade_order.account_id", "trade_order.direction", "coalesce(trade_order.account_id, 1)"])
+    return str(
+        g.pick(["trade_order.account_id", "trade_order.direction", "coalesce(trade_order.account_id, 1)"])
+    )
 
 
 def statement_text(g: ExprGen, tables: list[Table], depth: int) -> str:
@@ -574,9 +576,9 @@ def deep_cases(draw: Draw) -> Case:
     def operand() -> str:
         roll = draw(st.integers(0, 9))
         if roll < 4:
-            return g.pick(["2", "3", "(-7)", "10", "100"])
+            return str(g.pick(["2", "3", "(-7)", "10", "100"]))
         if roll < 7:
-            return g.pick(["trade_order.price", "trade_order.quantity", "trade_order.ts"])
+            return str(g.pick(["trade_order.price", "trade_order.quantity", "trade_order.ts"]))
         if roll < 9:
             return f"coalesce({g.subquery(Scope(), 1, want_char=False)}, 5)"
         return g.int_expr(Scope(), 1)

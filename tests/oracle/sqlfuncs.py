@@ -56,4 +56,4 @@ class ExactSum:
 def register(conn: sqlite3.Connection) -> None:
     conn.create_function("rg_int", 1, rg_int, deterministic=True)
     conn.create_function("rg_i32", 1, rg_i32, deterministic=True)
-    conn.create_aggregate("rg_sum", 1, ExactSum)
+    conn.create_aggregate("rg_sum", 1, ExactSum)  # type: ignore[arg-type]  # typeshed wants exact types
