@@ -12,7 +12,7 @@
  * m_cfg_rd_valid.  Accepted only between events.  Address = {region[31:28], index[27:0]}:
  *
  *   region  index                                   access  data
- *   0x0     0                                       r       ID: {"RGWD", 16'h0, ABI_VERSION[15:0]}
+ *   0x0     0                                       r       ID: {32'h52475744 ("RGWD"), 16'h0, ABI_VERSION[15:0]}
  *   0x0     1                                       r       {RULES[15:0], ROWS[15:0] (log2),
  *                                                           TABLES[7:0], COLS[7:0], LANES[7:0], 8'h0}
  *   0x0     2                                       r       status: bit 0 busy, 1 index full, 2 table full
@@ -48,9 +48,9 @@
  *
  * Execution: a section runs bundle by bundle.  Every register starts NULL except the inputs and
  * the constants.  In a bundle the ALU instructions issue together on their lanes; the table
- * instructions then run one at a time on the table unit, reads (LOOKUP, READ, SCAN) first and
- * writes (ALLOC, WRITE) after them, in lane order, so that all of them see the tables as they
- * were before the bundle; register results and failed rules take effect at the end of the bundle.
+ * instructions go to the table unit in lane order, reads (LOOKUP, READ, SCAN) first and writes
+ * (ALLOC, WRITE) after them, so that all of them see the tables as they were before the bundle;
+ * register results and failed rules take effect at the end of the bundle.
  * A NEW that fails no rule runs the ACCEPT section with fresh registers.
  *
  * Cycles: a bundle of single-cycle ALU ops and RULEs commits in the cycle it is decoded (1 cycle
@@ -628,7 +628,7 @@ always_ff @(posedge clk) begin
                         m_cfg_rd_data_reg <= '0;
                         if (cfg_region == 4'h0) begin
                             case (cfg_index)
-                                28'd0: m_cfg_rd_data_reg <= {32'h52474844, 16'h0, 16'(ABI_VERSION)};
+                                28'd0: m_cfg_rd_data_reg <= {32'h52475744, 16'h0, 16'(ABI_VERSION)};
                                 28'd1: m_cfg_rd_data_reg <= {16'(RULES), 16'(CL_ROWS), 8'(TABLES), 8'(COLS), 8'(LANES), 8'h0};
                                 28'd2: m_cfg_rd_data_reg <= {61'd0, err_table_full, err_index_full, table_busy};
                                 28'd4: m_cfg_rd_data_reg <= 64'(last_cycles_reg);

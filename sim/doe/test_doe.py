@@ -14,7 +14,9 @@ from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 from cocotbext.axi.stream import define_stream
 from doe_load import (
+    CTRL_ID,
     CTRL_LAST_CYCLES,
+    CTRL_PARAMS,
     CTRL_STATUS,
     REGION_COUNT,
     REGION_CTRL,
@@ -25,7 +27,7 @@ from doe_load import (
 )
 
 from riskgw.doe.image import Image
-from riskgw.doe.isa import INT64_MAX, N_EVENT_REGS, ColType, Event
+from riskgw.doe.isa import ABI_VERSION, INT64_MAX, N_EVENT_REGS, ColType, Event
 from riskgw.doe.values import encode_char
 from riskgw.engine.engine import DuplicateKeyError, Engine, event_inputs
 
@@ -78,6 +80,15 @@ class TB:
         await RisingEdge(self.dut.clk)
         while await self.read(addr(REGION_CTRL, CTRL_STATUS)) & 1:
             pass
+        ident = await self.read(addr(REGION_CTRL, CTRL_ID))
+        assert ident == int.from_bytes(b"RGWD", "big") << 32 | ABI_VERSION, f"ID register {ident:#x}"
+        params = await self.read(addr(REGION_CTRL, CTRL_PARAMS))
+        assert params == (
+            self.p.rules << 48
+            | (self.p.rows - 1).bit_length() << 32
+            | self.p.tables << 24
+            | self.p.cols << 16
+        ) | (self.p.lanes << 8), f"parameter register {params:#x} does not describe {self.p}"
 
     async def _access(self, a: int, write: bool, data: int = 0) -> int:
         d = self.dut
