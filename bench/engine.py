@@ -15,6 +15,9 @@ session of N orders per account; the recorded events are then replayed through a
   rules as queries and the flows as triggers (the test suite's SQLite translation, tests/oracle).
 
 `--quick` runs 1,000 and 10,000 orders per account; the full run adds 100,000 (one run, no SQLite).
+Each level times the fast path (key `engine`) and, when a C compiler is there, the native backend
+(key `engine_native`: the same figures through one call per event, plus `batch_cpu_events_per_s`
+and `batch_wall_events_per_s`, all events through `Engine.process_batch`).
 Static data is frozen out of the garbage collector after loading (gc.freeze), as a gateway would.
 """
 
@@ -37,7 +40,8 @@ from riskgw.doe.compiler import compile_files
 from riskgw.doe.image import Image
 from riskgw.doe.isa import Event
 from riskgw.engine.csvdata import EVENT_NAMES
-from riskgw.engine.engine import Engine, event_inputs
+from riskgw.engine.engine import Backend, Engine, event_inputs
+from riskgw.engine.native import compiler
 from riskgw.engine.replay import load_data
 from riskgw.scenario import EVENT_HEADER, DataSet, Row, Session
 
@@ -106,8 +110,12 @@ def _throughput(
     }
 
 
-def bench_engine(image: Image, data_dir: Path, events: Recorded, reps: int) -> dict[str, Any]:
-    engine = Engine(image)
+def bench_engine(
+    image: Image, data_dir: Path, events: Recorded, reps: int, backend: Backend = "fast"
+) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    engine = Engine(image, backend)
+    build_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     rows = load_data(engine, data_dir)
     load_s = time.perf_counter() - t0
@@ -121,8 +129,15 @@ def bench_engine(image: Image, data_dir: Path, events: Recorded, reps: int) -> d
         for e, inp in pairs:
             process(e, inp)
 
-    result: dict[str, Any] = {"rows_loaded": rows, "load_s": round(load_s, 3)}
+    result: dict[str, Any] = {"backend": backend, "build_s": round(build_s, 3), "rows_loaded": rows}
+    result["load_s"] = round(load_s, 3)
     result.update(_throughput(run, len(pairs), reps, lambda: engine.restore(snap)))
+    if backend == "native":
+        batch = _throughput(
+            lambda: engine.process_batch(pairs), len(pairs), reps, lambda: engine.restore(snap)
+        )
+        result["batch_cpu_events_per_s"] = batch["cpu_events_per_s"]
+        result["batch_wall_events_per_s"] = batch["wall_events_per_s"]
 
     engine.restore(snap)
     clock = time.perf_counter_ns
@@ -195,17 +210,25 @@ def run(quick: bool) -> dict[str, Any]:
                 "events": len(events),
                 "engine": bench_engine(image, data_dir, events, reps),
             }
+            if compiler() is not None:
+                print(f"  timing the native backend ({reps} runs)", file=sys.stderr)
+                level["engine_native"] = bench_engine(image, data_dir, events, reps, "native")
             if with_sqlite:
                 print("  timing SQLite", file=sys.stderr)
                 level["sqlite"] = bench_sqlite(RULES, data_dir, events)
             results["levels"][str(per_account)] = level
-            eng = level["engine"]
-            print(
-                f"  engine: {eng['cpu_events_per_s']:,.0f} events/s (CPU), "
-                f"{eng['wall_events_per_s']:,.0f} (wall); "
-                f"p50 {eng['all']['p50_us']:.1f} us, p99 {eng['all']['p99_us']:.1f} us",
-                file=sys.stderr,
-            )
+            for key in ("engine", "engine_native"):
+                if key not in level:
+                    continue
+                eng = level[key]
+                batch = eng.get("batch_cpu_events_per_s")
+                print(
+                    f"  {eng['backend']}: {eng['cpu_events_per_s']:,.0f} events/s (CPU), "
+                    f"{eng['wall_events_per_s']:,.0f} (wall); "
+                    f"p50 {eng['all']['p50_us']:.1f} us, p99 {eng['all']['p99_us']:.1f} us"
+                    + (f"; batch {batch:,.0f} events/s (CPU)" if batch else ""),
+                    file=sys.stderr,
+                )
             if "sqlite" in level and "all" in level["sqlite"]:
                 sq = level["sqlite"]
                 print(

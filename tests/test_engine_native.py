@@ -316,3 +316,40 @@ def test_the_library_is_built_once_into_the_cache(tmp_path: Path, monkeypatch: p
     assert len(built) == 2 and built[0].endswith(".c") and built[1].endswith(".so")
     monkeypatch.setenv("PATH", str(tmp_path))  # no compiler on the path: the cached library serves
     Engine(img, "native").load_row(0, (1, 2))
+
+
+def test_more_rules_than_a_word_has_bits() -> None:
+    from riskgw.doe.image import RuleInfo
+
+    n = 150
+    consts = [None, 0, 1, *range(n)]
+    # rule i fails when price is i or quantity is i % 7; its id runs backwards from the file order
+    new = [
+        tuple(Insn(Op.NE, T + i, (5, REG_CONST_BASE + 3 + i)) for i in range(n)),
+        tuple(Insn(Op.NE, T + n + i, (6, REG_CONST_BASE + 3 + i % 7)) for i in range(n)),
+        tuple(Insn(Op.AND, T + i, (T + i, T + n + i)) for i in range(n)),
+        tuple(Insn(Op.RULE, 0, (REG_TRUE, T + i), imm=n - i) for i in range(n)),
+    ]
+    rules = [RuleInfo(n - i, f"R{i}", 0, i + 1, 1) for i in range(n)]
+    table = TableConfig(0, "t", _cols(1), (0,))
+    img = Image([table], consts, rules, [], [], {(Event.NEW, 0): new}, 8, 1400)
+    img = Image.decode(img.encode())
+    ref, nat = Engine(img, "interp"), Engine(img, "native")
+    events = [
+        (Event.NEW, _ev(1, p, q)) for p in (*range(0, n, 9), None, 64, 65, 127, 128, 1000) for q in range(8)
+    ]
+    expected = [ref.process(e, inputs) for e, inputs in events]
+    assert [nat.process(e, inputs) for e, inputs in events] == expected
+    assert nat.process_batch(events) == expected
+    assert any(len(d.failed) > 20 for d in expected) and any(d.accepted for d in expected)
+
+
+def test_bad_input_words_raise_python_errors() -> None:
+    nat = Engine(_image({}, [TableConfig(0, "t", _cols(2), (0,))]), "native")
+    with pytest.raises(TypeError):
+        nat.process(Event.FILL, ("x",) * 10)
+    with pytest.raises(OverflowError):
+        nat.process(Event.FILL, (1 << 64,) * 10)
+    with pytest.raises(TypeError):
+        nat.load_row(0, (1, "y"))
+    assert nat.process(Event.FILL, _ev(1)) == Decision(True)

@@ -138,7 +138,7 @@ class Engine:
         for event, _ in events:
             if event not in EVENTS:
                 raise ValueError(f"{event.name} is not an event")
-        masks = self._native.batch(self._native.encode(events))
+        masks = self._native.batch(events)
         out = [ACCEPTED] * len(events)
         if masks.shape[1] == 1:
             for i in np.flatnonzero(masks[:, 0]).tolist():

@@ -23,7 +23,6 @@ import ctypes
 import hashlib
 import os
 import shutil
-import struct
 import subprocess
 import tempfile
 from collections.abc import Callable, Sequence
@@ -38,7 +37,7 @@ from riskgw.engine.state import EngineState
 from riskgw.engine.table import ColumnTable, EngineError, Key, TableState, Value
 
 # Status codes of the C entry points (keep in step with _PRELUDE).
-OK, FULL, DUP, BAD_ROW, BAD_EVENT = 0, 1, 2, 3, 4
+OK, FULL, DUP, BAD_ROW, BAD_EVENT, PY_ERROR = 0, 1, 2, 3, 4, 5
 
 CFLAGS = ("-O2", "-shared", "-fPIC")
 _INITIAL_CAPACITY = 16
@@ -47,7 +46,7 @@ _PRELUDE = r"""
 #include <stdint.h>
 #include <string.h>
 
-enum { OK = 0, FULL = 1, DUP = 2, BAD_ROW = 3, BAD_EVENT = 4 };
+enum { OK = 0, FULL = 1, DUP = 2, BAD_ROW = 3, BAD_EVENT = 4, PY_ERROR = 5 };
 
 /* One table: rows, capacity, the key index (row + 1 per slot, 0 empty) and the columns. */
 typedef struct {
@@ -223,6 +222,58 @@ void rgw_reindex(Tab *t, int nk, const int *kc) {
 static inline V in_reg(const int64_t *iv, const uint8_t *in, int r) {
     V x = {iv[r], in[r]};
     return x;
+}
+
+/* The CPython functions the entry points use to read events: stable-ABI functions, declared here
+   so that building needs no Python headers. The library is loaded with ctypes.PyDLL: the GIL is
+   held and a Python error set here is raised when the call returns. */
+typedef struct _object PyObject;
+extern PyObject _Py_NoneStruct;
+extern PyObject *PyExc_ValueError;
+extern PyObject *PySequence_GetItem(PyObject *, intptr_t);
+extern intptr_t PySequence_Size(PyObject *);
+extern long long PyLong_AsLongLong(PyObject *);
+extern PyObject *PyErr_Occurred(void);
+extern void PyErr_SetString(PyObject *, const char *);
+extern void Py_DecRef(PyObject *);
+
+/* n words (int or None) of a Python sequence into values and NULL flags; -1 with an error set. */
+static int py_words(PyObject *seq, int n, int64_t *iv, uint8_t *in) {
+    intptr_t size = PySequence_Size(seq);
+    if (size != n) {
+        if (size >= 0) PyErr_SetString(PyExc_ValueError, "wrong number of input words");
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        PyObject *o = PySequence_GetItem(seq, i);
+        if (!o) return -1;
+        if (o == &_Py_NoneStruct) {
+            iv[i] = 0;
+            in[i] = 1;
+        } else {
+            long long v = PyLong_AsLongLong(o);
+            if (v == -1 && PyErr_Occurred()) { Py_DecRef(o); return -1; }
+            iv[i] = v;
+            in[i] = 0;
+        }
+        Py_DecRef(o);
+    }
+    return 0;
+}
+
+/* An (event, inputs) pair (a new reference, released here); -1 with an error set. */
+static int py_event(PyObject *pair, int *ev, int n, int64_t *iv, uint8_t *in) {
+    if (!pair) return -1;
+    PyObject *e = PySequence_GetItem(pair, 0);
+    PyObject *inputs = e ? PySequence_GetItem(pair, 1) : 0;
+    Py_DecRef(pair);
+    if (!inputs) { if (e) Py_DecRef(e); return -1; }
+    long long code = PyLong_AsLongLong(e);
+    Py_DecRef(e);
+    int bad = (code == -1 && PyErr_Occurred()) || py_words(inputs, n, iv, in);
+    Py_DecRef(inputs);
+    *ev = (int)code;
+    return bad ? -1 : 0;
 }
 """
 
@@ -429,25 +480,35 @@ class _Source:
 
         self.emit("/* Many events: stops at the first that does not return OK; returns how many did. */")
         self.emit(
-            "int64_t rgw_batch(Tab *T, int64_t n, const uint8_t *ev, const int64_t *iv, "
-            "const uint8_t *in, uint64_t *masks, int *status) {"
+            "int64_t rgw_py_batch(Tab *T, PyObject *events, int64_t start, int64_t n, "
+            "uint64_t *masks, int *status) {"
         )
-        self.emit("for (int64_t i = 0; i < n; i++) {", 1)
-        self.emit(
-            f"int st = rgw_event(T, ev[i], iv + i * {n_event_inputs}, in + i * {n_event_inputs}, "
-            f"masks + i * {w});",
-            2,
-        )
+        self.emit(f"int64_t iv[{n_event_inputs}]; uint8_t in[{n_event_inputs}];", 1)
+        self.emit("for (int64_t i = start; i < n; i++) {", 1)
+        self.emit("int ev;", 2)
+        self.emit(f"if (py_event(PySequence_GetItem(events, i), &ev, {n_event_inputs}, iv, in)) {{", 2)
+        self.emit("*status = PY_ERROR; return i;", 3)
+        self.emit("}", 2)
+        self.emit(f"int st = rgw_event(T, ev, iv, in, masks + i * {w});", 2)
         self.emit("if (st) { *status = st; return i; }", 2)
         self.emit("}", 1)
         self.emit("*status = OK;", 1)
         self.emit("return n;", 1)
         self.emit("}")
         self.emit()
+        self.emit("/* One event from Python: (event, inputs). */")
+        self.emit("int rgw_py_event(Tab *T, int ev, PyObject *inputs, uint64_t *mask) {")
+        self.emit(f"int64_t iv[{n_event_inputs}]; uint8_t in[{n_event_inputs}];", 1)
+        self.emit(f"if (py_words(inputs, {n_event_inputs}, iv, in)) return PY_ERROR;", 1)
+        self.emit("return rgw_event(T, ev, iv, in, mask);", 1)
+        self.emit("}")
+        self.emit()
 
         self.emit("/* One data row: DUP (nothing done) when its key is already there. */")
-        self.emit("int rgw_load(Tab *T, int table, const int64_t *iv, const uint8_t *in) {")
+        self.emit("int rgw_py_load(Tab *T, int table, PyObject *words, int n) {")
         self.emit("uint64_t mask[1];", 1)
+        self.emit("int64_t iv[n > 0 ? n : 1]; uint8_t in[n > 0 ? n : 1];", 1)
+        self.emit("if (py_words(words, n, iv, in)) return PY_ERROR;", 1)
         self.emit("switch (table) {", 1)
         for t in self.image.tables:
             p = self.pos[t.id]
@@ -638,26 +699,28 @@ class NativeTable(ColumnTable):
 class Native:
     """The compiled image bound to an EngineState whose tables it replaces by NativeTables.
 
-    `event(ev, inputs)` and `batch(...)` return rule masks (an int, bit i for the i-th rule of
-    the image); `load(table_id, words)` returns False for a duplicate key.
+    `event_fn()(ev, inputs)` and `batch(events)` give rule masks (bit i for the i-th rule of the
+    image); `load(table_id, words)` returns False for a duplicate key. Inputs are read by the C
+    code straight from the Python objects (ints or None), so a call costs one ctypes transition.
     """
 
     def __init__(self, image: Image, state: EngineState, n_event_inputs: int) -> None:
         self.source, reserve, self.mask_words = generate(image, n_event_inputs)
-        lib = ctypes.CDLL(str(build_library(self.source)))
+        # PyDLL: the entry points read Python objects, so they run holding the GIL
+        lib = ctypes.PyDLL(str(build_library(self.source)))
         self.n_inputs = n_event_inputs
-        vp = ctypes.c_void_p
-        self._event = lib.rgw_event
-        self._event.argtypes = [vp, ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p, vp]
-        self._event.restype = ctypes.c_int
-        self._load = lib.rgw_load
-        self._load.argtypes = [vp, ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p]
-        self._load.restype = ctypes.c_int
-        self._batch = lib.rgw_batch
-        self._batch.argtypes = [vp, ctypes.c_int64, vp, vp, vp, vp, ctypes.POINTER(ctypes.c_int)]
+        vp, obj, c_int = ctypes.c_void_p, ctypes.py_object, ctypes.c_int
+        self._event = lib.rgw_py_event
+        self._event.argtypes = [vp, c_int, obj, vp]
+        self._event.restype = c_int
+        self._load = lib.rgw_py_load
+        self._load.argtypes = [vp, c_int, obj, c_int]
+        self._load.restype = c_int
+        self._batch = lib.rgw_py_batch
+        self._batch.argtypes = [vp, obj, ctypes.c_int64, ctypes.c_int64, vp, ctypes.POINTER(c_int)]
         self._batch.restype = ctypes.c_int64
         reindex = lib.rgw_reindex
-        reindex.argtypes = [vp, ctypes.c_int, vp]
+        reindex.argtypes = [vp, c_int, vp]
         reindex.restype = None
         self._lib = lib  # the functions above need the library loaded
 
@@ -676,7 +739,6 @@ class Native:
         self._reserve = [(t, reserve[t.config.id]) for t in self.tables if reserve[t.config.id]]
         self._mask = (ctypes.c_uint64 * self.mask_words)()
         self._mask_ptr = ctypes.addressof(self._mask)
-        self._pack = struct.Struct(f"<{n_event_inputs}q").pack
 
     def _make_room(self) -> None:
         for table, rows in self._reserve:
@@ -691,25 +753,25 @@ class Native:
 
     def event_fn(self) -> Callable[[int, Sequence[Value]], int]:
         """The one-event call: (event, inputs) -> the failed rules' mask (0 when none failed)."""
-        run, tabs, mask, mask_ptr, pack, n = (
-            self._event,
-            self._tabs_ptr,
-            self._mask,
-            self._mask_ptr,
-            self._pack,
-            self.n_inputs,
+        # Arguments already of ctypes types, and no argtypes to convert through, make the call
+        # about a third cheaper; the event code is a Python int (an Event), which ctypes passes
+        # as a C int.
+        run = self._lib["rgw_py_event"]  # a function object of its own, without argtypes
+        run.restype = ctypes.c_int
+        tabs, mask_arg, wrap = (
+            ctypes.c_void_p(self._tabs_ptr),
+            ctypes.c_void_p(self._mask_ptr),
+            ctypes.py_object,
         )
+        mask = self._mask
         one_word = self.mask_words == 1
 
         def event(ev: int, inputs: Sequence[Value]) -> int:
-            if len(inputs) != n:
-                raise ValueError(f"an event has {n} input words, got {len(inputs)}")
-            words = pack(*[0 if v is None else v for v in inputs])
-            nulls = bytes([v is None for v in inputs])
-            status = run(tabs, ev, words, nulls, mask_ptr)
+            arg = wrap(inputs)
+            status: int = run(tabs, ev, arg, mask_arg)
             while status == FULL:
                 self._make_room()
-                status = run(tabs, ev, words, nulls, mask_ptr)
+                status = run(tabs, ev, arg, mask_arg)
             if status:
                 self._check(status)
             if one_word:
@@ -720,62 +782,26 @@ class Native:
 
     def load(self, table_id: int, words: Sequence[Value]) -> bool:
         n = len(words)
-        packed = struct.pack(f"<{n}q", *[0 if v is None else v for v in words])
-        nulls = bytes([v is None for v in words])
-        status = self._load(self._tabs_ptr, table_id, packed, nulls)
+        status = self._load(self._tabs_ptr, table_id, words, n)
         while status == FULL:
             self._make_room()
-            status = self._load(self._tabs_ptr, table_id, packed, nulls)
+            status = self._load(self._tabs_ptr, table_id, words, n)
         if status == DUP:
             return False
         if status:
             self._check(status)
         return True
 
-    def encode(self, events: Sequence[tuple[int, Sequence[Value]]]) -> EncodedEvents:
-        """Events as the arrays `batch` takes (done once; a replay can time the engine alone)."""
+    def batch(self, events: Sequence[tuple[int, Sequence[Value]]]) -> npt.NDArray[np.uint64]:
+        """Run (event, inputs) pairs in order; row i of the result is event i's mask words."""
         n = len(events)
-        ev = np.fromiter((e for e, _ in events), np.uint8, n)
-        flat = [v for _, inputs in events for v in inputs]
-        if len(flat) != n * self.n_inputs:
-            raise ValueError(f"an event has {self.n_inputs} input words")
-        nulls = np.fromiter((v is None for v in flat), np.uint8, len(flat))
-        words = np.fromiter((0 if v is None else v for v in flat), np.int64, len(flat))
-        return EncodedEvents(ev, words, nulls)
-
-    def batch(self, enc: EncodedEvents) -> npt.NDArray[np.uint64]:
-        """Run encoded events in order; row i of the result is event i's mask words."""
-        n = len(enc.events)
         masks = np.zeros((n, self.mask_words), np.uint64)
         status = ctypes.c_int(0)
         done = 0
-        k = self.n_inputs
         while done < n:
-            ran = self._batch(
-                self._tabs_ptr,
-                n - done,
-                enc.events.ctypes.data + done,
-                enc.words.ctypes.data + 8 * k * done,
-                enc.nulls.ctypes.data + k * done,
-                masks.ctypes.data + 8 * self.mask_words * done,
-                ctypes.byref(status),
-            )
-            done += ran
+            done = self._batch(self._tabs_ptr, events, done, n, masks.ctypes.data, ctypes.byref(status))
             if status.value == FULL:
                 self._make_room()
             elif status.value:
                 self._check(status.value)
         return masks
-
-
-class EncodedEvents:
-    """Events as arrays: event codes (u8), input words (i64, row-major), their NULL flags (u8)."""
-
-    __slots__ = ("events", "nulls", "words")
-
-    def __init__(
-        self, events: npt.NDArray[np.uint8], words: npt.NDArray[np.int64], nulls: npt.NDArray[np.uint8]
-    ):
-        self.events = events
-        self.words = words
-        self.nulls = nulls
