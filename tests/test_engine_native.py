@@ -353,3 +353,34 @@ def test_bad_input_words_raise_python_errors() -> None:
     with pytest.raises(TypeError):
         nat.load_row(0, (1, "y"))
     assert nat.process(Event.FILL, _ev(1)) == Decision(True)
+
+
+def test_replay_uses_native_and_writes_the_same_bytes_as_the_fast_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from riskgw.cli import main
+    from riskgw.engine.replay import replay_engine
+    from riskgw.scenario import write_events
+
+    rules = [str(p) for p in RULE_SETS["all"]]
+    image = compile_files(RULE_SETS["all"]).image
+    assert replay_engine(image).backend == "native"
+    data = DataSet(n_accounts=20, n_securities=128, holdings_per_account=48)
+    data_dir = data.write(tmp_path / "data")
+    engine = Engine(image)
+    load_data(engine, data_dir)
+    rows = Session(data=data, n_orders=400, seed=11).run(
+        lambda row: engine.process(EVENT_NAMES[str(row[0])], _inputs(row)).accepted
+    )
+    events = write_events(tmp_path / "events.csv", rows)
+    outputs = {}
+    for name in ("native", "fast"):
+        if name == "fast":
+            monkeypatch.setenv("PATH", str(tmp_path))  # no C compiler: replay falls back to the fast path
+            assert replay_engine(image).backend == "fast"
+        out, dump = tmp_path / f"{name}.csv", tmp_path / f"{name}_state"
+        args = ["replay", *rules, "--data", str(data_dir), "--events", str(events), "--out", str(out)]
+        assert main([*args, "--dump-state", str(dump)]) == 0
+        outputs[name] = [out.read_bytes(), *(p.read_bytes() for p in sorted(dump.iterdir()))]
+    assert outputs["native"] == outputs["fast"]
+    assert b"REJECT" in outputs["native"][0] and len(outputs["native"]) > 3

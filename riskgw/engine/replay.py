@@ -24,6 +24,7 @@ from riskgw.doe.isa import Event, EventField
 from riskgw.engine.csvdata import EventRow, read_events, read_table
 from riskgw.engine.engine import DuplicateKeyError, Engine
 from riskgw.engine.state import dump_csv, table_rows
+from riskgw.engine.table import EngineError
 from riskgw.errors import InputError, UserError
 
 OUT_HEADER = ("order_id", "event", "verdict", "rules")
@@ -69,24 +70,40 @@ def load_data(engine: Engine, data_dir: Path) -> int:
     return n
 
 
+def replay_engine(image: Image) -> Engine:
+    """The fastest engine this machine can run: native when there is a C compiler, else the fast path.
+
+    All backends give the same decisions and state, so the outputs do not depend on the choice.
+    """
+    from riskgw.engine.native import compiler
+
+    if compiler() is not None:
+        try:
+            return Engine(image, "native")
+        except EngineError as exc:
+            print(f"riskgw: native engine unavailable ({exc}); using the Python fast path", file=sys.stderr)
+    return Engine(image)
+
+
 def run_events(engine: Engine, image: Image, events: list[EventRow], progress: bool) -> list[list[str]]:
     rule_names = {r.id: r.name for r in image.rules}
     out: list[list[str]] = []
     total = len(events)
-    process = engine.process
-    for i, ev in enumerate(events):
-        decision = process(ev.event, ev.inputs)
-        order_id = ev.inputs[EventField.ORDER_ID]
-        if ev.event is not Event.NEW:
-            verdict = "APPLIED"
-        elif decision.accepted:
-            verdict = "ACCEPT"
-        else:
-            verdict = "REJECT"
-        rules = ";".join(rule_names[r] for r in decision.failed) if decision.failed else ""
-        out.append(["" if order_id is None else str(order_id), ev.event.name, verdict, rules])
-        if progress and i % _PROGRESS_STEP == 0:
-            _progress(i, total)
+    for start in range(0, total, _PROGRESS_STEP):
+        chunk = events[start : start + _PROGRESS_STEP]
+        decisions = engine.process_batch([(ev.event, ev.inputs) for ev in chunk])
+        for ev, decision in zip(chunk, decisions, strict=True):
+            order_id = ev.inputs[EventField.ORDER_ID]
+            if ev.event is not Event.NEW:
+                verdict = "APPLIED"
+            elif decision.accepted:
+                verdict = "ACCEPT"
+            else:
+                verdict = "REJECT"
+            rules = ";".join(rule_names[r] for r in decision.failed) if decision.failed else ""
+            out.append(["" if order_id is None else str(order_id), ev.event.name, verdict, rules])
+        if progress:
+            _progress(start + len(chunk), total)
     if progress:
         print("\r\033[K", end="", file=sys.stderr)
     return out
@@ -148,7 +165,7 @@ def run_replay(args: argparse.Namespace) -> int:
     for w in result.warnings:
         print(w.render(), file=sys.stderr)
     image = result.image
-    engine = Engine(image)
+    engine = replay_engine(image)
     if args.data:
         load_data(engine, Path(args.data))
     events = read_events(Path(args.events))
