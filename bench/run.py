@@ -12,7 +12,7 @@ import sys
 import time
 
 # Each module has main(argv) -> int and accepts --quick.
-BENCHES = ("engine",)
+BENCHES = ("engine", "hdl")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,402 @@
+"""cocotb side of bench/hdl.py: drives rgw_doe (through sim/doe/test_rgw_doe.sv) and counts cycles.
+
+The job list comes from the JSON file named by RGW_BENCH_JOB; the figures go to the JSON file it
+names as "out". A latency is the number of rising clock edges from the edge that accepts an
+event (s_evt valid & ready) to the edge after which its decision is valid on m_dec: 0 would be a
+combinational DOE. m_dec ready is held high, as a TOE tx port that never back-pressures.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import random
+import statistics
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.simtime import get_sim_time
+from cocotb.triggers import ReadOnly, RisingEdge, Timer
+from doe_load import CTRL_CLEAR, CTRL_LAST_CYCLES, CTRL_STATUS, REGION_CTRL, DoeParams, addr, image_writes
+
+from riskgw.doe.image import Image
+from riskgw.doe.isa import Event
+from riskgw.doe.values import encode_char
+from riskgw.engine.engine import event_inputs
+
+CLOCK_NS = 4
+M64 = (1 << 64) - 1
+Value = int | None
+Fields = dict[str, int | str | None]
+N_ACCOUNTS = 20
+POOR = 19  # an account with no cash: its buys fail the funds check
+
+
+def ticket(i: int) -> str:
+    return f"{600000 + i:06d}"
+
+
+def _compile(paths: Sequence[str], lanes: int) -> Image:
+    from riskgw.doe.compiler import compile_files
+
+    return compile_files([Path(p) for p in paths], lanes=lanes).image
+
+
+class Doe:
+    """The DOE's ports, driven directly (not through bus models) so every cycle is accounted for."""
+
+    def __init__(self, dut, p: DoeParams) -> None:  # type: ignore[no-untyped-def]
+        self.dut = dut
+        self.p = p
+        cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns").start())
+        dut.s_cfg_valid.value = 0
+        dut.s_cfg_write.value = 0
+        dut.s_evt_valid.value = 0
+        dut.m_dec_ready.value = 1
+        self.tag = 0
+
+    @property
+    def clear_ns(self) -> int:
+        # the index clear walks every bucket of every table once
+        return (self.p.tables << ((self.p.rows - 1).bit_length() + 1)) * CLOCK_NS
+
+    async def wait_idle(self) -> None:
+        # one timer for the bulk of the clear: polling it cycle by cycle from Python is far slower
+        await Timer(self.clear_ns + 10 * CLOCK_NS, unit="ns")
+        await RisingEdge(self.dut.clk)
+        while await self.read(addr(REGION_CTRL, CTRL_STATUS)) & 1:
+            await Timer(1000 * CLOCK_NS, unit="ns")
+
+    async def reset(self) -> None:
+        self.dut.rst.value = 1
+        for _ in range(4):
+            await RisingEdge(self.dut.clk)
+        self.dut.rst.value = 0
+        await self.wait_idle()
+
+    async def _access(self, a: int, write: bool, data: int = 0) -> int:
+        d = self.dut
+        d.s_cfg_valid.value = 1
+        d.s_cfg_write.value = int(write)
+        d.s_cfg_addr.value = a
+        d.s_cfg_data.value = data & M64
+        while True:
+            await ReadOnly()
+            ready = int(d.s_cfg_ready.value)
+            await RisingEdge(d.clk)
+            if ready:
+                break
+        d.s_cfg_valid.value = 0
+        if write:
+            return 0
+        while True:
+            await ReadOnly()
+            if int(d.m_cfg_rd_valid.value):
+                value = int(d.m_cfg_rd_data.value)
+                await RisingEdge(d.clk)
+                return value
+            await RisingEdge(d.clk)
+
+    async def write(self, a: int, data: int) -> None:
+        await self._access(a, True, data)
+
+    async def read(self, a: int) -> int:
+        return await self._access(a, False)
+
+    async def load_image(self, image: Image) -> None:
+        await self.write(addr(REGION_CTRL, CTRL_CLEAR), 1)
+        await self.wait_idle()
+        for a, data in image_writes(image, self.p):
+            await self.write(a, data)
+
+    def _put(self, kind: int, values: Sequence[Value], table: int) -> None:
+        data, nulls = 0, (1 << self.p.in_words) - 1
+        for i, v in enumerate(values):
+            if v is not None:
+                data |= (v & M64) << (64 * i)
+                nulls &= ~(1 << i)
+        d = self.dut
+        d.s_evt_tag.value = self.tag
+        d.s_evt_kind.value = kind
+        d.s_evt_table.value = table
+        d.s_evt_null.value = nulls
+        d.s_evt_data.value = data
+        d.s_evt_valid.value = 1
+        self.tag += 1
+
+    async def _accepted(self) -> None:
+        """Returns just after the clock edge that accepts the event on the port."""
+        d = self.dut
+        while True:
+            await ReadOnly()
+            if int(d.s_evt_ready.value):
+                await RisingEdge(d.clk)
+                return
+            await RisingEdge(d.s_evt_ready)
+
+    async def stream(self, events: Iterable[tuple[int, int, Sequence[Value]]]) -> list[int]:
+        """Offers events back to back (valid held high); returns each one's accept time in cycles."""
+        times = []
+        for kind, table, values in events:
+            self._put(kind, values, table)
+            await self._accepted()
+            times.append(int(get_sim_time(unit="ns")) // CLOCK_NS)
+        self.dut.s_evt_valid.value = 0
+        return times
+
+    async def timed(self, kind: Event, values: Sequence[Value]) -> tuple[int, int, bool]:
+        """One event into an idle DOE: (latency in cycles, the DOE's own cycle count, accept)."""
+        d = self.dut
+        self._put(int(kind), values, 0)
+        await self._accepted()
+        d.s_evt_valid.value = 0
+        cycles = 0
+        while True:
+            await ReadOnly()
+            if int(d.m_dec_valid.value):
+                accept = bool(int(d.m_dec_accept.value))
+                break
+            await RisingEdge(d.clk)
+            cycles += 1
+        await RisingEdge(d.clk)
+        own = await self.read(addr(REGION_CTRL, CTRL_LAST_CYCLES))
+        return cycles, own, accept
+
+    async def check_status(self) -> int:
+        return await self.read(addr(REGION_CTRL, CTRL_STATUS))
+
+
+def summary(values: list[int]) -> dict[str, object]:
+    lat = {
+        "min": min(values),
+        "max": max(values),
+        "median": statistics.median(values),
+        "mean": round(statistics.fmean(values), 3),
+        "jitter": max(values) - min(values),
+    }
+    return {
+        "samples": len(values),
+        "latency_cycles": lat,
+        "ns_at_250mhz": {k: v * CLOCK_NS for k, v in lat.items()},
+    }
+
+
+# ---------------------------------------------------------------------------- reference data
+
+
+def holdings(n_rows: int) -> list[tuple[int, int]]:
+    """(account, security) of the holdings rows: up to 1024 per account, as the reference set-up."""
+    per = max(1, min(1024, n_rows // N_ACCOUNTS))
+    return [(a, s) for a in range(N_ACCOUNTS) for s in range(per)]
+
+
+def row(image: Image, table: str, fields: Fields) -> tuple[int, list[Value]]:
+    t = next(t for t in image.tables if t.name == table)
+    words: list[Value] = []
+    for c in t.columns:
+        if c.word:
+            continue
+        v = fields.get(c.name)
+        if c.type.name == "CHAR":
+            n = max(1, (c.char_size + 7) // 8)
+            words += [None] * n if v is None else list(encode_char(str(v), c.char_size))
+        else:
+            words.append(None if v is None else int(v))  # type: ignore[arg-type]
+    return t.id, words
+
+
+def reference_rows(image: Image, n_orders: int) -> Iterable[tuple[int, int, Sequence[Value]]]:
+    """account_info: 20 accounts; account_ticket_info: holdings; order_info: n_orders open orders."""
+    for a in range(N_ACCOUNTS):
+        cash = 0 if a == POOR else 10**15
+        tid, w = row(
+            image, "account_info", {"account_id": a, "available_balance": cash, "total_balance": cash}
+        )
+        yield int(Event.LOAD), tid, w
+    held = holdings(n_orders)
+    for a, s in held:
+        f: Fields = {"account_id": a, "ticket_id": ticket(s), "avail_quantity": 1_000_000}
+        f["total_quantity"] = 1_000_000
+        tid, w = row(image, "account_ticket_info", f)
+        yield int(Event.LOAD), tid, w
+    for i in range(n_orders):
+        a, s = held[i % len(held)]
+        f = {"order_id": 1 + i, "account_id": a, "ticket_id": ticket(s), "direction": i % 2, "price": 150}
+        f["open_quantity"] = 1
+        tid, w = row(image, "order_info", f)
+        yield int(Event.LOAD), tid, w
+
+
+FLOWS = (
+    "buy order",
+    "buy accept/update",
+    "sell order",
+    "sell accept/update",
+    "buy fill",
+    "buy reject",
+    "sell fill",
+    "sell reject",
+)
+
+
+def flow_events(n_orders: int, sample: int, rng: random.Random) -> list[tuple[str, Event, Fields, bool]]:
+    """The eight flows once, on a random holding: (flow, event, fields, expected accept)."""
+    held = holdings(n_orders)
+    a, s = rng.choice([h for h in held if h[0] != POOR])
+    base = 10**9 + 10 * sample
+    buy: Fields = {"order_id": base, "account_id": a, "ticket_id": ticket(s), "direction": 0}
+    buy |= {"price": 100, "quantity": 10}
+    sell: Fields = {"order_id": base + 1, "account_id": a, "ticket_id": ticket(s), "direction": 1}
+    sell |= {"price": 200, "quantity": 10}
+    poor: Fields = dict(buy, order_id=base + 2, account_id=POOR, ticket_id=ticket(rng.choice(held)[1]))
+    big_sell: Fields = dict(sell, order_id=base + 3, quantity=10**9)
+    fill = {"exec_price": 100, "exec_quantity": 4}
+    return [
+        ("buy order", Event.NEW, poor, False),
+        ("buy accept/update", Event.NEW, buy, True),
+        ("sell order", Event.NEW, big_sell, False),
+        ("sell accept/update", Event.NEW, sell, True),
+        ("buy fill", Event.FILL, buy | fill, True),
+        ("buy reject", Event.REJECT, buy, True),
+        ("sell fill", Event.FILL, sell | fill | {"exec_price": 200}, True),
+        ("sell reject", Event.REJECT, sell, True),
+    ]
+
+
+# ---------------------------------------------------------------------------- jobs
+
+
+async def job_flows(doe: Doe, job: dict[str, object]) -> dict[str, object]:
+    image = _compile(job["rules"], doe.p.lanes)  # type: ignore[arg-type]
+    n = int(job["orders"])  # type: ignore[call-overload]
+    await doe.load_image(image)
+    start = time.perf_counter()
+    rows = list(reference_rows(image, n))
+    await doe.stream(rows)
+    await Timer(100 * CLOCK_NS, unit="ns")
+    load_s = time.perf_counter() - start
+    status = await doe.check_status()
+    lat: dict[str, list[int]] = {f: [] for f in FLOWS}
+    own: dict[str, list[int]] = {f: [] for f in FLOWS}
+    rng = random.Random(n)
+    mismatches = []
+    for k in range(int(job["samples"])):  # type: ignore[call-overload]
+        for flow, kind, fields, want in flow_events(n, k, rng):
+            cycles, counted, accept = await doe.timed(kind, list(event_inputs(fields)))
+            if accept != want:
+                mismatches.append(f"{flow}: accept={accept}")
+            lat[flow].append(cycles)
+            own[flow].append(counted)
+    status |= await doe.check_status()
+    flows = {
+        f: summary(v) | {"doe_cycle_register": {"min": min(own[f]), "max": max(own[f])}}
+        for f, v in lat.items()
+    }
+    every = [c for v in lat.values() for c in v]
+    return {
+        "table_rows": {
+            "account_info": N_ACCOUNTS,
+            "account_ticket_info": len(holdings(n)),
+            "order_info": n,
+        },
+        "rows_param": doe.p.rows,
+        "load_seconds": round(load_s, 1),
+        "status_register": status,
+        "index_or_table_full": bool(status & 0b110),
+        "unexpected_verdicts": mismatches[:10],
+        "flows": flows,
+        "jitter_over_all_flows_cycles": max(every) - min(every),
+        "max_jitter_within_a_flow_cycles": max(max(v) - min(v) for v in lat.values()),
+    }
+
+
+async def new_latency(doe: Doe, paths: list[str], samples: int) -> dict[str, object]:
+    image = _compile(paths, doe.p.lanes)
+    await doe.load_image(image)
+    rows = [
+        (int(Event.LOAD), *row(image, "account_info", {"account_id": a, "available_balance": 10**12}))
+        for a in range(4)
+    ]
+    for a in range(4):
+        f: Fields = {"account_id": a, "ticket_id": ticket(0), "avail_quantity": 10**6}
+        rows.append((int(Event.LOAD), *row(image, "account_ticket_info", f)))
+    await doe.stream(rows)
+    lat, verdicts = [], set()
+    for k in range(samples):
+        f = {"order_id": 5000 + k, "account_id": k % 4, "ticket_id": ticket(0), "direction": k % 2}
+        f |= {"price": 100 + k % 7, "quantity": 1 + k % 50}
+        cycles, _own, accept = await doe.timed(Event.NEW, list(event_inputs(f)))
+        lat.append(cycles)
+        verdicts.add(accept)
+    new_bundles = len(image.code.get((Event.NEW, 0), []))
+    return summary(lat) | {
+        "rules": len(image.rules),
+        "new_section_bundles": new_bundles,
+        "verdicts_seen": sorted(verdicts),
+    }
+
+
+async def job_sweep(doe: Doe, job: dict[str, object]) -> dict[str, object]:
+    out = {}
+    for name, paths in job["cases"].items():  # type: ignore[attr-defined]
+        out[name] = await new_latency(doe, paths, int(job["samples"]))  # type: ignore[call-overload]
+    return out
+
+
+async def job_throughput(doe: Doe, job: dict[str, object]) -> dict[str, object]:
+    image = _compile(job["rules"], doe.p.lanes)  # type: ignore[arg-type]
+    await doe.load_image(image)
+    await doe.stream(reference_rows(image, 64))
+    await Timer(100 * CLOCK_NS, unit="ns")
+    k = int(job["orders"])  # type: ignore[call-overload]
+    out: dict[str, object] = {}
+    held = [h for h in holdings(64) if h[0] != POOR]
+    for case in ("different accounts", "same account"):
+        events = []
+        for i in range(k):
+            a, s = held[i % len(held)] if case == "different accounts" else held[0]
+            f: Fields = {
+                "order_id": 7 * 10**8 + len(out) * 10**6 + i,
+                "account_id": a,
+                "ticket_id": ticket(s),
+                "direction": 0,
+                "price": 100,
+                "quantity": 1,
+            }
+            events.append((int(Event.NEW), 0, list(event_inputs(f))))
+        times = await doe.stream(events)
+        await Timer(200 * CLOCK_NS, unit="ns")
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        ii = {
+            "min": min(gaps),
+            "max": max(gaps),
+            "median": statistics.median(gaps),
+            "mean": round((times[-1] - times[0]) / (len(times) - 1), 3),
+        }
+        out[case] = {
+            "orders": k,
+            "initiation_interval_cycles": ii,
+            "ns_at_250mhz": {n: v * CLOCK_NS for n, v in ii.items()},
+            "orders_per_second_at_250mhz": round(250e6 / ii["mean"]),
+        }
+    return out
+
+
+JOBS = {"flows": job_flows, "sweep": job_sweep, "throughput": job_throughput}
+
+
+@cocotb.test()
+async def run_bench(dut) -> None:  # type: ignore[no-untyped-def]
+    spec = json.loads(Path(os.environ["RGW_BENCH_JOB"]).read_text())
+    doe = Doe(dut, DoeParams(**spec["params"]))
+    await doe.reset()
+    results = {}
+    for job in spec["jobs"]:
+        start = time.perf_counter()
+        results[job["name"]] = await JOBS[job["kind"]](doe, job)
+        dut._log.info("%s done in %.1f s", job["name"], time.perf_counter() - start)
+    Path(spec["out"]).write_text(json.dumps(results, indent=1))
