@@ -39,9 +39,9 @@ from typing import Any
 from riskgw.doe.compiler import compile_files
 from riskgw.doe.image import Image
 from riskgw.doe.isa import Event
+from riskgw.engine.cbuild import compiler
 from riskgw.engine.csvdata import EVENT_NAMES
 from riskgw.engine.engine import Backend, Engine, event_inputs
-from riskgw.engine.native import compiler
 from riskgw.engine.replay import load_data
 from riskgw.scenario import EVENT_HEADER, DataSet, Row, Session
 

@@ -75,7 +75,7 @@ def replay_engine(image: Image) -> Engine:
 
     All backends give the same decisions and state, so the outputs do not depend on the choice.
     """
-    from riskgw.engine.native import compiler
+    from riskgw.engine.cbuild import compiler
 
     if compiler() is not None:
         try:
