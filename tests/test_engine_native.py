@@ -384,3 +384,39 @@ def test_replay_uses_native_and_writes_the_same_bytes_as_the_fast_path(
         outputs[name] = [out.read_bytes(), *(p.read_bytes() for p in sorted(dump.iterdir()))]
     assert outputs["native"] == outputs["fast"]
     assert b"REJECT" in outputs["native"][0] and len(outputs["native"]) > 3
+
+
+def test_two_processes_building_at_once_both_get_the_library(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[1]);"
+        "from test_engine_native import _cols, _image;"
+        "from riskgw.doe.image import TableConfig;"
+        "from riskgw.engine.engine import Engine;"
+        "Engine(_image({}, [TableConfig(0, 'race', _cols(3), (0, 1))]), 'native').load_row(0, (1, 2, 3))"
+    )
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    tests_dir = str(Path(__file__).parent)
+    procs = [subprocess.Popen([sys.executable, "-c", script, tests_dir], env=env) for _ in range(2)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    built = sorted(p.suffix for p in (tmp_path / "riskgw" / "native").iterdir())
+    assert built == [".c", ".so"]  # one library, no temporary files left behind
+
+
+def test_snapshots_move_between_backends() -> None:
+    table = TableConfig(0, "t", _cols(3), (0,))
+    load = [(Insn(Op.ALLOC, T, (0,), table=0),), (Insn(Op.WRITE, 0, (T, 1), table=0, imm=1),)]
+    img = _image({(Event.LOAD, 0): load}, [table])
+    ref, nat = Engine(img, "interp"), Engine(img, "native")
+    for k in range(40):
+        ref.load_row(0, (k, k * k, None))
+    nat.restore(ref.snapshot())
+    _same_state(ref, nat)
+    for engine in (ref, nat):
+        engine.load_row(0, (1000, 1, None))
+        with pytest.raises(DuplicateKeyError):
+            engine.load_row(0, (7, 0, None))
+    ref.restore(nat.snapshot())
+    _same_state(ref, nat)
