@@ -133,16 +133,24 @@ def test_sum_over_updated_column_stays_incremental(tmp_path: Path) -> None:
     assert all(i.op is not Op.SCAN for s in image.code.values() for b in s for i in b)
 
 
-def test_char_value_too_long_for_column_is_an_error(tmp_path: Path) -> None:
-    msg = error_of(
+def test_char_value_longer_than_its_column_is_stored_as_null(tmp_path: Path) -> None:
+    """A CHAR(16) value into a CHAR(8) column: kept when it fits the column's words, else NULL."""
+    from riskgw.engine.engine import Engine, event_inputs
+    from riskgw.engine.state import table_rows
+
+    image = compile_text(
         tmp_path,
         """
         create trigger t after ACCEPT on trade_order begin
           insert into acct (id, region) values (trade_order.account_id, trade_order.ticket_id);
         end;
         """,
-    )
-    assert "does not fit region CHAR(8)" in msg
+    ).image  # type: ignore[attr-defined]
+    engine = Engine(image)
+    engine.process(Event.NEW, event_inputs({"order_id": 1, "account_id": 1, "ticket_id": "SHORT"}))
+    engine.process(Event.NEW, event_inputs({"order_id": 2, "account_id": 2, "ticket_id": "LONGTICKET"}))
+    rows = table_rows(engine.state.table(image.table("acct").id))
+    assert sorted(rows, key=lambda r: int(r[0] or 0)) == [(1, "SHORT", None, None), (2, None, None, None)]
 
 
 def test_same_lookup_in_many_rules_is_one_lookup(tmp_path: Path) -> None:

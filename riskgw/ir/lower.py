@@ -186,17 +186,21 @@ class Lowering:
 
     def store(self, column: ast.Column, value: ast.Expr) -> Words:
         """The words stored into `column` for a value: INT is range-checked, CHAR widened."""
-        words, loc = self.expr(value), value.loc
+        words = self.expr(value)
         if column.type.kind is ast.TypeKind.CHAR:
-            n = char_words(column.type.size)
-            if len(words) > n:
-                raise _error(
-                    loc, f"a value of {len(words) * 8} bytes does not fit {column.name} {column.type}"
-                )
-            return self.pad(words, n)
+            return self.fit(words, char_words(column.type.size))
         if column.type.kind is ast.TypeKind.INT and value.type.kind is not ast.TypeKind.INT:
             return (self.g.alu(Op.RANGE32, words[0]),)
         return words[:1]
+
+    def fit(self, words: Words, n: int) -> Words:
+        """A CHAR value as n words: padded, or NULL when it is longer (it cannot be stored or match)."""
+        if len(words) <= n:
+            return self.pad(words, n)
+        fits = self.g.alu(Op.EQ, words[n], self.zero)
+        for extra in words[n + 1 :]:
+            fits = self.g.alu(Op.AND, fits, self.g.alu(Op.EQ, extra, self.zero))
+        return tuple(self.g.alu(Op.SEL, w, self.null, fits) for w in words[:n])
 
     def column(self, scope: ast.RowScope, column: ast.Column, loc: ast.Loc) -> Words:
         binding = self.rows.get(scope.id)
@@ -324,11 +328,8 @@ class Lowering:
             for i, (col, other) in enumerate(eqs):
                 if col is k and i not in used:
                     used.add(i)
-                    v = self.expr(other)
                     n = len(column_words(cfg, k.index))
-                    if k.type.kind is ast.TypeKind.CHAR and len(v) > n:
-                        v = (self.null,) * n  # longer than the column: matches no row
-                    words.extend(self.pad(v, n)[:n])
+                    words.extend(self.fit(self.expr(other), n))
                     break
             else:
                 raise _error(loc, f"this statement does not pin {table}.{k.name}, part of the table's key")
@@ -369,10 +370,7 @@ class Lowering:
         key: list[Node] = []
         for col in group_cols:
             phys = column_words(cfg, col.index)
-            v = group_vals[col.name]
-            if col.type.kind is ast.TypeKind.CHAR and len(v) > len(phys):
-                v = (self.null,) * len(phys)
-            key.extend(self.pad(v, len(phys))[: len(phys)])
+            key.extend(self.fit(group_vals[col.name], len(phys)))
             group_phys.extend(phys)
 
         self.rows[e.scope.id] = _Values(table, {i: self.g.rowcol(i) for i in range(len(cfg.columns))}, True)
@@ -515,7 +513,9 @@ class Lowering:
                 for idx, words in assigned.items()
                 if not table.columns[idx].nullable
             ]
-            p_upd = self.and_(when, self.g.alu(Op.NOTNULL, h0), *upd_checks)
+            # SQLite checks the proposed row's NOT NULL columns before it looks for a conflict, so
+            # a proposed row that breaks one skips the statement, DO UPDATE included.
+            p_upd = self.and_(pred_ok, self.g.alu(Op.NOTNULL, h0), *upd_checks)
             old = {p: self.g.read(name, p, e0, h0) for p in range(len(cfg.columns))}
             new = dict(old)
             written: set[int] = set()
