@@ -15,18 +15,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-EVENT_HEADER = (
-    "event",
-    "order_id",
-    "account_id",
-    "ticket_id",
-    "direction",
-    "price",
-    "quantity",
-    "exec_price",
-    "exec_quantity",
-    "ts",
-)
+from riskgw.engine.csvdata import EVENT_HEADER
+
 SECOND = 1_000_000_000
 POOR_ACCOUNT = 19  # little cash: its buys fail the funds check
 Row = list[int | str | None]

@@ -11,6 +11,7 @@ from riskgw.card.soft import SoftCard
 from riskgw.card.tables import load_data_dir
 from riskgw.doe.compiler import compile_files
 from riskgw.doe.isa import Event
+from riskgw.engine.csvdata import EVENT_HEADER
 from riskgw.engine.engine import Engine, event_inputs
 from riskgw.engine.replay import load_data
 from riskgw.errors import InputError
@@ -30,23 +31,7 @@ def test_soft_card_matches_engine(tmp_path: Path) -> None:
     verdicts: list[bool] = []
 
     def decide(row: list[int | str | None]) -> bool:
-        fields = dict(
-            zip(
-                (
-                    "order_id",
-                    "account_id",
-                    "ticket_id",
-                    "direction",
-                    "price",
-                    "quantity",
-                    "exec_price",
-                    "exec_quantity",
-                    "ts",
-                ),
-                row[1:],
-                strict=True,
-            )
-        )
+        fields = dict(zip(EVENT_HEADER[1:], row[1:], strict=True))
         inputs = event_inputs(fields)
         a = card.process(Event[str(row[0])], inputs)
         b = engine.process(Event[str(row[0])], inputs)
