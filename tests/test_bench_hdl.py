@@ -68,3 +68,9 @@ def test_synth_script_uses_the_slang_front_end(tmp_path: Path) -> None:
     assert text.startswith("read_slang ")
     assert "-family xcup" in text and "stat -json" in text
     assert all(f"-G {k}=" in text for k in synth.BASE)
+
+
+def test_synth_estimates_luts_from_unmapped_gates() -> None:
+    r = synth.count({"LUT6": 10, "_MUX_": 6, "_AND_": 3, "FDRE": 1})
+    assert r["LUT_is_estimate"] and r["unmapped_gates"] == 9
+    assert (r["LUT"], r["LUT_lower_estimate"]) == (19, 13)
