@@ -303,6 +303,16 @@ class ChunkedEngine:
         if mode == "events":
             self.chunk_rates.append(round(len(pairs) / max(c1 - c0, 1e-9)))
 
+    def progress(self) -> str:
+        """Running figures, for the log of a run that may be stopped part-way."""
+        n, cpu, _ = self.time["events"]
+        every = Latencies()
+        for h in self.latencies.values():
+            every.merge(h)
+        p99 = every.percentiles()["p99_us"] if every.over or every.counts.any() else float("nan")
+        last = self.chunk_rates[-1] if self.chunk_rates else 0
+        return f"{self.backend} {n / max(cpu, 1e-9):,.0f} events/s (last chunk {last:,}), p99 {p99:.1f} us"
+
     def result(self, chunk_events: int) -> dict[str, Any]:
         n, cpu, wall = self.time["events"]
         out: dict[str, Any] = {
@@ -368,7 +378,9 @@ def bench_chunked(
             ce.run(chunk)
         chunk = []
         gc.freeze()  # what the session and the engines keep is long-lived: no full collections over it
-        print(f"  {total:,} events", file=sys.stderr, flush=True)
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        running = "; ".join(ce.progress() for ce in engines)
+        print(f"  {total:,} events: {running}; peak RSS {rss:,.0f} MB", file=sys.stderr, flush=True)
 
     def decide(row: Row) -> bool:
         event = EVENT_NAMES[str(row[0])]
