@@ -252,8 +252,8 @@ class ExprGen:
         return f"({self.int_expr(scope, d)} {self.pick(['<', '>=', '='])} {self.int_expr(scope, d)})"
 
     def value(self, c: Col, scope: Scope, depth: int) -> str:
-        if c.is_char and c.size < 16:
-            return char_literal(self.pick(TICKETS))  # what fits a narrow key column
+        if c.is_char and c.size < 16 and self.draw(st.booleans()):
+            return char_literal(self.pick(TICKETS))
         return self.char_expr(scope, depth) if c.is_char else self.int_expr(scope, depth)
 
     def key_match(self, t: Table, outer: Scope, depth: int) -> list[str]:
@@ -448,7 +448,7 @@ def key_value_expr(g: ExprGen, c: Col, depth: int) -> str:
     if g.draw(st.integers(0, 3)) == 0:
         return g.value(c, Scope(), depth)
     if c.is_char:
-        return "trade_order.ticket_id" if c.size == 16 else char_literal(g.pick(TICKETS))
+        return "trade_order.ticket_id"  # into a narrow column, LONGTICKET is stored as NULL
     return str(
         g.pick(["trade_order.account_id", "trade_order.direction", "coalesce(trade_order.account_id, 1)"])
     )

@@ -32,6 +32,13 @@ def rg_i32(x: SqlValue) -> SqlValue:
     return x
 
 
+def rg_char(x: SqlValue, words: int) -> SqlValue:
+    """A value stored into a CHAR column of `words` 8-byte words: NULL when its UTF-8 is longer."""
+    if isinstance(x, str) and len(x.encode("utf-8")) > 8 * words:
+        return None
+    return x
+
+
 class ExactSum:
     """SUM over the non-NULL values: NULL for none, or when the exact sum does not fit 64 bits."""
 
@@ -56,4 +63,5 @@ class ExactSum:
 def register(conn: sqlite3.Connection) -> None:
     conn.create_function("rg_int", 1, rg_int, deterministic=True)
     conn.create_function("rg_i32", 1, rg_i32, deterministic=True)
+    conn.create_function("rg_char", 2, rg_char, deterministic=True)
     conn.create_aggregate("rg_sum", 1, ExactSum)  # type: ignore[arg-type]  # typeshed wants exact types

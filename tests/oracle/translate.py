@@ -15,7 +15,8 @@ The differences from SQLite in docs/semantics.md, written out here and in `sqlfu
   turns SQLite's real-number overflow result into NULL; ABS is `abs(rg_int(-x))`, because SQLite's
   abs() raises on -2^63 while -(-2^63) overflows to NULL first;
 - SUM is `rg_sum` (exact, NULL on overflow); AVG is `rg_sum(x) / COUNT(x)` in integer division;
-- a value stored into an INT column goes through `rg_i32` (NULL outside 32 bits);
+- a value stored into an INT column goes through `rg_i32` (NULL outside 32 bits), one stored into
+  a CHAR(n) column through `rg_char` (NULL when longer than the column's ceil(n/8) 8-byte words);
 - a failed constraint skips the statement: `INSERT OR IGNORE`, `UPDATE OR IGNORE`, and for
   ON CONFLICT DO UPDATE (which SQLite always runs as ABORT) a WHERE that skips the update when it
   would store NULL into a NOT NULL column;
@@ -238,7 +239,11 @@ def _rowid_name(table: ast.Table) -> str:
 
 
 def _stored(col: ast.Column, value_sql: str) -> str:
-    return f"rg_i32({value_sql})" if col.type.kind is ast.TypeKind.INT else value_sql
+    if col.type.kind is ast.TypeKind.INT:
+        return f"rg_i32({value_sql})"
+    if col.type.kind is ast.TypeKind.CHAR:
+        return f"rg_char({value_sql}, {(col.type.size + 7) // 8})"
+    return value_sql
 
 
 def _statement(st: ast.Statement, r: _Renderer) -> str:
