@@ -141,6 +141,9 @@ def count(cells: dict[str, int]) -> dict[str, Any]:
         "DSP": dsp,
         "utilisation_percent": pct,
         "fits_in_half_of_u200": all(v <= 50 for v in pct.values()),
+        # the same with the lower LUT estimate: when the two disagree, the answer needs a LUT mapping
+        "fits_in_half_with_lower_lut_estimate": all(v <= 50 for k, v in pct.items() if k != "LUT")
+        and 100 * (luts - gates + (gates + 2) // 3 + lutram) / U200["LUT"] <= 50,
     }
 
 
