@@ -466,7 +466,11 @@ def _report(level: dict[str, Any]) -> None:
         )
 
 
-def run(quick: bool, only: list[int] | None = None, chunk_events: int = CHUNK_EVENTS) -> dict[str, Any]:
+def run(
+    quick: bool, only: list[int] | None = None, chunk_events: int = CHUNK_EVENTS, out: Path | None = None
+) -> dict[str, Any]:
+    """Every level's figures; with `out`, written there after each level, so a long run that is
+    stopped keeps the levels it finished."""
     image = compile_files(RULES).image
     data = DataSet()
     levels = LEVELS[:QUICK_LEVELS] if quick else LEVELS
@@ -517,8 +521,15 @@ def run(quick: bool, only: list[int] | None = None, chunk_events: int = CHUNK_EV
                     "skipped": "SQLite is too slow for this level's session (hours); run at 1k and 10k"
                 }
             results["levels"][str(per_account)] = level
+            if out is not None:
+                _write(out, results)
             _report(level)
     return results
+
+
+def _write(out: Path, results: dict[str, Any]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -539,10 +550,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.levels and not set(args.levels) <= {lv[0] for lv in LEVELS}:
         parser.error(f"levels are among {', '.join(str(lv[0]) for lv in LEVELS)}")
-    results = run(args.quick, args.levels, args.chunk_events)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    run(args.quick, args.levels, args.chunk_events, out)
     print(f"wrote {out}", file=sys.stderr)
     return 0
 
