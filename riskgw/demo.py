@@ -18,10 +18,11 @@ from pathlib import Path
 
 from riskgw.doe.compiler import compile_files
 from riskgw.doe.isa import Event
+from riskgw.engine.csvdata import EVENT_HEADER
 from riskgw.engine.engine import Engine, event_inputs
 from riskgw.engine.replay import load_data
 from riskgw.errors import UserError
-from riskgw.scenario import EVENT_HEADER, DataSet, Row, Session, write_events
+from riskgw.scenario import DataSet, Row, Session, write_events
 
 REPO_RULES = Path(__file__).resolve().parent.parent / "rules"
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from riskgw.engine.csvdata import EVENT_HEADER
+from riskgw.engine.csvdata import EVENT_HEADER as EVENT_HEADER  # re-exported: the session writes this format
 
 SECOND = 1_000_000_000
 POOR_ACCOUNT = 19  # little cash: its buys fail the funds check
