@@ -126,15 +126,21 @@ class Session:
     n_orders: int = 2_000
     seed: int = 1
 
-    def run(self, decide: Callable[[Row], bool]) -> list[Row]:
+    def run(self, decide: Callable[[Row], bool], keep: bool = True) -> list[Row]:
+        """The session's events, in order. With keep=False none are kept (a long benchmark session
+        that consumes them in `decide`) and the list returned is empty."""
         rnd = random.Random(self.seed)
         events: list[Row] = []
+        sent = 0
         resting: list[tuple[_Order, int]] = []  # accepted orders the exchange has not finished
         ts = 34_200 * SECOND  # 09:30
         next_id = 1_000
 
         def send(row: Row) -> bool:
-            events.append(row)
+            nonlocal sent
+            sent += 1
+            if keep:
+                events.append(row)
             return decide(row)
 
         def exchange(order: _Order, now: int) -> None:
@@ -185,7 +191,7 @@ class Session:
                 price = 0
             elif kind == 13:
                 quantity = 0
-            elif kind == 15 and events:
+            elif kind == 15 and sent:
                 order_id = 1_000 + rnd.randrange(max(1, next_id - 1_001))  # an id already used
             elif kind == 17:
                 account = POOR_ACCOUNT
