@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_engine_random import EVENTS, ROWS, TABLES, images
+from test_engine_random import EVENTS, ROWS, images, run_against_interpreter
 from test_engine_rules import RULE_SETS
 
 from riskgw.doe.compiler import compile_files
@@ -60,27 +60,7 @@ def test_native_matches_interpreter_on_random_programs(
     events: list[tuple[Event, tuple[int | None, ...]]],
     snap_at: int,
 ) -> None:
-    ref, nat = Engine(img, "interp"), Engine(img, "native")
-    for row in rows:
-        outcomes = []
-        for engine in (ref, nat):
-            try:
-                engine.load_row(0, row)
-                outcomes.append("loaded")
-            except DuplicateKeyError:
-                outcomes.append("duplicate")
-        assert outcomes[0] == outcomes[1]
-    assert ref.state_hash() == nat.state_hash()
-    snaps = None
-    for i, (event, inputs) in enumerate(events):
-        if i == snap_at:
-            snaps = ref.snapshot(), nat.snapshot()
-            assert snaps[0].hash == snaps[1].hash
-        assert ref.process(event, inputs) == nat.process(event, inputs), f"event {i}"
-        assert ref.state_hash() == nat.state_hash(), f"after event {i}"
-    for t in TABLES:
-        assert ref.state.table(t.id).rows() == nat.state.table(t.id).rows()
-        assert ref.state.table(t.id).index == nat.state.table(t.id).index
+    ref, nat, snaps = run_against_interpreter(img, rows, events, snap_at, "native")
     if snaps is not None:
         ref.restore(snaps[0])
         nat.restore(snaps[1])

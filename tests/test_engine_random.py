@@ -24,7 +24,8 @@ from riskgw.doe.isa import (
     Op,
     ScanMode,
 )
-from riskgw.engine.engine import DuplicateKeyError, Engine
+from riskgw.engine.engine import Backend, DuplicateKeyError, Engine
+from riskgw.engine.state import Snapshot
 
 
 def _cols(n: int) -> tuple[PhysColumn, ...]:
@@ -107,6 +108,41 @@ EVENTS = st.lists(
 ROWS = st.lists(st.tuples(SMALL, SMALL, SMALL), max_size=6)
 
 
+def run_against_interpreter(
+    img: Image,
+    rows: list[tuple[int | None, ...]],
+    events: list[tuple[Event, tuple[int | None, ...]]],
+    snap_at: int,
+    backend: Backend,
+) -> tuple[Engine, Engine, tuple[Snapshot, Snapshot] | None]:
+    """Load the rows and run the events on the interpreter and on `backend`, checking after each step.
+
+    Returns both engines and, when the session reached `snap_at`, their snapshots taken there.
+    """
+    ref, other = Engine(img, "interp"), Engine(img, backend)
+    for row in rows:
+        outcomes = []
+        for engine in (ref, other):
+            try:
+                engine.load_row(0, row)
+                outcomes.append("loaded")
+            except DuplicateKeyError:
+                outcomes.append("duplicate")
+        assert outcomes[0] == outcomes[1]
+    assert ref.state_hash() == other.state_hash()
+    snaps = None
+    for i, (event, inputs) in enumerate(events):
+        if i == snap_at:
+            snaps = ref.snapshot(), other.snapshot()
+            assert snaps[0].hash == snaps[1].hash
+        assert ref.process(event, inputs) == other.process(event, inputs), f"event {i}"
+        assert ref.state_hash() == other.state_hash(), f"after event {i}"
+    for t in TABLES:
+        assert ref.state.table(t.id).rows() == other.state.table(t.id).rows()
+        assert ref.state.table(t.id).index == other.state.table(t.id).index
+    return ref, other, snaps
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(images(), ROWS, EVENTS, st.integers(0, 30))
 def test_fast_path_matches_interpreter(
@@ -115,27 +151,8 @@ def test_fast_path_matches_interpreter(
     events: list[tuple[Event, tuple[int | None, ...]]],
     snap_at: int,
 ) -> None:
-    ref, fast = Engine(img, "interp"), Engine(img, "fast")
-    for row in rows:
-        outcomes = []
-        for engine in (ref, fast):
-            try:
-                engine.load_row(0, row)
-                outcomes.append("loaded")
-            except DuplicateKeyError:
-                outcomes.append("duplicate")
-        assert outcomes[0] == outcomes[1]
-    assert ref.state_hash() == fast.state_hash()
-    snaps = None
-    for i, (event, inputs) in enumerate(events):
-        if i == snap_at:
-            snaps = ref.snapshot(), fast.snapshot()
-            assert snaps[0].hash == snaps[1].hash
-        assert ref.process(event, inputs) == fast.process(event, inputs), f"event {i}"
-        assert ref.state_hash() == fast.state_hash(), f"after event {i}"
+    ref, fast, snaps = run_against_interpreter(img, rows, events, snap_at, "fast")
     for t in TABLES:
-        assert ref.state.table(t.id).rows() == fast.state.table(t.id).rows()
-        assert ref.state.table(t.id).index == fast.state.table(t.id).index
         columns = [list(c) for c in zip(*fast.state.table(t.id).rows(), strict=True)]
         assert fast.state.table(t.id).mirror == (columns or [[] for _ in t.columns])
     if snaps is not None:
