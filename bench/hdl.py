@@ -137,8 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="rerun simulations whose results are cached")
     args = parser.parse_args(argv)
 
-    sys.path.insert(0, str(REPO / "sim" / "doe"))
-    from doe_load import DoeParams
+    from riskgw.card.doeport import DoeParams
 
     sizes = tuple(int(n) for n in args.sizes.split(",")) if args.sizes else SIZES[:2] if args.quick else SIZES
     samples = 16 if args.quick else 250

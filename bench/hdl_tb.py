@@ -21,8 +21,16 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
 from cocotb.triggers import ReadOnly, RisingEdge, Timer
-from doe_load import CTRL_CLEAR, CTRL_LAST_CYCLES, CTRL_STATUS, REGION_CTRL, DoeParams, addr, image_writes
 
+from riskgw.card.doeport import (
+    CTRL_CLEAR,
+    CTRL_LAST_CYCLES,
+    CTRL_STATUS,
+    REGION_CTRL,
+    DoeParams,
+    addr,
+    image_writes,
+)
 from riskgw.doe.image import Image
 from riskgw.doe.isa import Event
 from riskgw.doe.values import encode_char

@@ -3,18 +3,14 @@ parameters the bench builds, and the resource counting reads yosys's cell names.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
 from bench import hdl, synth
+from riskgw.card.doeport import DoeParams, image_writes
 from riskgw.doe.compiler import compile_files
 from riskgw.doe.isa import Event
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "sim" / "doe"))
-from doe_load import DoeParams, image_writes  # noqa: E402
 
 BENCH_PARAMS = DoeParams(lanes=8, regs=256, tables=8, cols=8, key_words=3, rules=128)
 

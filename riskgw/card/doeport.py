@@ -1,4 +1,8 @@
-"""The DOE's load port layout (hdl/rgw_doe.sv): a program image as a list of 64-bit writes."""
+"""The DOE's load port layout (hdl/rgw_doe.sv): a program image as a list of 64-bit writes.
+
+The cocotb benches of the DOE and the card's register-level driver (riskgw/card/regs.py) both
+use it, through the bare load port and through the card's DOE register window.
+"""
 
 from __future__ import annotations
 

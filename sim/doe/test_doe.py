@@ -13,7 +13,8 @@ import random_program
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 from cocotbext.axi.stream import define_stream
-from doe_load import (
+
+from riskgw.card.doeport import (
     CTRL_ID,
     CTRL_LAST_CYCLES,
     CTRL_PARAMS,
@@ -25,7 +26,6 @@ from doe_load import (
     cell_addr,
     image_writes,
 )
-
 from riskgw.doe.image import Image
 from riskgw.doe.isa import ABI_VERSION, INT64_MAX, N_EVENT_REGS, ColType, Event
 from riskgw.doe.values import encode_char
