@@ -115,9 +115,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser("replay", help="run recorded events through the rules and write the verdicts")
-    p.add_argument("rules", nargs="+", metavar="RULES")
+    p.add_argument("rules", nargs="*", metavar="RULES")
+    p.add_argument(
+        "--diff",
+        nargs=2,
+        metavar=("OLD", "NEW"),
+        help="run two rule versions (each a file or a directory of *.sql) and write where they differ",
+    )
     p.add_argument("--data", metavar="DIR", help="initial tables, one <table>.csv each")
-    p.add_argument("--events", required=True, metavar="EVENTS.csv")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--events", metavar="EVENTS.csv")
+    source.add_argument("--journal", metavar="JOURNAL", help="a gateway journal, or a directory of *.journal")
     p.add_argument("--out", required=True, metavar="OUT.csv")
     p.add_argument("--dump-state", metavar="DIR", help="write every table's final state here")
     p.add_argument("--backend", choices=["soft"], default="soft")

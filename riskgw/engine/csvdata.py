@@ -112,8 +112,12 @@ class DataRow:
     words: tuple[Value, ...]
 
 
-def read_table(path: Path, config: TableConfig) -> Iterator[DataRow]:
-    """The rows of a table's data file, as physical words in column order."""
+def read_table(path: Path, config: TableConfig, ignore: frozenset[str] = frozenset()) -> Iterator[DataRow]:
+    """The rows of a table's data file, as physical words in column order.
+
+    Header columns named in `ignore` (lower case) that the table lacks are skipped rather than an
+    error: `riskgw replay --diff` loads one data file into two versions of a table.
+    """
     where = str(path)
     formats = {f.name: f for f in table_formats(config)}
     rows = csv_rows(path)
@@ -121,10 +125,13 @@ def read_table(path: Path, config: TableConfig) -> Iterator[DataRow]:
     if first is None:
         raise InputError(where, 1, f"empty file: expected a header row with columns of {config.name}")
     line, header = first
-    columns: list[ColumnFormat] = []
+    columns: list[ColumnFormat | None] = []
     for name in header:
         fmt = formats.get(name.strip().lower())
         if fmt is None:
+            if name.strip().lower() in ignore:
+                columns.append(None)
+                continue
             known = ", ".join(formats)
             raise InputError(where, line, f"table {config.name} has no column {name!r} (columns: {known})")
         if fmt in columns:
@@ -140,7 +147,8 @@ def read_table(path: Path, config: TableConfig) -> Iterator[DataRow]:
             raise InputError(where, line, f"expected {len(columns)} fields, got {len(fields)}")
         words: list[Value] = [None] * n_words
         for fmt, text in zip(columns, fields, strict=True):
-            words[fmt.first_word : fmt.first_word + fmt.n_words] = fmt.parse(text, where, line)
+            if fmt is not None:
+                words[fmt.first_word : fmt.first_word + fmt.n_words] = fmt.parse(text, where, line)
         yield DataRow(line, tuple(words))
 
 

@@ -32,17 +32,24 @@ _PROGRESS_MIN_EVENTS = 200_000
 _PROGRESS_STEP = 1 << 15
 
 
-def load_data(engine: Engine, data_dir: Path) -> int:
-    """Load `<table>.csv` for every user table that has one; returns the number of rows loaded."""
+def load_data(engine: Engine, data_dir: Path, other: Image | None = None) -> int:
+    """Load `<table>.csv` for every user table that has one; returns the number of rows loaded.
+
+    With `other` (the other version in `--diff`), a file or a column that only `other` has is
+    skipped instead of being an error.
+    """
     if not data_dir.is_dir():
         raise InputError(str(data_dir), 0, "no such directory")
     tables = {t.name: t for t in engine.image.tables if not t.hidden}
+    others = {t.name: t for t in other.tables if not t.hidden} if other is not None else {}
     files = sorted(p for p in data_dir.iterdir() if p.suffix.lower() == ".csv")
     by_table: dict[str, Path] = {}
     for path in files:
         name = path.stem.lower()
+        if name not in tables and name in others:
+            continue
         if name not in tables:
-            known = ", ".join(tables) or "none"
+            known = ", ".join(sorted({*tables, *others})) or "none"
             raise InputError(str(path), 0, f"no table named {path.stem!r} in the rules (tables: {known})")
         if name in by_table:
             raise InputError(str(path), 0, f"a second data file for table {name} (also {by_table[name]})")
@@ -54,7 +61,9 @@ def load_data(engine: Engine, data_dir: Path) -> int:
             continue
         table = engine.state.table(config.id)
         first_line: dict[tuple[int | None, ...], int] = {}
-        for row in read_table(data_file, config):
+        in_other = others.get(config.name)
+        ignore = frozenset(in_other.logical_names()) if in_other is not None else frozenset()
+        for row in read_table(data_file, config, ignore):
             try:
                 engine.load_row(config.id, row.words)
             except DuplicateKeyError as exc:
@@ -156,11 +165,59 @@ class _Outputs:
         self._pending = []
 
 
+def journal_events(path: Path) -> list[EventRow]:
+    """The events of a gateway journal, or of every `*.journal` file in a directory (name order).
+
+    `line` is the event's number in its journal (1 for the first event), for messages.
+    """
+    from riskgw.gateway.journal import scan
+
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix == ".journal" and p.is_file())
+        if not files:
+            raise InputError(str(path), 0, "no *.journal file in this directory")
+    else:
+        files = [path]
+    events: list[EventRow] = []
+    for file in files:
+        try:
+            found = scan(file)
+        except OSError as exc:
+            raise InputError(str(file), 0, f"cannot read: {exc.strerror}") from None
+        if found.header is None:
+            raise InputError(str(file), 0, "not a riskgw journal")
+        if found.problem is not None:
+            print(
+                f"riskgw: warning: {file}: {found.total_bytes - found.good_bytes} bytes at offset "
+                f"{found.good_bytes} left out: {found.problem}",
+                file=sys.stderr,
+            )
+        events.extend(EventRow(i + 1, e.event, e.inputs) for i, e in enumerate(found.entries))
+    return events
+
+
+def input_events(args: argparse.Namespace) -> list[EventRow]:
+    """The events of `--events FILE` or `--journal PATH`."""
+    if getattr(args, "journal", None):
+        return journal_events(Path(args.journal))
+    return read_events(Path(args.events))
+
+
 def run_replay(args: argparse.Namespace) -> int:
     from riskgw.doe.compiler import compile_files
 
     if args.backend != "soft":
         raise UserError(f"backend {args.backend!r} is not available for replay (use --backend soft)")
+    if getattr(args, "diff", None):
+        if args.rules:
+            raise UserError("give either RULES... or --diff OLD NEW, not both")
+        if args.dump_state:
+            raise UserError("--dump-state is not available with --diff")
+        from riskgw.engine.whatif import run_diff
+
+        return run_diff(args)
+    if not args.rules:
+        raise UserError("no rules: give RULES... (or --diff OLD NEW)")
     result = compile_files([Path(p) for p in args.rules], lanes=8)
     for w in result.warnings:
         print(w.render(), file=sys.stderr)
@@ -168,7 +225,7 @@ def run_replay(args: argparse.Namespace) -> int:
     engine = replay_engine(image)
     if args.data:
         load_data(engine, Path(args.data))
-    events = read_events(Path(args.events))
+    events = input_events(args)
 
     progress = sys.stderr.isatty() and len(events) >= _PROGRESS_MIN_EVENTS
     start = time.perf_counter()
