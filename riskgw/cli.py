@@ -131,9 +131,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=["soft"], default="soft")
     p.set_defaults(func=cmd_replay)
 
-    p = sub.add_parser("demo", help="check, compile and replay the example rules on the reference data set")
+    p = sub.add_parser("demo", help="the example rules through the gateway on TCP, with a scripted broker")
     p.add_argument("--workdir", metavar="DIR", help="where to write the demo's files (default: a temp dir)")
-    p.add_argument("--orders", type=int, default=2000, help="orders in the scripted session")
+    p.add_argument("--orders", type=int, default=3000, help="orders in the scripted session (default 3000)")
+    p.add_argument(
+        "--card", choices=["soft", "sim"], help="the card (default: sim when it is built in, else soft)"
+    )
+    p.add_argument("--seed", type=int, default=1, help="seed of the broker and the exchange (default 1)")
+    p.add_argument(
+        "--serve", action="store_true", help="start exchange-sim, the card and the gateway; run until SIGTERM"
+    )
+    p.add_argument(
+        "--ports",
+        choices=["default", "any"],
+        default="default",
+        help="with --serve: brokers 9000, exchange 9100, metrics 9101, control 9102, or any free ports",
+    )
+    p.add_argument(
+        "--offline", action="store_true", help="in one process without TCP: compile, session, replay"
+    )
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("exchange-sim", help="run a simulated exchange that speaks the wire protocol")

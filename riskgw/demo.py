@@ -1,6 +1,8 @@
-"""`riskgw demo`: the example rules end to end on the reference data set, with the software engine.
+"""`riskgw demo`: the example rules end to end on the reference data set.
 
-Checks and compiles rules/, loads the reference data set (20 accounts, 2048 securities, 1024
+`riskgw demo` runs the gateway on TCP with a scripted broker (riskgw.demo_live); `--serve` runs the
+gateway's processes alone (riskgw.demo_serve); `--offline`, below, runs in one process without
+TCP: it checks and compiles rules/, loads the reference data set (20 accounts, 2048 securities, 1024
 holdings each), runs a scripted broker and exchange through all eight flows, replays the recorded
 events with `riskgw replay` and checks that it reaches the same verdicts, then prints a summary.
 """
@@ -40,6 +42,23 @@ def _percentile(sorted_values: list[float], p: float) -> float:
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    """`riskgw demo`: the gateway on TCP (default), `--serve` its processes alone, `--offline` in-process."""
+    from riskgw.demo_serve import default_card
+
+    card = args.card or default_card()
+    if args.serve:
+        from riskgw.demo_serve import run_serve_demo
+
+        workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="riskgw-demo-"))
+        return run_serve_demo(workdir, card, args.ports == "any", args.seed, fsync=True)
+    if args.offline:
+        return run_offline(args)
+    from riskgw.demo_live import run_live_demo
+
+    return run_live_demo(Path(args.workdir) if args.workdir else None, card, args.orders, args.seed)
+
+
+def run_offline(args: argparse.Namespace) -> int:
     rules = sorted(REPO_RULES.glob("*.sql"))
     if not rules:
         raise UserError(f"no example rules in {REPO_RULES}: run the demo from a riskgw checkout")
@@ -151,5 +170,5 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"riskgw demo: rules that rejected nothing: {', '.join(unused)}", file=sys.stderr)
         return 1
     say(f"\nfiles: {workdir} (prog.bin, data/, events.csv, out.csv, state/)")
-    say("not yet in the demo: the gateway on TCP, the simulated card, FIX and the metrics endpoint")
+    say("the same rules through the gateway on TCP: riskgw demo (without --offline)")
     return 0

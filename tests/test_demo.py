@@ -1,16 +1,22 @@
-"""`riskgw demo` (what `make demo` runs) works end to end and shows every flow and every rule."""
+"""`riskgw demo` (what `make demo` runs) works end to end and shows every flow and every rule, over
+TCP through the gateway and, with --offline, in one process."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from gateway_support import RULES
 
 from riskgw.cli import main
+from riskgw.demo_broker import FLOWS
+from riskgw.doe.compiler import compile_files
+from riskgw.doe.isa import Event
+from riskgw.gateway.journal import scan
 
 
-def test_demo_runs_every_flow_and_rule(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--workdir", str(tmp_path), "--orders", "400"]) == 0
+def test_offline_demo_runs_every_flow_and_rule(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--offline", "--workdir", str(tmp_path), "--orders", "400"]) == 0
     out = capsys.readouterr().out
     for flow in (
         "buy order accepted",
@@ -25,3 +31,38 @@ def test_demo_runs_every_flow_and_rule(tmp_path: Path, capsys: pytest.CaptureFix
     for name in ("prog.bin", "events.csv", "out.csv"):
         assert (tmp_path / name).exists()
     assert (tmp_path / "state" / "account_info.csv").exists()
+
+
+@pytest.mark.timeout(120)
+def test_demo_over_tcp_runs_every_flow_rule_and_control(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["demo", "--card", "soft", "--workdir", str(tmp_path), "--orders", "600", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    lines = {
+        line.split()[0] + " " + line.split()[1]: line for line in out.splitlines() if line.startswith("  ")
+    }
+    for flow in FLOWS:
+        assert int(lines[flow].split()[-1]) > 0, flow
+    rules = [r.name for r in compile_files(RULES).image.rules]
+    for name in rules:
+        row = next(line for line in out.splitlines() if line.strip().startswith(name + " "))
+        assert int(row.split()[-1]) > 0, name
+    assert "1 KILL_SWITCH" in out
+    # the gateway journaled what the broker saw: every order it sent is an event or a reject
+    entries = scan(tmp_path / "gateway.journal").entries
+    news = sum(e.event is Event.NEW for e in entries)
+    sent = int(out.split("orders: ", 1)[1].split()[0])
+    assert 0 < news < sent  # KILL_SWITCH rejects never reach the card
+    metrics = (tmp_path / "metrics.txt").read_text()
+    assert f"riskgw_orders_total {sent}" in metrics
+
+
+def test_demo_fails_with_one_line_when_the_gateway_cannot_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "account_ticket_info.csv").write_text("not,a,table\n")
+    assert main(["demo", "--card", "soft", "--workdir", str(tmp_path), "--orders", "10"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("riskgw: error: the gateway did not start:")

@@ -1,0 +1,191 @@
+"""`riskgw demo --serve`: the exchange simulator, the card and the gateway, set up for the demo.
+
+The example rules (rules/), the reference data set (riskgw.scenario.DataSet: 20 accounts, 2048
+securities, 1024 holdings each), one broker login that may trade every account, a control port
+with a fresh token, metrics and the audit store, all in one working directory. It prints one
+`ready` line with its ports and runs until SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from riskgw.errors import UserError
+from riskgw.exchange.sim import Behaviour, start_exchange
+from riskgw.gateway.config import TOKEN_ENV, GatewayConfig, User
+from riskgw.gateway.serve import start_gateway
+from riskgw.scenario import DataSet
+
+REPO_RULES = Path(__file__).resolve().parent.parent / "rules"
+DEMO_USER = User("demo", "demo", None)
+# The documented defaults; `--ports any` takes free ports instead.
+DEFAULT_PORTS = {"broker": 9000, "exchange": 9100, "metrics": 9101, "control": 9102}
+READY = "riskgw demo: ready"
+SIM_CARD_START_S = 280.0  # the first Verilator build of the card is part of its start
+
+
+@dataclass(frozen=True)
+class Ports:
+    broker: int
+    exchange: int
+    metrics: int
+    control: int
+
+    def line(self) -> str:
+        return (
+            f"{READY} broker=127.0.0.1:{self.broker} exchange=127.0.0.1:{self.exchange} "
+            f"metrics=http://127.0.0.1:{self.metrics}/metrics control=127.0.0.1:{self.control}"
+        )
+
+    @classmethod
+    def parse(cls, line: str) -> Ports:
+        fields = dict(part.split("=", 1) for part in line[len(READY) :].split())
+        return cls(
+            broker=int(fields["broker"].rsplit(":", 1)[1]),
+            exchange=int(fields["exchange"].rsplit(":", 1)[1]),
+            metrics=int(fields["metrics"].rsplit(":", 1)[1].split("/", 1)[0]),
+            control=int(fields["control"].rsplit(":", 1)[1]),
+        )
+
+
+def sim_card_available() -> bool:
+    return importlib.util.find_spec("riskgw.card.simcard") is not None
+
+
+def default_card() -> str:
+    return "sim" if sim_card_available() else "soft"
+
+
+def prepare_workdir(workdir: Path) -> Path:
+    """The data set (written once) and a fresh journal, kill file and audit store for this run."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    data = workdir / "data"
+    if not (data / "account_ticket_info.csv").exists():
+        DataSet().write(data)
+    for name in ("gateway.journal", "gateway.journal.kill", "audit.sqlite"):
+        with contextlib.suppress(FileNotFoundError):
+            (workdir / name).unlink()
+    return data
+
+
+def write_token(workdir: Path) -> str:
+    token = os.environ.get(TOKEN_ENV) or secrets.token_hex(16)
+    path = workdir / "control.token"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(token + "\n")
+    return token
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class SimCardProcess:
+    """`riskgw sim-card` in a child process, stopped with the demo."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.address = f"tcp://127.0.0.1:{_free_port()}"
+        self.log_path = workdir / "sim-card.log"
+        log = self.log_path.open("w", encoding="utf-8")
+        cmd = [sys.executable, "-m", "riskgw.cli", "sim-card", "--listen", self.address]
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
+        log.close()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+async def serve_demo(workdir: Path, card: str, ports: dict[str, int], seed: int, fsync: bool) -> int:
+    data = prepare_workdir(workdir)
+    token = write_token(workdir)
+    t0 = time.perf_counter()
+    exchange_server, exchange = await start_exchange("127.0.0.1", ports["exchange"], Behaviour(seed=seed))
+    sim: SimCardProcess | None = None
+    card_spec = card
+    if card == "sim":
+        if not sim_card_available():
+            raise UserError("the simulated card is not in this checkout: use --card soft")
+        if shutil.which("verilator") is None:
+            raise UserError("--card sim needs verilator on PATH: run it through `make demo`")
+        sim = SimCardProcess(workdir)
+        card_spec = f"sim:{sim.address}"
+    config = GatewayConfig(
+        rules=sorted(REPO_RULES.glob("*.sql")),
+        listen=("127.0.0.1", ports["broker"]),
+        exchange=("127.0.0.1", int(exchange_server.sockets[0].getsockname()[1])),
+        card=card_spec,
+        data=data,
+        journal=workdir / "gateway.journal",
+        fsync=fsync,
+        users={DEMO_USER.name: DEMO_USER},
+        control=("127.0.0.1", ports["control"]),
+        control_token=token,
+        metrics=("127.0.0.1", ports["metrics"]),
+        audit=workdir / "audit.sqlite",
+    )
+    if not config.rules:
+        raise UserError(f"no example rules in {REPO_RULES}: run the demo from a riskgw checkout")
+
+    def log(text: str) -> None:
+        print(f"gateway: {text}", file=sys.stderr, flush=True)
+
+    try:
+        running = await start_gateway(config, log)
+    except BaseException:
+        exchange_server.close()
+        if sim is not None:
+            sim.stop()
+        raise
+    bound = Ports(
+        broker=running.port,
+        exchange=int(exchange_server.sockets[0].getsockname()[1]),
+        metrics=running.metrics_port,
+        control=running.control_port,
+    )
+    gw = running.gateway
+    print(f"riskgw demo: card {card}, up in {time.perf_counter() - t0:.1f} s, files in {workdir}", flush=True)
+    print(bound.line(), flush=True)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, gw.stopped.set)
+    await gw.stopped.wait()
+    c = gw.counters
+    await running.stop()
+    exchange_server.close()
+    await exchange_server.wait_closed()
+    if sim is not None:
+        sim.stop()
+    print(
+        f"riskgw demo: stopped: {c.orders} orders, {c.accepted} accepted, {c.rejected} rejected by rules, "
+        f"{exchange.orders_seen} at the exchange",
+        flush=True,
+    )
+    if gw.failed is not None:
+        raise UserError(f"stopped because the journal could not be written: {gw.failed}")
+    return 0
+
+
+def run_serve_demo(workdir: Path, card: str, any_ports: bool, seed: int, fsync: bool) -> int:
+    ports = {k: 0 for k in DEFAULT_PORTS} if any_ports else dict(DEFAULT_PORTS)
+    return asyncio.run(serve_demo(workdir, card, ports, seed, fsync))
