@@ -51,6 +51,14 @@ class SoftCard(CardDriver):
     def snapshot(self) -> Snapshot:
         return self._live().snapshot()
 
+    def restore(self, snap: Snapshot) -> None:
+        """Replace every table's contents with a snapshot's (a standby handing its state to a card)."""
+        engine = self._live()
+        try:
+            engine.restore(snap)
+        except ValueError as exc:
+            raise CardError(str(exc)) from None
+
     def close(self) -> None:
         self._closed = True
         self._engine = None
