@@ -40,6 +40,11 @@ class CardDriver(abc.ABC):
     def process(self, event: Event, inputs: Sequence[Value]) -> Decision:
         """Run one event (NEW, FILL, REJECT or CANCEL) and return its decision."""
 
+    def process_many(self, items: Sequence[tuple[Event, Sequence[Value]]]) -> list[Decision]:
+        """`process` on each (event, inputs) in order; a card with a round trip per call sends them
+        together."""
+        return [self.process(event, inputs) for event, inputs in items]
+
     @abc.abstractmethod
     def state_hash(self) -> str:
         """The engine state hash (riskgw.engine.state.EngineState.hash) of every table."""

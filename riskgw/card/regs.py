@@ -1,0 +1,407 @@
+"""`CardRegs`: the register-level driver of `hdl/rgw_card.sv`, written once over a `Bus`.
+
+The simulated card (ZeroMQ) and a U200 (pynq MMIO) differ only in the bus, so everything that
+touches a register lives here: walking the block chain and checking the ID, loading a program
+through the DOE window, loading rows with LOAD_ROW, reading tables back, counters, heartbeat,
+status and timestamps. Addresses come only from riskgw/card/regmap.py.
+
+The card refuses nothing: a row whose key is already in its table would be inserted twice, so the
+duplicate check is made here, on the host, exactly as the software engine makes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from riskgw.card.bus import Bus
+from riskgw.card.doeport import (
+    REGION_COUNT,
+    DoeParams,
+    ImageDoesNotFit,
+    addr,
+    cell_addr,
+    image_writes,
+)
+from riskgw.card.driver import CardError
+from riskgw.card.regmap import (
+    BLOCKS,
+    CARD_MAGIC,
+    CONTROL_BLOCK,
+    COUNTERS_BLOCK,
+    DOE_BLOCK,
+    ID_BLOCK,
+    MAX_RULES,
+    ROW_WORDS,
+    TS_BLOCK,
+    TS_RING,
+    BlockType,
+    Control,
+    Counter,
+    DoeCmd,
+    Status,
+)
+from riskgw.doe.image import Image, TableConfig
+from riskgw.doe.isa import ABI_VERSION
+from riskgw.engine.engine import DuplicateKeyError
+from riskgw.engine.state import EngineState, Snapshot
+from riskgw.engine.table import Key, TableState, Value
+
+M32 = 0xFFFFFFFF
+M64 = (1 << 64) - 1
+_MAX_BLOCKS = 64  # a chain longer than this loops
+_POLL_READS = 1000  # reads of a status register before a command or reset counts as stuck
+_WRITE_BATCH = 4096  # bus writes per write_many
+
+
+def _signed(v: int) -> int:
+    return v - (1 << 64) if v >> 63 else v
+
+
+@dataclass(frozen=True)
+class CardId:
+    """What the ID block says about the build."""
+
+    abi_version: int
+    git_hash: str  # 40 hex digits
+    data_w: int
+    lanes: int
+    tables: int
+    cols: int
+    rows_log2: int
+    rules: int
+    regs: int
+    prog_rows: int
+    clock_mhz: int
+
+    def mismatches(self, p: DoeParams) -> list[str]:
+        """How a DOE built with `p` differs from this card (the parameters the ID shows)."""
+        want = {
+            "lanes": p.lanes,
+            "tables": p.tables,
+            "cols": p.cols,
+            "rows_log2": (p.rows - 1).bit_length(),
+            "rules": p.rules,
+            "regs": p.regs,
+            "prog_rows": p.prog_rows,
+        }
+        return [f"{k} {getattr(self, k)} (expected {v})" for k, v in want.items() if getattr(self, k) != v]
+
+
+@dataclass(frozen=True)
+class Timestamp:
+    """One record of the timestamp ring: cycle stamps of an order's first rx and tx beats."""
+
+    seq: int
+    session: int
+    rx_cycle: int  # low 32 bits of CYCLES
+    tx_cycle: int
+
+    @property
+    def latency(self) -> int:
+        return (self.tx_cycle - self.rx_cycle) & M32
+
+
+class CardRegs:
+    """Drives one card over `bus`. Call `attach` first; it checks the card is one this code knows.
+
+    `params` gives the DOE parameters the ID block does not show (key words, scan specs, hash
+    ways); those it shows are checked against them.
+    """
+
+    def __init__(self, bus: Bus, params: DoeParams | None = None) -> None:
+        self.bus = bus
+        self.params = params or DoeParams()
+        self.ident: CardId | None = None
+        self._cmds = 0  # CMD_DONE once every command issued so far has completed
+        # keys of each table as the host knows them; None: unknown (events may have inserted rows)
+        self._keys: dict[int, set[Key]] = {}
+
+    # ------------------------------------------------------------------ identity
+
+    def walk(self) -> dict[BlockType, int]:
+        """The block chain from address 0: every block's base, checked against the register map."""
+        known = {b.type: b for b in BLOCKS}
+        found: dict[BlockType, int] = {}
+        base = 0
+        for _ in range(_MAX_BLOCKS):
+            type_version, nxt = self.bus.read_many([base, base + 4])
+            raw_type, version = type_version >> 16, type_version & 0xFFFF
+            try:
+                block_type = BlockType(raw_type)
+            except ValueError:
+                raise CardError(f"unknown register block type {raw_type:#06x} at {base:#06x}") from None
+            block = known[block_type]
+            if version != block.version:
+                raise CardError(
+                    f"register block {block_type.name} is version {version},"
+                    f" this driver knows {block.version}"
+                )
+            if base != block.base:
+                raise CardError(
+                    f"register block {block_type.name} at {base:#06x}, expected {block.base:#06x}"
+                )
+            if block_type in found:
+                raise CardError(f"register block {block_type.name} appears twice")
+            found[block_type] = base
+            if nxt == 0:
+                break
+            base = nxt
+        else:
+            raise CardError(f"the register block chain has more than {_MAX_BLOCKS} blocks (a loop?)")
+        missing = [b.type.name for b in BLOCKS if b.type not in found]
+        if missing:
+            raise CardError(f"the card has no {', '.join(missing)} register block")
+        return found
+
+    def identify(self) -> CardId:
+        """Walk the chain and read the ID block; CardError when it is not an rgw_card we can drive."""
+        magic = self.bus.read32(ID_BLOCK.addr("MAGIC"))
+        if magic != CARD_MAGIC:
+            raise CardError(f"no riskgw card: ID magic {magic:#010x}, expected {CARD_MAGIC:#010x}")
+        self.walk()
+        names = ["ABI_VERSION", *(f"GIT_HASH{i}" for i in range(5))]
+        names += ["DATA_W", "LANES", "TABLES", "COLS", "ROWS_LOG2", "RULES", "REGS", "PROG_ROWS", "CLOCK_MHZ"]
+        addrs = [ID_BLOCK.addr("ABI_VERSION"), *(ID_BLOCK.addr("GIT_HASH", i) for i in range(5))]
+        addrs += [ID_BLOCK.addr(n) for n in names[6:]]
+        values = dict(zip(names, self.bus.read_many(addrs), strict=True))
+        ident = CardId(
+            abi_version=values["ABI_VERSION"],
+            git_hash="".join(f"{values[f'GIT_HASH{i}']:08x}" for i in range(5)),
+            **{
+                f.name: values[f.name.upper()]
+                for f in fields(CardId)
+                if f.name not in ("abi_version", "git_hash")
+            },
+        )
+        if ident.abi_version != ABI_VERSION:
+            raise CardError(
+                f"the card runs program ABI version {ident.abi_version},"
+                f" this riskgw builds version {ABI_VERSION}"
+            )
+        return ident
+
+    def attach(self, git_hash: str | None = None) -> CardId:
+        """Identify the card and check its build against `params` (and `git_hash` when given)."""
+        ident = self.identify()
+        bad = ident.mismatches(self.params)
+        if bad:
+            raise CardError(f"the card's DOE is not the expected build: {', '.join(bad)}")
+        if git_hash is not None and ident.git_hash != git_hash.lower():
+            raise CardError(f"the card was built from commit {ident.git_hash}, expected {git_hash}")
+        self.ident = ident
+        self._cmds = self.bus.read32(DOE_BLOCK.addr("CMD_DONE"))
+        return ident
+
+    # ------------------------------------------------------------------ control and status
+
+    def status(self) -> Status:
+        return Status(self.bus.read32(CONTROL_BLOCK.addr("STATUS")))
+
+    def check_faults(self) -> None:
+        """CardError when the DOE lost a row (a full hash bucket or table): its state is wrong."""
+        status = self.status()
+        if status & Status.INDEX_FULL:
+            raise CardError("card fault: a hash bucket of the DOE's index was full and a row was lost")
+        if status & Status.TABLE_FULL:
+            raise CardError("card fault: a DOE table was full and a row was lost")
+
+    def clear_status(self, bits: Status) -> None:
+        self.bus.write32(CONTROL_BLOCK.addr("STATUS"), int(bits))
+
+    def reset(self) -> None:
+        """Reset the DOE (tables, program, constants) and the counters; rx stays disabled."""
+        self.bus.write32(CONTROL_BLOCK.addr("CONTROL"), int(Control.RESET))
+        for _ in range(_POLL_READS):
+            if not self.status() & Status.DOE_BUSY:
+                break
+        else:
+            raise CardError("the DOE stayed busy after a reset")
+        self.clear_status(Status.INDEX_FULL | Status.TABLE_FULL | Status.PROTOCOL_ERROR)
+        self._cmds = self.bus.read32(DOE_BLOCK.addr("CMD_DONE"))
+        self._keys = {}
+
+    def enable(self, exch_session: int) -> None:
+        """Take rx frames; accepted orders go to `exch_session`."""
+        self.bus.write_many(
+            [
+                (CONTROL_BLOCK.addr("EXCH_SESSION"), exch_session),
+                (CONTROL_BLOCK.addr("CONTROL"), int(Control.ENABLE)),
+            ]
+        )
+
+    def disable(self) -> None:
+        self.bus.write32(CONTROL_BLOCK.addr("CONTROL"), 0)
+
+    def heartbeat(self) -> int:
+        return self.bus.read32(CONTROL_BLOCK.addr("HEARTBEAT"))
+
+    def cycles(self) -> int:
+        lo, hi = self.bus.read_many([CONTROL_BLOCK.addr("CYCLES", 0), CONTROL_BLOCK.addr("CYCLES", 1)])
+        return hi << 32 | lo
+
+    def counters(self) -> dict[Counter, int]:
+        words = self.bus.read_many([COUNTERS_BLOCK.addr("FLOW", i) for i in range(2 * len(Counter))])
+        return {c: words[2 * c + 1] << 32 | words[2 * c] for c in Counter}
+
+    def rule_counters(self, n: int) -> list[int]:
+        """Failures of rule ids 0..n-1."""
+        if not 0 <= n <= MAX_RULES:
+            raise ValueError(f"at most {MAX_RULES} rule counters")
+        words = self.bus.read_many([COUNTERS_BLOCK.addr("RULE", i) for i in range(2 * n)])
+        return [words[2 * i + 1] << 32 | words[2 * i] for i in range(n)]
+
+    def clear_counters(self) -> None:
+        self.bus.write32(CONTROL_BLOCK.addr("CONTROL"), int(Control.CLEAR_COUNTERS))
+
+    def timestamps(self) -> list[Timestamp]:
+        """The records still in the ring, oldest first."""
+        written = self.bus.read32(TS_BLOCK.addr("WRITTEN"))
+        first = max(0, written - TS_RING)
+        slots = [i % TS_RING for i in range(first, written)]
+        words = self.bus.read_many([TS_BLOCK.addr("RING", 4 * s + w) for s in slots for w in range(4)])
+        return [Timestamp(*words[4 * i : 4 * i + 4]) for i in range(len(slots))]
+
+    # ------------------------------------------------------------------ the DOE window
+
+    def _cmd_writes(self, doe_addr: int, data: int) -> list[tuple[int, int]]:
+        self._cmds += 1
+        d = DOE_BLOCK
+        return [
+            (d.addr("ADDR"), doe_addr),
+            (d.addr("DATA", 0), data & M32),
+            (d.addr("DATA", 1), data >> 32 & M32),
+            (d.addr("CMD"), int(DoeCmd.WRITE)),
+        ]
+
+    def _wait_commands(self) -> None:
+        want = self._cmds & M32
+        for _ in range(_POLL_READS):
+            done = self.bus.read32(DOE_BLOCK.addr("CMD_DONE"))
+            if done == want:
+                return
+        raise CardError(f"DOE commands did not complete: CMD_DONE {done}, expected {want}")
+
+    def _write_all(self, writes: Sequence[tuple[int, int]]) -> None:
+        for start in range(0, len(writes), _WRITE_BATCH):
+            self.bus.write_many(writes[start : start + _WRITE_BATCH])
+
+    def doe_write(self, doe_addr: int, data: int) -> None:
+        self.bus.write_many(self._cmd_writes(doe_addr, data))
+        self._wait_commands()
+
+    def doe_read(self, doe_addr: int) -> int:
+        """One 64-bit read of the DOE load port (a cell, a row count)."""
+        d = DOE_BLOCK
+        self._cmds += 1
+        self.bus.write_many([(d.addr("ADDR"), doe_addr), (d.addr("CMD"), int(DoeCmd.READ))])
+        done, lo, hi = self.bus.read_many([d.addr("CMD_DONE"), d.addr("RDATA", 0), d.addr("RDATA", 1)])
+        if done != self._cmds & M32:  # not finished when asked: wait, then read the result again
+            self._wait_commands()
+            lo, hi = self.bus.read_many([d.addr("RDATA", 0), d.addr("RDATA", 1)])
+        return hi << 32 | lo
+
+    def load_image(self, image: Image) -> None:
+        """Reset the DOE and load `image`: every table starts empty."""
+        try:
+            port_writes = image_writes(image, self.params)
+        except ImageDoesNotFit as exc:
+            raise CardError(f"the program does not fit the card: {exc}") from None
+        self.reset()
+        writes: list[tuple[int, int]] = []
+        for a, data in port_writes:
+            writes += self._cmd_writes(a, data)
+        self._write_all(writes)
+        self._wait_commands()
+        self._keys = {t.id: set() for t in image.tables}
+
+    # ------------------------------------------------------------------ rows
+
+    def forget_keys(self) -> None:
+        """Events ran: the tables' keys are no longer known on the host."""
+        self._keys = {}
+
+    def _known_keys(self, config: TableConfig) -> set[Key]:
+        keys = self._keys.get(config.id)
+        if keys is None:
+            n = self.doe_read(addr(REGION_COUNT, config.id))
+            cols = [self._read_column(config, c, n) for c in config.key]
+            keys = {k for k in zip(*cols, strict=True) if None not in k} if cols else set()
+            self._keys[config.id] = keys
+        return keys
+
+    def load_rows(self, config: TableConfig, rows: Iterable[Sequence[Value]]) -> int:
+        """Insert rows (physical words in column order) with LOAD_ROW; returns the number inserted.
+
+        Raises DuplicateKeyError at the first row whose key is already in the table, having
+        inserted the rows before it, as the software engine does.
+        """
+        n_cols = len(config.columns)
+        if n_cols > ROW_WORDS:
+            raise CardError(f"table {config.name} has {n_cols} words per row, LOAD_ROW carries {ROW_WORDS}")
+        keys = self._known_keys(config) if config.key else set()
+        d = DOE_BLOCK
+        n = 0
+        for words in rows:
+            if len(words) != n_cols:
+                raise ValueError(f"table {config.name} has {n_cols} words per row, got {len(words)}")
+            if config.key:
+                key = tuple(words[c] for c in config.key)
+                if None not in key:
+                    if key in keys:
+                        raise DuplicateKeyError(config.name, key)
+                    keys.add(key)
+            nulls = (1 << ROW_WORDS) - 1
+            writes = [(d.addr("ROW_TABLE"), config.id)]
+            for i, v in enumerate(words):
+                if v is not None:
+                    nulls &= ~(1 << i)
+                    writes.append((d.addr("ROW_WORDS", 2 * i), v & M32))
+                    writes.append((d.addr("ROW_WORDS", 2 * i + 1), v >> 32 & M32))
+            writes.append((d.addr("ROW_NULLS"), nulls))
+            writes.append((d.addr("CMD"), int(DoeCmd.LOAD_ROW)))
+            self._cmds += 1
+            self.bus.write_many(writes)
+            # the next row rewrites ROW_WORDS: this one must have entered the DOE first
+            self._wait_commands()
+            n += 1
+        self.check_faults()
+        return n
+
+    # ------------------------------------------------------------------ read-back
+
+    def _read_column(self, config: TableConfig, col: int, n_rows: int) -> list[Value]:
+        p = self.params
+        out: list[Value] = []
+        for row in range(n_rows):
+            null = self.doe_read(cell_addr(p, config.id, col, row, True)) & 1
+            out.append(None if null else _signed(self.doe_read(cell_addr(p, config.id, col, row, False))))
+        return out
+
+    def read_table(self, config: TableConfig) -> TableState:
+        """A table's rows as the card holds them, in row order, with its key index."""
+        n = self.doe_read(addr(REGION_COUNT, config.id))
+        if n > self.params.rows:
+            raise CardError(
+                f"table {config.name}: the card reports {n} rows, it has room for {self.params.rows}"
+            )
+        cols = [self._read_column(config, c, n) for c in range(len(config.columns))]
+        words = [np.array([0 if v is None else v for v in col], np.int64) for col in cols]
+        nulls = [np.array([v is None for v in col], np.bool_) for col in cols]
+        index: dict[Key, int] = {}
+        if config.key:
+            for row in range(n):
+                key = tuple(cols[c][row] for c in config.key)
+                if None not in key:
+                    index.setdefault(key, row)
+            self._keys[config.id] = set(index)
+        return TableState(n, words, nulls, index)
+
+    def snapshot(self, image: Image) -> Snapshot:
+        """Every table read back from the card, with the state hash the software engine computes."""
+        self.check_faults()
+        state = EngineState(image)
+        state.restore(Snapshot(tuple(self.read_table(t) for t in image.tables), ""))
+        return state.snapshot()

@@ -1,0 +1,134 @@
+"""The simulated card's server loop: a cocotb test that serves riskgw/card/simproto.py until stopped.
+
+Started by `riskgw sim-card` (riskgw/card/simserver.py) inside the Verilator model of
+`hdl/rgw_card.sv`. Between requests the clock keeps running in real-time steps, so HEARTBEAT
+advances while the host is idle and a stopped simulator shows as a stalled heartbeat. SIGTERM,
+SIGINT or a `shutdown` request end the test cleanly.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import time
+from types import FrameType
+from typing import Any
+
+import cocotb
+import zmq
+from cocotb.triggers import Timer
+
+from riskgw.card.cocotb_bench import CLOCK_NS, CardBench
+from riskgw.card.simproto import PROTO_VERSION, READY_PREFIX, decode, encode, error
+
+IDLE_CYCLES = 1024  # one HEARTBEAT step (2**HEARTBEAT_SHIFT cycles)
+IDLE_SHARE = 0.25  # while idle, simulate at most this share of the time (the rest waits on the socket)
+POLL_CYCLES = 16  # cycles between checks for tx packets while a stream call waits
+
+
+class Service:
+    """Answers requests by driving the card through a CardBench."""
+
+    def __init__(self, bench: CardBench, params: dict[str, int]) -> None:
+        self.bench = bench
+        self.params = params
+        self.shutdown = False
+
+    async def handle(self, parts: list[bytes]) -> list[bytes]:
+        try:
+            header, blobs = decode(parts)
+            op = header.get("op")
+            if op == "hello":
+                return encode({"ok": True, "proto": PROTO_VERSION, "top": "rgw_card", "params": self.params})
+            if op == "read":
+                values = [await self.bench.axil_read(int(a)) for a in header["addrs"]]
+                return encode({"ok": True, "values": values})
+            if op == "write":
+                for a, v in header["writes"]:
+                    await self.bench.axil_write(int(a), int(v))
+                return encode({"ok": True})
+            if op == "stream":
+                return await self.stream(header, blobs)
+            if op == "shutdown":
+                self.shutdown = True
+                return encode({"ok": True})
+            return error(f"unknown op {op!r}")
+        except (KeyError, TypeError, ValueError) as exc:
+            return error(f"bad request: {exc}")
+
+    async def stream(self, header: dict[str, Any], blobs: list[bytes]) -> list[bytes]:
+        sessions = [int(s) for s in header["sessions"]]
+        if len(sessions) != len(blobs):
+            return error(f"{len(sessions)} sessions for {len(blobs)} packets")
+        min_tx = int(header["min_tx"])
+        max_cycles = int(header["max_cycles"])
+        bench = self.bench
+        for session, packet in zip(sessions, blobs, strict=True):
+            await bench.send(session, packet)
+        sent = cocotb.start_soon(bench.wait_sent()) if blobs else None
+        out: list[tuple[int, bytes]] = []
+        cycles = 0
+        while True:
+            while bench.tx_pending():
+                out.append(await bench.recv())
+            if len(out) >= min_tx and (sent is None or sent.done()):
+                break
+            if cycles >= max_cycles:
+                if sent is not None and not sent.done():
+                    sent.cancel()
+                state = "all rx packets in" if sent is None or sent.done() else "rx packets still waiting"
+                return error(
+                    f"the card sent {len(out)} of at least {min_tx} tx packets in {cycles} cycles ({state})"
+                )
+            await Timer(POLL_CYCLES * CLOCK_NS, "ns")
+            cycles += POLL_CYCLES
+        return encode(
+            {"ok": True, "sessions": [s for s, _ in out], "cycles": cycles}, [data for _, data in out]
+        )
+
+
+@cocotb.test()
+async def serve(dut: Any) -> None:
+    """Serve until SIGTERM, SIGINT or a shutdown request."""
+    endpoint = os.environ["RGW_SIM_LISTEN"]
+    params = json.loads(os.environ["RGW_SIM_PARAMS"])
+    bench = CardBench(dut)
+    await bench.start()
+    stop: list[int] = []
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop.append(signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.REP)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.bind(endpoint)
+    bound = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+    print(f"{READY_PREFIX}{bound}", flush=True)
+    service = Service(bench, params)
+    step_s = 0.001
+    try:
+        while not stop and not service.shutdown:
+            # wait on the socket for (1 - IDLE_SHARE) / IDLE_SHARE times as long as a step takes
+            wait_ms = max(1, int(1000 * step_s * (1 - IDLE_SHARE) / IDLE_SHARE))
+            try:
+                ready = sock.poll(wait_ms)
+            except zmq.ZMQError as exc:  # EINTR from a signal: the loop checks `stop`
+                if exc.errno != errno.EINTR:
+                    raise
+                continue
+            if ready:
+                reply = await service.handle(sock.recv_multipart())
+                sock.send_multipart(reply)
+                continue
+            start = time.perf_counter()
+            await Timer(IDLE_CYCLES * CLOCK_NS, "ns")
+            step_s = time.perf_counter() - start
+    finally:
+        sock.close()
+        ctx.term()
+    dut._log.info("riskgw sim-card: stopped (%s)", "shutdown request" if service.shutdown else "signal")

@@ -1,0 +1,61 @@
+"""The simulated card's ZeroMQ protocol: what stands in for PCIe between a host and `riskgw sim-card`.
+
+REQ/REP. Every message is multipart: part 0 is a JSON object, the parts after it are binary
+payloads (TOE packets). A request names its `op`; every reply has `ok` and, when `ok` is false,
+an `error` line.
+
+    op        request fields                          reply fields (ok)
+    hello     -                                       proto, top, params {HDL parameter: value}
+    read      addrs: [addr...]                        values: [u32...] (in order)
+    write     writes: [[addr, value]...]              - (done in order)
+    stream    sessions: [s...] + one part per packet  sessions: [s...] + one part per tx packet,
+              min_tx, max_cycles                      cycles (simulated cycles the call took)
+    shutdown  -                                       - (the server exits after the reply)
+
+`stream` queues the rx packets (packet i on session sessions[i]) in order, then collects tx
+packets until every rx packet has entered the card and at least `min_tx` tx packets have come
+out; it returns those and any others already out. With no rx packets it just collects. When
+`max_cycles` pass first it answers ok false. Register reads and writes are 32-bit AXI-Lite
+accesses of riskgw/card/regmap.py, one at a time, in order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+PROTO_VERSION = 1
+READY_PREFIX = "riskgw sim-card: ready on "
+
+Message = tuple[dict[str, Any], list[bytes]]
+
+
+def encode(header: dict[str, Any], blobs: Sequence[bytes] = ()) -> list[bytes]:
+    return [json.dumps(header, separators=(",", ":")).encode(), *blobs]
+
+
+def decode(parts: Sequence[bytes]) -> Message:
+    if not parts:
+        raise ValueError("an empty message")
+    try:
+        header = json.loads(parts[0])
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"the message header is not JSON: {exc}") from None
+    if not isinstance(header, dict):
+        raise ValueError("the message header is not a JSON object")
+    return header, [bytes(p) for p in parts[1:]]
+
+
+def error(message: str) -> list[bytes]:
+    return encode({"ok": False, "error": message})
+
+
+def zmq_endpoint(listen: str) -> str:
+    """`tcp://HOST:PORT` as ZeroMQ binds it: port 0 asks for a free port (`tcp://HOST:*`)."""
+    if not listen.startswith("tcp://"):
+        raise ValueError(f"{listen!r}: expected tcp://HOST:PORT")
+    host, sep, port = listen[len("tcp://") :].rpartition(":")
+    if not sep or not host or not (port.isdigit() or port == "*") or (port.isdigit() and int(port) > 65535):
+        raise ValueError(f"{listen!r}: expected tcp://HOST:PORT")
+    return f"tcp://{host}:{'*' if port in ('0', '*') else port}"
