@@ -10,7 +10,7 @@ VLT_BIN = $(shell $(PY) -c 'import os, verilator; print(os.path.join(os.path.dir
 RUN     = env -u VERILATOR_ROOT PATH="$(CURDIR)/$(VENV)/bin:$(VLT_BIN):$$PATH"
 JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: venv test test-fast lint demo bench bench-quick bench-hdl synth gen clean
+.PHONY: venv test test-fast lint demo bench bench-quick bench-extra bench-hdl synth gen clean
 
 venv: $(STAMP)
 
@@ -42,11 +42,17 @@ gen: $(STAMP)
 demo: $(STAMP)
 	$(RUN) $(VENV)/bin/riskgw demo
 
-bench: $(STAMP)
+## bench: every benchmark, full length -> bench/results/*.json, then bench/report.md and bench/figures/
+bench: $(STAMP) bench-extra
 	$(RUN) $(PY) -m bench.run
 
-bench-quick: $(STAMP)
+## bench-quick: the short form of every benchmark and the report (CI runs it, about 3 minutes)
+bench-quick: $(STAMP) bench-extra
 	$(RUN) $(PY) -m bench.run --quick
+
+# the bench extra (matplotlib for the plots, openpit for its baseline), installed on demand
+bench-extra: $(STAMP)
+	@$(PY) -c 'import matplotlib, openpit' 2>/dev/null || $(PY) -m pip install --quiet -e '.[bench]'
 
 ## bench-hdl: DOE cycle counts in Verilator -> bench/results/hdl.json (BENCH_ARGS=--quick for the short form)
 bench-hdl: $(STAMP)
@@ -58,4 +64,4 @@ synth: $(STAMP)
 	$(RUN) $(PY) -m bench.synth $(SYNTH_ARGS)
 
 clean:
-	rm -rf $(VENV) build sim_build bench/results .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build sim_build bench/results bench/report.md bench/figures .pytest_cache .mypy_cache .ruff_cache

@@ -33,7 +33,9 @@ package rgw_proto_pkg;
         REASON_KILL_SWITCH = 16'h0004,
         REASON_UNKNOWN_ORDER = 16'h0005,
         REASON_BAD_CREDENTIALS = 16'h0006,
-        REASON_SHUTDOWN = 16'h0007
+        REASON_SHUTDOWN = 16'h0007,
+        REASON_HEARTBEAT_TIMEOUT = 16'h0008,
+        REASON_JOURNAL_FAILED = 16'h0009
     } reason_t;
 
     // LOGON: Opens a session; the gateway answers LOGON_ACK or LOGOUT with a reason.

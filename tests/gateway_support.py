@@ -118,7 +118,7 @@ class Stack:
     async def broker(self, user: str | None = "alice", password: str | None = None) -> Client:
         c = await Client.connect(self.running.port)
         if user is not None:
-            c.send(MsgType.LOGON, username=user, password=password or USERS[user].password)
+            c.send(MsgType.LOGON, username=user, password=password or self.config.users[user].password)
             await c.recv_type(MsgType.LOGON_ACK)
         return c
 
@@ -144,13 +144,13 @@ async def start_stack(
     if not data.exists():
         SMALL.write(data)
     server, exchange = await start_exchange("127.0.0.1", 0, behaviour)
+    settings.setdefault("users", dict(USERS))
     config = GatewayConfig(
         rules=list(RULES),
         listen=("127.0.0.1", 0),
         exchange=("127.0.0.1", server.sockets[0].getsockname()[1]),
         data=data,
         journal=tmp_path / journal,
-        users=dict(USERS),
         **settings,
     )
     running = await start_gateway(config, lambda text: None)

@@ -7,6 +7,7 @@
     data = "data"                      # initial tables, one <table>.csv each
     journal = "gateway.journal"
     heartbeat_ms = 1000
+    heartbeat_timeout = 3              # heartbeat intervals of silence before a session is logged out
     fsync = true                       # false only for tests on throwaway journals
     control = "127.0.0.1:9001"         # control port for `riskgw ctl` (off when not set)
     control_token = "..."              # or the environment variable RISKGW_CONTROL_TOKEN
@@ -17,6 +18,7 @@
     [users.broker1]
     password = "secret"
     accounts = [1, 2, 3]               # or "*" for every account
+    cancel_on_disconnect = true        # cancel its open orders when its connection drops (default)
 
 A flag given on the command line overrides the file; `--user NAME:PASSWORD:ACCOUNTS` adds or
 replaces one user (ACCOUNTS: comma-separated ids, or *).
@@ -43,6 +45,7 @@ class User:
     name: str
     password: str
     accounts: frozenset[int] | None  # None: every account
+    cancel_on_disconnect: bool = True  # its open orders are cancelled when its connection drops
 
     def may_trade(self, account: int) -> bool:
         return self.accounts is None or account in self.accounts
@@ -57,6 +60,7 @@ class GatewayConfig:
     data: Path | None = None
     journal: Path = Path("gateway.journal")
     heartbeat_ms: int = 1000
+    heartbeat_timeout: int = 3  # heartbeat intervals of silence before a logout
     fsync: bool = True
     users: dict[str, User] = field(default_factory=dict)
     control: tuple[str, int] | None = None
@@ -127,6 +131,7 @@ _KEYS = {
     "data",
     "journal",
     "heartbeat_ms",
+    "heartbeat_timeout",
     "fsync",
     "users",
     "control",
@@ -171,6 +176,11 @@ def build_config(args: argparse.Namespace) -> GatewayConfig:
     if not isinstance(heartbeat, int) or heartbeat <= 0:
         raise UserError("heartbeat_ms must be a positive whole number of milliseconds")
     config.heartbeat_ms = heartbeat
+    timeout = getattr(args, "heartbeat_timeout", None)
+    timeout = timeout if timeout is not None else file.get("heartbeat_timeout", 3)
+    if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout < 2:
+        raise UserError("heartbeat_timeout must be a whole number of heartbeat intervals, at least 2")
+    config.heartbeat_timeout = timeout
     fsync = file.get("fsync", True)
     if not isinstance(fsync, bool):
         raise UserError("fsync must be true or false")
@@ -181,7 +191,11 @@ def build_config(args: argparse.Namespace) -> GatewayConfig:
     for name, spec in users.items():
         if not isinstance(spec, dict) or "password" not in spec or "accounts" not in spec:
             raise UserError(f"users.{name}: needs password and accounts")
-        config.users[name] = User(name, str(spec["password"]), _accounts(spec["accounts"], f"users.{name}"))
+        cod = spec.get("cancel_on_disconnect", True)
+        if not isinstance(cod, bool):
+            raise UserError(f"users.{name}: cancel_on_disconnect must be true or false")
+        accounts = _accounts(spec["accounts"], f"users.{name}")
+        config.users[name] = User(name, str(spec["password"]), accounts, cod)
     for text in args.user or []:
         user = parse_user(text)
         config.users[user.name] = user

@@ -36,6 +36,7 @@ class FrameLink(asyncio.Protocol, abc.ABC):
         self._reader = FrameReader()
         self._out_seq = 0
         self.peer = "?"
+        self.last_tx = 0.0  # loop time of the last write (the gateway's heartbeats read it)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)

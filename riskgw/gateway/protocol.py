@@ -54,6 +54,8 @@ class Reason(enum.IntEnum):
     UNKNOWN_ORDER = 5  # a cancel for an order that is not open
     BAD_CREDENTIALS = 6
     SHUTDOWN = 7
+    HEARTBEAT_TIMEOUT = 8  # nothing from the session for heartbeat_timeout heartbeat intervals
+    JOURNAL_FAILED = 9  # the gateway cannot write its journal (a full disk, say): it stops
 
 
 @dataclass(frozen=True)

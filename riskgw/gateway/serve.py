@@ -62,6 +62,8 @@ class Running:
         gw.closing = True
         if gw.reconnecting is not None:
             gw.reconnecting.cancel()
+        if gw.watchdog is not None:
+            gw.watchdog.cancel()
         self.server.close()
         for extra in (self.control, self.metrics):
             if extra is not None:
@@ -112,7 +114,7 @@ async def start_gateway(config: GatewayConfig, log: Callable[[str], None] = _say
     except UserError:
         opened.journal.close()
         raise
-    gateway = Gateway(card, opened.journal, config.users, config.heartbeat_ms, log)
+    gateway = Gateway(card, opened.journal, config.users, config.heartbeat_ms, log, config.heartbeat_timeout)
     gateway.kill = kill
     if config.audit is not None:
         try:
@@ -158,6 +160,7 @@ async def start_gateway(config: GatewayConfig, log: Callable[[str], None] = _say
             opened.journal.close()
             raise
     running = Running(gateway, server, len(opened.entries), opened.cut, control, metrics)
+    gateway.watchdog = loop.create_task(gateway.watch_heartbeats())
     if kill.all or kill.accounts or kill.users:
         log(f"kill switches on from {config.kill_path}: {kill.as_dict()}")
     bound = server.sockets[0].getsockname()

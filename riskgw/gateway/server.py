@@ -90,11 +90,14 @@ class Gateway:
         users: dict[str, User],
         heartbeat_ms: int,
         log: Callable[[str], None] | None = None,
+        heartbeat_timeout: int = 3,
     ) -> None:
         self.card = card
         self.journal = journal
         self.users = users
         self.heartbeat_ms = heartbeat_ms
+        self.heartbeat_timeout = heartbeat_timeout  # heartbeat intervals of silence before a logout
+        self.watchdog: asyncio.Task[None] | None = None
         self.open: dict[OrderKey, OpenOrder] = {}
         self.exchange: ExchangeUplink | None = None
         self.exchange_address: tuple[str, int] | None = None  # set: reconnect when the link drops
@@ -156,6 +159,65 @@ class Gateway:
             self._log(f"exchange connection back ({len(self.open)} orders open)")
             return
 
+    # ------------------------------------------------------------------ sessions
+
+    async def watch_heartbeats(self) -> None:
+        """Log out sessions silent for heartbeat_timeout intervals (a LOGON counts from the connect),
+        and send a HEARTBEAT to logged-on sessions that were sent nothing for an interval."""
+        loop = asyncio.get_running_loop()
+        interval = self.heartbeat_ms / 1_000
+        limit = interval * self.heartbeat_timeout
+        while not self.closing:
+            await asyncio.sleep(interval / 2)
+            now = loop.time()
+            for session in list(self.sessions):
+                if session.paused_at is not None or not session.is_open:
+                    continue  # a broker held back for not reading is not silent; it is not read
+                if now - session.last_rx > limit:
+                    self._log(
+                        f"{session.peer}: nothing for {now - session.last_rx:.1f} s "
+                        f"({self.heartbeat_timeout} heartbeats of {self.heartbeat_ms} ms): logging it out"
+                    )
+                    self.queue(session, MsgType.LOGOUT, reason=int(Reason.HEARTBEAT_TIMEOUT))
+                    self.queue_close(session)
+                elif session.user is not None and now - session.last_tx >= interval:
+                    self.queue(session, MsgType.HEARTBEAT)
+
+    def session_closed(self, session: BrokerSession) -> None:
+        """Cancel-on-disconnect: ask the exchange to cancel the open orders the session sent, when
+        its login says so. Their answers still run through the card; they reach no session."""
+        self.sessions.discard(session)
+        user = session.user
+        if user is None or not user.cancel_on_disconnect or self.closing:
+            return
+        mine = [key for key, order in self.open.items() if order.session is session]
+        if not mine:
+            return
+        self._log(f"{session.peer}: {user.name} disconnected with {len(mine)} open orders: cancelling them")
+        if self.exchange is None:
+            return
+        for account, order_id in mine:
+            self.queue(self.exchange, MsgType.CANCEL_REQUEST, order_id=order_id, account_id=account)
+
+    # ------------------------------------------------------------------ control
+
+    def set_kill(
+        self, on: bool, account: int | None, user: str | None, everything: bool, cancel_open: bool = False
+    ) -> int:
+        """Turn a kill switch on or off (saved before this returns); with cancel_open, also ask the
+        exchange to cancel the open orders the switch covers. Returns the number of cancels sent."""
+        self.kill.set(on, account, user, everything)
+        scope = "everything" if everything else f"account {account}" if user is None else f"user {user}"
+        self._log(f"kill switch {'on' if on else 'off'} for {scope}")
+        if not (on and cancel_open) or self.exchange is None:
+            return 0
+        sent = 0
+        for (acct, order_id), order in self.open.items():
+            if everything or acct == account or (user is not None and order.user == user):
+                self.queue(self.exchange, MsgType.CANCEL_REQUEST, order_id=order_id, account_id=acct)
+                sent += 1
+        return sent
+
     # ------------------------------------------------------------------ control
 
     def set_kill(
@@ -211,19 +273,24 @@ class Gateway:
                 self.journal.commit()
                 self.commit_latency.observe_ns(time.perf_counter_ns() - start)
         except OSError as exc:
-            # Without the journal no reply may leave: drop them and stop.
+            # Without the journal no reply may leave: drop them, tell every broker why, and stop.
             self._outbox.clear()
             if self.failed is None:
                 self.failed = exc
                 self._log(f"cannot write the journal {self.journal.path}: {exc.strerror}; stopping")
+                for session in list(self.sessions):
+                    session.send(MsgType.LOGOUT, reason=int(Reason.JOURNAL_FAILED))
+                    session.close()
                 self.stopped.set()
             return
         outbox, self._outbox = self._outbox, []
+        now = asyncio.get_running_loop().time()
         for link, data in outbox:
             if data is None:
                 link.close()
             elif link.transport is not None and not link.transport.is_closing():
                 link.transport.write(data)
+                link.last_tx = now
 
     # ------------------------------------------------------------------ card
 
@@ -315,7 +382,7 @@ class Gateway:
         if self.kill.blocks(session.user.name, values["account_id"]):
             self._reject(session, frame, Reason.KILL_SWITCH)
             return
-        if self.exchange is None:
+        if self.exchange is None or self.failed is not None:
             self._reject(session, frame, Reason.SHUTDOWN)
             return
         if key in self.open:
@@ -398,6 +465,8 @@ class BrokerSession(FrameLink):
         self.user: User | None = None
         self.last_seq = 0
         self.paused = 0  # times its replies backed up
+        self.paused_at: float | None = None  # loop time it was last held back, while it is
+        self.last_rx = asyncio.get_running_loop().time()
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
@@ -406,16 +475,23 @@ class BrokerSession(FrameLink):
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
-        self.gateway.sessions.discard(self)
+        self.gateway.session_closed(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.last_rx = asyncio.get_running_loop().time()
+        super().data_received(data)
 
     # A broker that does not read its replies is not read from either until it catches up, so its
     # backlog stays bounded (by its open orders' exchange answers) and costs no one else anything.
     def pause_writing(self) -> None:
         self.paused += 1
+        self.paused_at = asyncio.get_running_loop().time()
         if self.transport is not None:
             self.transport.pause_reading()
 
     def resume_writing(self) -> None:
+        self.paused_at = None
+        self.last_rx = asyncio.get_running_loop().time()  # its silence while held back was ours
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
 

@@ -1,0 +1,5 @@
+import sys
+
+from bench.baselines import main
+
+sys.exit(main())

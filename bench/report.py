@@ -1,0 +1,998 @@
+"""The benchmark report: bench/report.md and its PNG plots, from bench/results/*.json.
+
+    python -m bench.report [--results DIR] [--out DIR] [--since EPOCH] [--require all|1,2,...]
+
+Six figures redraw the reference's figures 9 to 12 (and the gateway and failover figures it does
+not have) from our measurements, next to the reference's numbers and next to baselines measured in
+the same run. Every figure says what was measured, on which machine, how many samples, and what is
+simulated. A figure whose input is missing says so and draws nothing: no number here is made up.
+
+`--since`: inputs written before this time (a file's mtime) are from an earlier run: still shown,
+marked stale. `--require`: exit 1 when one of these figures is missing or stale (`make bench`
+requires all six after a full run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+MHZ = 250
+NS_PER_CYCLE = 1000 / MHZ
+FIGURE_DIR = "figures"  # beside report.md
+INPUTS = ("engine", "hdl", "baselines", "gateway", "fix", "failover", "machine")
+
+# The reference's figures (reference/riskcop.md), in the units they give.
+REF_ORDER_US = (2.0, 2.5)  # order check, 1,000 to 1,000,000 orders per account
+REF_FLOWS_US = (2.0, 2.7)  # all eight flows
+REF_JITTER_NS = 100  # max - min within a flow at 1,000,000 orders
+REF_RULES_NS = 100  # 4 -> 128 rules
+REF_NESTING_NS = 50  # nesting 2 -> 20
+REF_SAMPLES = 2000  # each of their figures: the mean of 2,000 measurements
+
+SIMULATED = (
+    f"DOE figures are Verilator cycle counts of the RTL: exact for the design, cycle by cycle. "
+    f"Nanoseconds are cycles x {NS_PER_CYCLE:g} ns, i.e. they assume a {MHZ} MHz clock: the design has "
+    f"not been shown to close timing at {MHZ} MHz on a U200, so they are not a claim about a real card. "
+    "The DOE latency is the engine alone (event accepted to decision valid), with no TOE, parsing or "
+    "PCIe; the reference's figures include its card's input and output conversion."
+)
+
+
+@dataclass
+class Input:
+    name: str
+    path: Path
+    data: dict[str, Any] | None = None
+    problem: str = ""  # why data is None
+    stale: bool = False
+    written: str = ""
+
+
+@dataclass
+class Section:
+    number: int
+    title: str
+    inputs: tuple[str, ...]
+    body: list[str] = field(default_factory=list)
+    png: str | None = None
+    missing: list[str] = field(default_factory=list)  # inputs that are absent or unreadable
+    stale: list[str] = field(default_factory=list)
+    gaps: list[str] = field(default_factory=list)  # parts of the figure not measured in this run
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing and not self.stale
+
+
+def load_inputs(results: Path, since: float | None) -> dict[str, Input]:
+    out: dict[str, Input] = {}
+    for name in INPUTS:
+        path = results / f"{name}.json"
+        inp = Input(name, path)
+        if not path.exists():
+            inp.problem = f"`{path.name}` is missing"
+        else:
+            mtime = path.stat().st_mtime
+            inp.written = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(mtime))
+            inp.stale = since is not None and mtime < since
+            try:
+                loaded = json.loads(path.read_text(encoding="utf-8"))
+                if not isinstance(loaded, dict):
+                    raise ValueError("not a JSON object")
+                inp.data = loaded
+            except (OSError, ValueError) as exc:
+                inp.problem = f"`{path.name}` is unreadable ({exc})"
+        out[name] = inp
+    return out
+
+
+# --- small helpers -------------------------------------------------------------------------------
+
+
+def _num(x: Any) -> float | None:
+    return float(x) if isinstance(x, int | float) and not isinstance(x, bool) else None
+
+
+def fmt(x: Any, digits: int = 1) -> str:
+    v = _num(x)
+    if v is None:
+        return "n/a"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    return f"{v:.{digits}f}"
+
+
+def ratio(a: Any, b: Any) -> str:
+    va, vb = _num(a), _num(b)
+    if va is None or vb is None or vb == 0:
+        return "n/a"
+    r = va / vb
+    return f"{r:,.0f}x" if r >= 100 else f"{r:.1f}x"
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return lines
+
+
+def _levels(d: dict[str, Any]) -> list[int]:
+    return sorted(int(k) for k in d)
+
+
+def _cycles(flow: dict[str, Any], stat: str = "median") -> float | None:
+    return _num(flow.get("latency_cycles", {}).get(stat))
+
+
+class Plotter:
+    """matplotlib, imported only when a figure is drawn (the bench extra installs it)."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        self.error = ""
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+
+            self.plt: Any = plt
+        except ImportError:
+            self.plt = None
+            self.error = "matplotlib is not installed (the `bench` extra; `make bench` installs it)"
+
+    def save(self, fig: Any, name: str, footnote: str) -> str:
+        fig.text(0.01, 0.005, footnote, fontsize=6.5, color="0.35", ha="left", va="bottom", wrap=True)
+        fig.tight_layout(rect=(0, 0.06, 1, 1))
+        (self.out_dir / FIGURE_DIR).mkdir(parents=True, exist_ok=True)
+        fig.savefig(self.out_dir / FIGURE_DIR / name, dpi=110)
+        self.plt.close(fig)
+        return f"{FIGURE_DIR}/{name}"
+
+
+# --- the machine ---------------------------------------------------------------------------------
+
+
+def machine_facts(inputs: dict[str, Input]) -> dict[str, Any]:
+    m = inputs["machine"].data or {}
+    hdl = (inputs["hdl"].data or {}).get("machine", {})
+    cpu = m.get("cpu") or hdl.get("cpu") or platform.processor() or "unknown CPU"
+    cores = m.get("cores") or hdl.get("cores") or os.cpu_count()
+    return {"cpu": cpu, "cores": cores, "steps": m.get("steps", {}), "recorded": bool(m)}
+
+
+def load_note(facts: dict[str, Any], bench: str) -> str:
+    step = facts["steps"].get(bench)
+    if not step:
+        return "load average not recorded for this step"
+    before, after = step.get("load_before"), step.get("load_after")
+    b = "/".join(f"{x:.1f}" for x in before) if before else "?"
+    a = "/".join(f"{x:.1f}" for x in after) if after else "?"
+    return f"load average (1/5/15 min) {b} before, {a} after; {fmt(step.get('seconds'), 0)} s"
+
+
+def machine_line(facts: dict[str, Any], *benches: str) -> str:
+    loads = "; ".join(f"{b}: {load_note(facts, b)}" for b in benches)
+    return f"Machine: {facts['cpu']}, {facts['cores']} cores, shared with other jobs ({loads})."
+
+
+# --- figures -------------------------------------------------------------------------------------
+
+
+def fig_orders(s: Section, inputs: dict[str, Input], facts: dict[str, Any], plot: Plotter) -> None:
+    hdl = inputs["hdl"].data
+    eng = inputs["engine"].data
+    base = inputs["baselines"].data
+    doe: dict[int, tuple[float | None, float | None]] = {}
+    if hdl:
+        for n, size in (hdl.get("flows_by_table_rows") or {}).items():
+            flows = size.get("flows", {})
+            orders = [_cycles(flows[f]) for f in ("buy order", "sell order") if f in flows]
+            worst = [_cycles(f) for f in flows.values()]
+            doe[int(n)] = (
+                max((c for c in orders if c is not None), default=None),
+                max((c for c in worst if c is not None), default=None),
+            )
+        skipped = hdl.get("sizes_skipped") or []
+        if skipped:
+            s.gaps.append(
+                f"DOE not simulated at {', '.join(f'{n:,}' for n in skipped)} orders per account in this "
+                f"run: {hdl.get('why_sizes_are_skipped', 'no reason recorded')}."
+            )
+    sw: dict[int, dict[str, Any]] = {}
+    if eng:
+        for n in _levels(eng.get("levels", {})):
+            sw[n] = eng["levels"][str(n)]
+    levels = sorted(set(doe) | set(sw))
+    rows = []
+    for n in levels:
+        d_order, d_worst = doe.get(n, (None, None))
+        lv = sw.get(n, {})
+        nat = lv.get("engine_native", {}).get("all", {})
+        fast = lv.get("engine", {}).get("all", {})
+        sq = lv.get("sqlite", {}).get("all", {})
+        d_ns = d_order * NS_PER_CYCLE if d_order is not None else None
+        rows.append(
+            [
+                f"{n:,}",
+                f"{fmt(d_order, 0)} / {fmt(d_ns, 0)}",
+                f"{fmt(d_worst, 0)} / {fmt(d_worst * NS_PER_CYCLE if d_worst is not None else None, 0)}",
+                f"{fmt(nat.get('p50_us'))} / {fmt(nat.get('p99_us'))}",
+                fmt(fast.get("p50_us")),
+                fmt(sq.get("p50_us")) if sq else "not run",
+                ratio(REF_ORDER_US[0] * 1000, d_ns),
+                ratio(_num(nat.get("p50_us")) and nat["p50_us"] * 1000, d_ns),
+                ratio(sq.get("p50_us"), nat.get("p50_us")),
+            ]
+        )
+    s.body.append(
+        "What: the latency of one event against the number of orders per account (rows in "
+        "`order_info`), on the reference scenario (20 accounts, 2048 securities, 1024 holdings per "
+        "account; rules/00_schema, 10_funds, 20_holdings, 30_self_trade, 90_flows). DOE: median cycles "
+        "of the order flows (the slower of buy and sell order) and of the slowest of its flows. Software "
+        "engine: wall time per event over the whole recorded session (all eight flows), p50 / p99, "
+        "native (generated C) and fast (generated Python) backends. SQLite: the same events through "
+        "indexed tables, rules as queries, flows as triggers. Reference: their order check, 2 to 2.5 µs."
+    )
+    if hdl:
+        per = {n: hdl["flows_by_table_rows"][str(n)].get("flows", {}) for n in doe}
+        samples = sorted({f.get("samples") for fl in per.values() for f in fl.values() if f.get("samples")})
+        s.body.append(f"DOE samples: {', '.join(map(str, samples)) or 'n/a'} per flow and size.")
+    if eng:
+        ev = ", ".join(f"{n:,}: {sw[n].get('events', 0):,} events" for n in sw)
+        s.body.append(f"Software samples: every event of the session ({ev}).")
+        if "1000000" not in eng.get("levels", {}):
+            s.gaps.append("The software engine was not run at 1,000,000 orders per account in this run.")
+    s.body.append(machine_line(facts, "engine", "hdl"))
+    s.body += [
+        "",
+        *table(
+            [
+                "orders/account",
+                "DOE order cycles / ns",
+                "DOE slowest flow cycles / ns",
+                "native p50 / p99 µs",
+                "fast p50 µs",
+                "SQLite p50 µs",
+                "reference 2 µs ÷ DOE",
+                "native ÷ DOE",
+                "SQLite ÷ native",
+            ],
+            rows,
+        ),
+    ]
+    flat = [(n, doe[n][0]) for n in sorted(doe) if doe[n][0] is not None]
+    if len(flat) >= 2:
+        s.body.append(
+            f"\nDOE growth from {flat[0][0]:,} to {flat[-1][0]:,} orders per account: "
+            f"{fmt((flat[-1][1] or 0) - (flat[0][1] or 0), 0)} cycles "
+            "(the reference: from about 2 to under 2.5 µs)."
+        )
+    nat_lv = [
+        (n, sw[n]["engine_native"]["all"]["p50_us"]) for n in sw if "all" in sw[n].get("engine_native", {})
+    ]
+    if len(nat_lv) >= 2:
+        s.body.append(
+            f"Software engine (native) p50 from {nat_lv[0][0]:,} to {nat_lv[-1][0]:,}: "
+            f"{ratio(nat_lv[-1][1], nat_lv[0][1])} of its value at the smallest level."
+        )
+    if plot.plt is None or not levels:
+        return
+    plt = plot.plt
+    fig, ax = plt.subplots(figsize=(10, 4.8))
+    ax.axhspan(REF_ORDER_US[0], REF_ORDER_US[1], color="tab:red", alpha=0.15, label="reference: 2 to 2.5 µs")
+
+    def series(xs: list[int], ys: list[float | None], label: str, **kw: Any) -> None:
+        pts = [(x, y) for x, y in zip(xs, ys, strict=True) if y is not None]
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label, **kw)
+
+    dl = sorted(doe)
+    series(
+        dl,
+        [c * NS_PER_CYCLE / 1000 if c else None for c, _ in (doe[n] for n in dl)],
+        "DOE order check (Verilator, ns at 250 MHz)",
+        color="tab:blue",
+    )
+    series(
+        dl,
+        [c * NS_PER_CYCLE / 1000 if c else None for _, c in (doe[n] for n in dl)],
+        "DOE slowest flow",
+        color="tab:blue",
+        linestyle="--",
+    )
+    sl = sorted(sw)
+    for key, label, style in (
+        ("engine_native", "software engine, native", {"color": "tab:green"}),
+        ("engine", "software engine, fast path", {"color": "tab:olive"}),
+        ("sqlite", "SQLite, indexed", {"color": "tab:gray"}),
+    ):
+        series(sl, [sw[n].get(key, {}).get("all", {}).get("p50_us") for n in sl], f"{label} p50", **style)
+        if key == "engine_native":
+            series(
+                sl,
+                [sw[n].get(key, {}).get("all", {}).get("p99_us") for n in sl],
+                f"{label} p99",
+                linestyle=":",
+                **style,
+            )
+    if base:
+        bl = sorted(int(n) for n in base.get("levels", {}))
+        series(
+            bl,
+            [base["levels"][str(n)].get("openpit", {}).get("all", {}).get("p50_us") for n in bl],
+            "openpit p50 (funds + holdings only)",
+            color="tab:purple",
+        )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("orders per account")
+    ax.set_ylabel("latency per event (µs, log)")
+    ax.set_title("1. Latency against orders per account")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    ax.grid(True, which="both", alpha=0.3)
+    s.png = plot.save(
+        fig,
+        "fig1_orders.png",
+        f"{facts['cpu']}, {facts['cores']} cores, shared. DOE: Verilator cycles x 4 ns (250 MHz assumed).",
+    )
+
+
+def _pick_size(sizes: dict[str, Any], want: int) -> tuple[int | None, str]:
+    if not sizes:
+        return None, ""
+    if str(want) in sizes:
+        return want, ""
+    largest = max(int(n) for n in sizes)
+    return largest, f"not measured at {want:,} in this run; the largest measured, {largest:,}, is shown"
+
+
+def fig_flows(s: Section, inputs: dict[str, Input], facts: dict[str, Any], plot: Plotter) -> None:
+    hdl = inputs["hdl"].data
+    eng = inputs["engine"].data
+    s.body.append(
+        "What: each flow's latency and jitter at 1,000,000 orders per account. DOE: cycles per flow, "
+        "min / median / max, jitter = max - min (the reference's measure: within 100 ns). Software "
+        "engine (native backend): wall time per event per flow, p50 / p99 / max, and p99 - p50 "
+        "(the engine runs on a shared time-sliced CPU, so its max is the scheduler's, not the engine's). "
+        "The DOE's flows are the reference's eight (an order, the update after accepting it, fill and "
+        "reject updates, each for buys and sells); the software session's are order, fill, exchange "
+        "reject and cancel for buys and sells."
+    )
+    drew: list[tuple[str, list[str], list[float], list[float], list[float]]] = []
+    if hdl:
+        n, note = _pick_size(hdl.get("flows_by_table_rows") or {}, 1_000_000)
+        if note:
+            s.gaps.append(f"DOE {note}.")
+        if n is not None:
+            flows = hdl["flows_by_table_rows"][str(n)].get("flows", {})
+            rows = []
+            for name, f in flows.items():
+                lo, med, hi = _cycles(f, "min"), _cycles(f, "median"), _cycles(f, "max")
+                jit = (hi - lo) if hi is not None and lo is not None else None
+                rows.append(
+                    [
+                        name,
+                        str(f.get("samples", "n/a")),
+                        f"{fmt(lo, 0)} / {fmt(med, 0)} / {fmt(hi, 0)}",
+                        fmt(med * NS_PER_CYCLE if med is not None else None, 0),
+                        f"{fmt(jit, 0)} / {fmt(jit * NS_PER_CYCLE if jit is not None else None, 0)}",
+                        ratio(REF_JITTER_NS, jit * NS_PER_CYCLE) if jit else "jitter 0",
+                    ]
+                )
+            size = hdl["flows_by_table_rows"][str(n)]
+            s.body += [
+                "",
+                f"DOE at {n:,} orders per account (table rows: "
+                + ", ".join(f"{k} {v:,}" for k, v in (size.get("table_rows") or {}).items())
+                + "):",
+                "",
+                *table(
+                    [
+                        "flow",
+                        "samples",
+                        "cycles min / median / max",
+                        "median ns",
+                        "jitter cycles / ns",
+                        "reference 100 ns ÷ jitter",
+                    ],
+                    rows,
+                ),
+                "Jitter over all flows (slowest median - fastest): "
+                f"{size.get('jitter_over_all_flows_cycles', 'n/a')} cycles; the largest within one flow: "
+                f"{size.get('max_jitter_within_a_flow_cycles', 'n/a')} cycles.",
+            ]
+            names = list(flows)
+            meds = [(_cycles(flows[k]) or 0) * NS_PER_CYCLE for k in names]
+            los = [
+                m - (_cycles(flows[k], "min") or 0) * NS_PER_CYCLE for m, k in zip(meds, names, strict=True)
+            ]
+            his = [
+                (_cycles(flows[k], "max") or 0) * NS_PER_CYCLE - m for m, k in zip(meds, names, strict=True)
+            ]
+            drew.append((f"DOE at {n:,} rows: median ns (bars: min..max)", names, meds, los, his))
+    if eng:
+        n, note = _pick_size(eng.get("levels") or {}, 1_000_000)
+        if note:
+            s.gaps.append(f"Software engine {note}.")
+        if n is not None:
+            lv = eng["levels"][str(n)]
+            key = "engine_native" if "flows" in lv.get("engine_native", {}) else "engine"
+            flows = lv.get(key, {}).get("flows", {})
+            rows = [
+                [
+                    name,
+                    f"{f.get('n', 0):,}",
+                    fmt(f.get("p50_us"), 2),
+                    fmt(f.get("p99_us"), 2),
+                    fmt(f.get("max_us"), 0),
+                    fmt((_num(f.get("p99_us")) or 0) - (_num(f.get("p50_us")) or 0), 2),
+                ]
+                for name, f in flows.items()
+            ]
+            s.body += [
+                "",
+                f"Software engine ({lv.get(key, {}).get('backend', key)}) at {n:,} orders per account, "
+                "every event of the session:",
+                "",
+                *table(["flow", "events", "p50 µs", "p99 µs", "max µs", "p99 - p50 µs"], rows),
+            ]
+            names = list(flows)
+            drew.append(
+                (
+                    f"software engine at {n:,}/account: p50 µs (bars: up to p99)",
+                    names,
+                    [flows[k].get("p50_us", 0) for k in names],
+                    [0.0] * len(names),
+                    [flows[k].get("p99_us", 0) - flows[k].get("p50_us", 0) for k in names],
+                )
+            )
+    s.body.append(machine_line(facts, "engine", "hdl"))
+    s.body.append(
+        f"Reference: all eight flows 2 to 2.7 µs, jitter within {REF_JITTER_NS} ns, "
+        f"each the mean of {REF_SAMPLES:,} measurements."
+    )
+    if plot.plt is None or not drew:
+        return
+    fig, axes = plot.plt.subplots(1, len(drew), figsize=(6 * len(drew), 4.6), squeeze=False)
+    for ax, (title, names, vals, lo, hi) in zip(axes[0], drew, strict=True):
+        ax.bar(
+            range(len(names)),
+            vals,
+            yerr=[lo, hi],
+            capsize=3,
+            color="tab:blue" if "DOE" in title else "tab:green",
+        )
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels(names, rotation=35, ha="right", fontsize=7)
+        ax.set_title(title, fontsize=9)
+        ax.grid(True, axis="y", alpha=0.3)
+    fig.suptitle("2. Per-flow latency and jitter")
+    s.png = plot.save(
+        fig,
+        "fig2_flows.png",
+        f"{facts['cpu']}, {facts['cores']} cores, shared. DOE: Verilator cycles x 4 ns (250 MHz assumed). "
+        "Reference: 2 to 2.7 µs per flow, jitter <= 100 ns.",
+    )
+
+
+def _sweep(
+    s: Section,
+    inputs: dict[str, Input],
+    facts: dict[str, Any],
+    plot: Plotter,
+    key: str,
+    what: str,
+    ref_ns: int,
+    fig_no: int,
+) -> None:
+    hdl = inputs["hdl"].data
+    s.body.append(
+        f"What: the DOE's latency for a NEW order against {what}, on generated rule files "
+        "(bench/hdl.py: 00_schema.sql plus the rules, over one keyed lookup, which the compiler "
+        "computes once), at the smallest table size. Only the DOE is swept: the software engine is "
+        f"not timed against {what} in this run. Reference: about +{ref_ns} ns over the same range "
+        "(they give the growth only)."
+    )
+    sweep = (hdl or {}).get(key) or {}
+    if hdl and not sweep:
+        s.gaps.append(f"`hdl.json` has no `{key}`.")
+    xs = sorted(int(k) for k in sweep)
+    rows = []
+    first = _cycles(sweep[str(xs[0])]) if xs else None
+    for x in xs:
+        c = _cycles(sweep[str(x)])
+        rows.append(
+            [
+                str(x),
+                str(sweep[str(x)].get("samples", "n/a")),
+                fmt(c, 0),
+                fmt(c * NS_PER_CYCLE if c is not None else None, 0),
+                fmt((c - first) if c is not None and first is not None else None, 0),
+                fmt((c - first) * NS_PER_CYCLE if c is not None and first is not None else None, 0),
+                str(sweep[str(x)].get("new_section_bundles", "n/a")),
+            ]
+        )
+    if xs:
+        last = _cycles(sweep[str(xs[-1])])
+        grow = (last - first) * NS_PER_CYCLE if last is not None and first is not None else None
+        s.body += [
+            "",
+            *table([what, "samples", "median cycles", "ns", "+cycles", "+ns", "NEW-section bundles"], rows),
+            f"Growth {xs[0]} -> {xs[-1]}: {fmt(grow, 0)} ns at 250 MHz; the reference's: +{ref_ns} ns "
+            f"(ours ÷ theirs: {ratio(grow, ref_ns)}). In absolute terms, at {xs[-1]} ours is "
+            f"{fmt(last * NS_PER_CYCLE if last is not None else None, 0)} ns, the reference's order check "
+            f"about {REF_ORDER_US[0]:g} µs (reference ÷ ours: "
+            f"{ratio(REF_ORDER_US[0] * 1000, last * NS_PER_CYCLE if last else None)}).",
+        ]
+    s.body.append(machine_line(facts, "hdl"))
+    if plot.plt is None or not xs:
+        return
+    fig, ax = plot.plt.subplots(figsize=(7, 4.4))
+    cyc = [_cycles(sweep[str(x)]) or 0 for x in xs]
+    ax.plot(
+        xs,
+        [(c - cyc[0]) * NS_PER_CYCLE for c in cyc],
+        marker="o",
+        color="tab:blue",
+        label="DOE: + ns from the first point (250 MHz)",
+    )
+    ax.plot(
+        [xs[0], xs[-1]],
+        [0, ref_ns],
+        linestyle="--",
+        color="tab:red",
+        marker="x",
+        label=f"reference: +{ref_ns} ns (endpoints only)",
+    )
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(xs)
+    ax.set_xticklabels([str(x) for x in xs])
+    ax.set_xlabel(what)
+    ax.set_ylabel("added latency (ns)")
+    sec = ax.secondary_yaxis("right", functions=(lambda ns: ns / NS_PER_CYCLE, lambda c: c * NS_PER_CYCLE))
+    sec.set_ylabel("added cycles")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(f"{fig_no}. Latency against {what}")
+    s.png = plot.save(
+        fig,
+        f"fig{fig_no}_{key.split('_')[0]}.png",
+        f"{facts['cpu']}, {facts['cores']} cores, shared. Verilator cycles, exact; ns assume 250 MHz.",
+    )
+
+
+def fig_rules(s: Section, inputs: dict[str, Input], facts: dict[str, Any], plot: Plotter) -> None:
+    _sweep(s, inputs, facts, plot, "rules_sweep", "the number of rules", REF_RULES_NS, 3)
+
+
+def fig_nesting(s: Section, inputs: dict[str, Input], facts: dict[str, Any], plot: Plotter) -> None:
+    _sweep(s, inputs, facts, plot, "nesting_sweep", "the nesting depth", REF_NESTING_NS, 4)
+
+
+PERCENTILES = ("p50", "p90", "p99", "p999", "max")
+
+
+def _latency_dict(d: dict[str, Any]) -> dict[str, float]:
+    """Percentiles in µs from a result's latency block, whichever unit suffix it uses."""
+    out: dict[str, float] = {}
+    for k, v in d.items():
+        val = _num(v)
+        if val is None:
+            continue
+        for suffix, scale in (("_us", 1.0), ("_ms", 1000.0), ("_ns", 0.001)):
+            if k.endswith(suffix) and k[: -len(suffix)] in PERCENTILES:
+                out[k[: -len(suffix)]] = val * scale
+    return out
+
+
+def _gateway_runs(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every object in the document that carries latency percentiles, with its path as a label."""
+    found: list[dict[str, Any]] = []
+
+    def walk(x: Any, path: list[str]) -> None:
+        if isinstance(x, dict):
+            lat = _latency_dict(x)
+            if "p50" in lat and "p99" in lat:
+                found.append({"label": " / ".join(path) or "all", "lat": lat, "obj": x})
+                return
+            for k, v in x.items():
+                if k not in ("machine", "notes"):
+                    walk(v, [*path, str(k)])
+        elif isinstance(x, list):
+            for i, v in enumerate(x):
+                label = (
+                    str(v.get("name") or v.get("label") or v.get("rate") or i)
+                    if isinstance(v, dict)
+                    else str(i)
+                )
+                walk(v, [*path, label])
+
+    walk(doc, [])
+    return found
+
+
+def fig_gateway(s: Section, inputs: dict[str, Input], facts: dict[str, Any], plot: Plotter) -> None:
+    s.body.append(
+        "What: the gateway end to end on loopback: broker to gateway to exchange simulator and back, "
+        "with the software engine (soft card) and the simulated card, on the binary protocol and on FIX: "
+        "latency percentiles under open-loop load and the highest rate held. Budget (DESIGN.md): p99 <= "
+        "200 µs at 20,000 orders/s with the software engine."
+    )
+    runs: list[tuple[str, dict[str, Any]]] = []
+    for name in ("gateway", "fix"):
+        doc = inputs[name].data
+        if not doc:
+            continue
+        for r in _gateway_runs(doc):
+            runs.append((f"{name}: {r['label']}", r))
+        for k in ("highest_rate_held", "max_rate_held", "max_sustained_rate", "highest_rate"):
+            if k in doc:
+                s.body.append(f"{name}: highest rate held: {doc[k]}")
+        if doc.get("notes"):
+            s.body += (
+                [f"- {name}: {n}" for n in doc["notes"]]
+                if isinstance(doc["notes"], list)
+                else [f"- {name}: {doc['notes']}"]
+            )
+    if runs:
+        rows = []
+        for label, r in runs:
+            obj = r["obj"]
+            rate = next(
+                (obj[k] for k in ("rate", "target_rate", "offered_rate", "rate_per_s") if k in obj), "n/a"
+            )
+            held = next(
+                (obj[k] for k in ("achieved_rate", "achieved", "held", "rate_held") if k in obj), "n/a"
+            )
+            n = next((obj[k] for k in ("n", "samples", "orders", "count") if k in obj), "n/a")
+            rows.append([label, str(rate), str(held), str(n), *(fmt(r["lat"].get(p)) for p in PERCENTILES)])
+        s.body += [
+            "",
+            *table(["run", "offered /s", "held /s", "samples", *(f"{p} µs" for p in PERCENTILES)], rows),
+        ]
+    elif any(inputs[n].data for n in ("gateway", "fix")):
+        s.gaps.append("The gateway results hold no latency percentiles this report can read.")
+    s.body.append(machine_line(facts, "gateway", "fix"))
+    if plot.plt is None or not runs:
+        return
+    fig, ax = plot.plt.subplots(figsize=(8, 4.6))
+    width = 0.8 / max(len(runs), 1)
+    for i, (label, r) in enumerate(runs):
+        ax.bar(
+            [j + i * width for j in range(len(PERCENTILES))],
+            [r["lat"].get(p, 0) for p in PERCENTILES],
+            width,
+            label=label,
+        )
+    ax.axhline(200, color="tab:red", linestyle="--", label="budget: p99 200 µs at 20k/s (soft)")
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(PERCENTILES))])
+    ax.set_xticklabels(PERCENTILES)
+    ax.set_yscale("log")
+    ax.set_ylabel("µs (log)")
+    ax.legend(fontsize=6)
+    ax.set_title("5. Gateway end to end")
+    s.png = plot.save(
+        fig,
+        "fig5_gateway.png",
+        f"{facts['cpu']}, {facts['cores']} cores, shared; loopback TCP. "
+        "Simulated card: Verilator, slower than a real card.",
+    )
+
+
+def fig_failover(s: Section, inputs: dict[str, Input], facts: dict[str, Any], plot: Plotter) -> None:
+    doc = inputs["failover"].data
+    s.body.append(
+        "What: the time from a card fault to the software engine deciding orders, and whether any "
+        "order was lost or duplicated across the switch (bench/failover.py)."
+    )
+    if doc:
+        fo = doc.get("failover_ms") or {}
+        trials = next((doc[k] for k in ("trials", "runs", "samples", "n") if k in doc), "n/a")
+        s.body += [
+            "",
+            *table(
+                ["trials", "p50 ms", "p99 ms", "max ms", "orders lost", "orders duplicated"],
+                [
+                    [
+                        str(trials),
+                        fmt(fo.get("p50"), 2),
+                        fmt(fo.get("p99"), 2),
+                        fmt(fo.get("max"), 2),
+                        str(doc.get("lost", "n/a")),
+                        str(doc.get("duplicated", "n/a")),
+                    ]
+                ],
+            ),
+        ]
+        if not fo:
+            s.gaps.append("`failover.json` has no `failover_ms`.")
+        if doc.get("notes"):
+            notes = doc["notes"] if isinstance(doc["notes"], list) else [doc["notes"]]
+            s.body += ["", *(f"- {n}" for n in notes)]
+    s.body.append(machine_line(facts, "failover"))
+    s.body.append("The reference gives no failover time (it plans software/hardware mutual backup).")
+    if plot.plt is None or not doc or not doc.get("failover_ms"):
+        return
+    fo = doc["failover_ms"]
+    fig, ax = plot.plt.subplots(figsize=(5.5, 4))
+    keys = [k for k in ("p50", "p99", "max") if _num(fo.get(k)) is not None]
+    ax.bar(keys, [fo[k] for k in keys], color="tab:orange")
+    ax.set_ylabel("ms")
+    ax.set_title(
+        f"6. Failover time (lost {doc.get('lost', '?')}, duplicated {doc.get('duplicated', '?')})", fontsize=9
+    )
+    ax.grid(True, axis="y", alpha=0.3)
+    s.png = plot.save(fig, "fig6_failover.png", f"{facts['cpu']}, {facts['cores']} cores, shared.")
+
+
+FIGURES: tuple[
+    tuple[int, str, tuple[str, ...], Callable[[Section, dict[str, Input], dict[str, Any], Plotter], None]],
+    ...,
+] = (
+    (1, "Latency against orders per account", ("hdl", "engine"), fig_orders),
+    (2, "Per-flow latency and jitter at 1,000,000 orders per account", ("hdl", "engine"), fig_flows),
+    (3, "Latency against the number of rules, 4 to 128", ("hdl",), fig_rules),
+    (4, "Latency against nesting depth, 2 to 20", ("hdl",), fig_nesting),
+    (5, "Gateway end to end: soft and simulated card, binary and FIX", ("gateway", "fix"), fig_gateway),
+    (6, "Failover time", ("failover",), fig_failover),
+)
+
+
+def baselines_section(inputs: dict[str, Input], facts: dict[str, Any]) -> list[str]:
+    inp = inputs["baselines"]
+    out = ["## Baselines: the same checks through SQLite and openpit", ""]
+    if inp.data is None:
+        return [*out, f"**Not measured in this run: {inp.problem}.** (bench/baselines writes it.)", ""]
+    doc = inp.data
+    if inp.stale:
+        out.append(f"**Stale: `baselines.json` was written at {inp.written}, before this run.**\n")
+    out.append(
+        "The checks openpit's SpotFunds policy supports, funds for buys and holdings for sells with "
+        f"frozen amounts (rules: {', '.join(doc.get('rules', []))}), on the same recorded session, "
+        "through riskgw's software engine, an indexed SQLite (rules as queries, flows as triggers) "
+        "and openpit. Throughput: events per CPU second, median of the runs; latency: wall time per "
+        "event. Ratios are against riskgw native: the baseline's latency over ours, our throughput "
+        "over the baseline's. Against the DOE: its order-check cycles at 250 MHz from figure 1 "
+        "(running more rules: the three reference checks)."
+    )
+    out += ["", machine_line(facts, "baselines")]
+    doe_ns = None
+    hdl = inputs["hdl"].data
+    if hdl:
+        sizes = hdl.get("flows_by_table_rows") or {}
+        if sizes:
+            flows = sizes[str(min(int(n) for n in sizes))].get("flows", {})
+            meds = [_cycles(flows[f]) for f in ("buy order", "sell order") if f in flows]
+            if meds and all(m is not None for m in meds):
+                doe_ns = max(m for m in meds if m is not None) * NS_PER_CYCLE
+    for n, lv in sorted(doc.get("levels", {}).items(), key=lambda kv: int(kv[0])):
+        rows = []
+        nat = lv.get("riskgw_native", {})
+        for key, label in (
+            ("riskgw_native", "riskgw native"),
+            ("riskgw_fast", "riskgw fast path"),
+            ("sqlite", "SQLite, indexed"),
+            ("openpit", f"openpit {lv.get('openpit', {}).get('version', '')}"),
+        ):
+            b = lv.get(key, {})
+            if "all" not in b:
+                rows.append([label, b.get("skipped", "not run"), "", "", "", "", "", ""])
+                continue
+            a = b["all"]
+            rows.append(
+                [
+                    label,
+                    f"{b.get('events_timed', a.get('n', 0)):,}",
+                    fmt(b.get("cpu_events_per_s"), 0),
+                    fmt(a.get("p50_us"), 2),
+                    fmt(a.get("p99_us"), 2),
+                    ratio(a.get("p50_us"), nat.get("all", {}).get("p50_us")),
+                    ratio(nat.get("cpu_events_per_s"), b.get("cpu_events_per_s")),
+                    ratio((_num(a.get("p50_us")) or 0) * 1000, doe_ns) if doe_ns else "n/a",
+                ]
+            )
+        out += [
+            "",
+            f"{int(n):,} orders per account, {lv.get('events', 0):,} events, {lv.get('orders', 0):,} orders:",
+            "",
+            *table(
+                [
+                    "engine",
+                    "events timed",
+                    "events/CPU s",
+                    "p50 µs",
+                    "p99 µs",
+                    "p50 ÷ riskgw native",
+                    "riskgw native throughput ÷ this",
+                    "p50 ÷ DOE order check",
+                ],
+                rows,
+            ),
+        ]
+        agree = lv.get("verdict_agreement")
+        if agree:
+            out.append(
+                f"\nVerdicts: openpit and riskgw agree on {agree['same_verdict']:,} of "
+                f"{agree['orders']:,} orders ({agree['share'] * 100:.1f}%); only riskgw accepts "
+                f"{agree['only_riskgw_accepts']:,}, only openpit {agree['only_openpit_accepts']:,}. "
+                "openpit skipped "
+                f"{lv['openpit'].get('skipped_reports_of_orders_openpit_rejected', 0):,} "
+                f"execution reports of orders it had rejected; building its objects cost "
+                f"{fmt(lv['openpit'].get('prepare_us_per_event'), 1)} µs per event, not timed."
+            )
+    return [*out, ""]
+
+
+def render(inputs: dict[str, Input], out_dir: Path, since: float | None) -> tuple[str, list[Section]]:
+    plot = Plotter(out_dir)
+    facts = machine_facts(inputs)
+    sections: list[Section] = []
+    for number, title, needs, draw in FIGURES:
+        s = Section(number, title, needs)
+        for name in needs:
+            inp = inputs[name]
+            if inp.data is None:
+                s.missing.append(inp.problem)
+            elif inp.stale:
+                s.stale.append(f"`{name}.json` was written at {inp.written}, before this run")
+        draw(s, inputs, facts, plot)
+        sections.append(s)
+
+    lines = [
+        "# riskgw benchmark report",
+        "",
+        f"Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `bench/report.py` from "
+        "`bench/results/*.json`. The reference is the published RISKCOP system "
+        "(Alveo U200, Xeon Gold 5218R host; each of its figures the mean of 2,000 measurements).",
+        "",
+        "## What is simulated",
+        "",
+        SIMULATED,
+        "",
+        "## Machine",
+        "",
+    ]
+    m = inputs["machine"].data
+    if m:
+        lines += [
+            f"- CPU: {facts['cpu']}; {facts['cores']} cores; {m.get('memory_gb', 'n/a')} GB RAM; "
+            f"{m.get('platform', '')}; Python {m.get('python', '')}",
+            f"- Run: {m.get('started_utc', '?')} to {m.get('finished_utc', '?')}, "
+            f"commit {m.get('git_commit', 'n/a')}, "
+            f"{'quick' if m.get('quick') else 'full'} run of {', '.join(m.get('benches', []))}",
+            "- The machine is shared (other people's builds and tests run at the same time): every figure "
+            "is a median or a percentile of many samples, and the load average of each step is recorded:",
+            "",
+            *table(
+                ["step", "exit", "seconds", "load before (1/5/15 min)", "load after"],
+                [
+                    [
+                        name,
+                        str(st.get("exit", "?")),
+                        fmt(st.get("seconds"), 0),
+                        "/".join(f"{x:.1f}" for x in st.get("load_before") or []),
+                        "/".join(f"{x:.1f}" for x in st.get("load_after") or []),
+                    ]
+                    for name, st in facts["steps"].items()
+                ],
+            ),
+        ]
+    else:
+        load = "/".join(f"{x:.1f}" for x in os.getloadavg())
+        lines.append(
+            f"- `machine.json` is missing (the report was not run through `python -m bench.run`): "
+            f"CPU {facts['cpu']}, {facts['cores']} cores; load average at report time {load}. The load "
+            "during the measurements was not recorded."
+        )
+    if plot.error:
+        lines += ["", f"**No plots drawn: {plot.error}.**"]
+    lines += ["", "## Summary", ""]
+    lines += table(
+        ["figure", "status"],
+        [[f"{s.number}. {s.title}", status(s)] for s in sections],
+    )
+    lines.append("")
+    for s in sections:
+        lines += [f"## Figure {s.number}. {s.title}", ""]
+        for miss in s.missing:
+            lines.append(f"**Missing input: {miss}; not measured in this run.**")
+        for st in s.stale:
+            lines.append(f"**Stale input: {st}.**")
+        if s.missing or s.stale:
+            lines.append("")
+        if s.png:
+            lines += [f"![figure {s.number}]({s.png})", ""]
+        elif not s.missing:
+            lines += [f"(no plot: {plot.error or 'nothing to draw'})", ""]
+        lines += paragraphs(s.body)
+        if s.gaps:
+            lines += ["", "Not measured in this run:", *(f"- {g}" for g in s.gaps)]
+        lines.append("")
+    lines += baselines_section(inputs, facts)
+    return "\n".join(lines).rstrip() + "\n", sections
+
+
+def paragraphs(body: list[str]) -> list[str]:
+    """Body items as markdown: each prose item its own paragraph, table rows kept together."""
+    out: list[str] = []
+    for item in body:
+        if item.startswith("|"):
+            out.append(item)
+            continue
+        if out and out[-1] != "":
+            out.append("")
+        if item:
+            out += [item.strip("\n"), ""]
+    return out
+
+
+def status(s: Section) -> str:
+    if s.missing and len(s.missing) == len(s.inputs):
+        return "missing: " + "; ".join(s.missing)
+    parts = []
+    if s.missing:
+        parts.append("partial, missing: " + "; ".join(s.missing))
+    if s.stale:
+        parts.append("stale: " + "; ".join(s.stale))
+    if s.gaps:
+        parts.append(f"{len(s.gaps)} gap(s) noted")
+    return ", ".join(parts) or "measured"
+
+
+def _require(value: str) -> set[int]:
+    if value == "all":
+        return {f[0] for f in FIGURES}
+    try:
+        want = {int(x) for x in value.split(",") if x}
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--require takes 'all' or figure numbers like 1,3, not {value!r}"
+        ) from None
+    bad = want - {f[0] for f in FIGURES}
+    if bad:
+        raise argparse.ArgumentTypeError(f"there is no figure {min(bad)}; figures are 1 to {len(FIGURES)}")
+    return want
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where the *.json results are")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench", help="where report.md and the PNGs go")
+    parser.add_argument("--since", type=float, help="inputs older than this Unix time are stale")
+    parser.add_argument(
+        "--require", type=_require, default=set(), help="'all' or figure numbers that must be complete"
+    )
+    args = parser.parse_args(argv)
+    inputs = load_inputs(args.results, args.since)
+    text, sections = render(inputs, args.out, args.since)
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = args.out / "report.md"
+    report.write_text(text, encoding="utf-8")
+    print(f"bench.report: wrote {report}", file=sys.stderr)
+    failed = [s for s in sections if s.number in args.require and not s.complete]
+    for s in sections:
+        if not s.complete:
+            print(f"bench.report: figure {s.number} ({s.title}): {status(s)}", file=sys.stderr)
+    if failed:
+        print(
+            f"bench.report: required figure(s) {', '.join(str(s.number) for s in failed)} incomplete",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
