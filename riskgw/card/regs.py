@@ -343,30 +343,36 @@ class CardRegs:
             raise CardError(f"table {config.name} has {n_cols} words per row, LOAD_ROW carries {ROW_WORDS}")
         keys = self._known_keys(config) if config.key else set()
         d = DOE_BLOCK
+        # A register write waits until the command before it has completed, so a batch of rows
+        # never overwrites ROW_WORDS under a LOAD_ROW still reading them.
+        writes: list[tuple[int, int]] = [(d.addr("ROW_TABLE"), config.id)]
         n = 0
-        for words in rows:
-            if len(words) != n_cols:
-                raise ValueError(f"table {config.name} has {n_cols} words per row, got {len(words)}")
-            if config.key:
-                key = tuple(words[c] for c in config.key)
-                if None not in key:
-                    if key in keys:
-                        raise DuplicateKeyError(config.name, key)
-                    keys.add(key)
-            nulls = (1 << ROW_WORDS) - 1
-            writes = [(d.addr("ROW_TABLE"), config.id)]
-            for i, v in enumerate(words):
-                if v is not None:
-                    nulls &= ~(1 << i)
-                    writes.append((d.addr("ROW_WORDS", 2 * i), v & M32))
-                    writes.append((d.addr("ROW_WORDS", 2 * i + 1), v >> 32 & M32))
-            writes.append((d.addr("ROW_NULLS"), nulls))
-            writes.append((d.addr("CMD"), int(DoeCmd.LOAD_ROW)))
-            self._cmds += 1
+        try:
+            for words in rows:
+                if len(words) != n_cols:
+                    raise ValueError(f"table {config.name} has {n_cols} words per row, got {len(words)}")
+                if config.key:
+                    key = tuple(words[c] for c in config.key)
+                    if None not in key:
+                        if key in keys:
+                            raise DuplicateKeyError(config.name, key)
+                        keys.add(key)
+                nulls = (1 << ROW_WORDS) - 1
+                for i, v in enumerate(words):
+                    if v is not None:
+                        nulls &= ~(1 << i)
+                        writes.append((d.addr("ROW_WORDS", 2 * i), v & M32))
+                        writes.append((d.addr("ROW_WORDS", 2 * i + 1), v >> 32 & M32))
+                writes.append((d.addr("ROW_NULLS"), nulls))
+                writes.append((d.addr("CMD"), int(DoeCmd.LOAD_ROW)))
+                self._cmds += 1
+                n += 1
+                if len(writes) >= _WRITE_BATCH:
+                    self.bus.write_many(writes)
+                    writes = []
+        finally:
             self.bus.write_many(writes)
-            # the next row rewrites ROW_WORDS: this one must have entered the DOE first
             self._wait_commands()
-            n += 1
         self.check_faults()
         return n
 

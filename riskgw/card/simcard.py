@@ -8,9 +8,10 @@ applied) are decoded back into Decisions and checked frame by frame: a frame tha
 answer the contract (riskgw/card/regmap.py) promises is a card fault. Tables are loaded and read
 back through the registers (riskgw/card/regs.py), never taken from the software engine.
 
-A frame has no NULL and fixed field widths, so only events a gateway could receive can be sent:
-every order field present, `direction` 0..255, `account_id` 32-bit, `exec_*` present on FILL,
-REJECT and CANCEL and absent on NEW. `event_frame` says why an event cannot go.
+A frame has no NULL and fixed field widths (`direction` 0..255, `account_id` 32-bit), and the card
+runs a NEW with NULL `exec_*`. An event whose fields a frame cannot hold is still sent when the
+program never reads those fields for that event (they go as 0); otherwise `event_frame` says why
+it cannot go.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from riskgw.card.regs import CardRegs
 from riskgw.card.simlink import SimBus, SimLink, SimProcess, sim_card_argv
 from riskgw.card.simserver import CardParams
 from riskgw.doe.image import Image
-from riskgw.doe.isa import INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN, Event, EventField
+from riskgw.doe.isa import INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN, N_EVENT_REGS, Event, EventField
 from riskgw.engine.engine import ACCEPTED, Decision
 from riskgw.engine.state import Snapshot
 from riskgw.engine.table import Value
@@ -57,8 +58,31 @@ _EXEC_FIELDS = (
 )
 
 
-def event_frame(event: Event, inputs: Sequence[Value], seq: int) -> bytes:
-    """The frame that carries `event` to the card; ValueError (one line) when no frame can."""
+def section_reads(image: Image) -> dict[Event, frozenset[int]]:
+    """The input registers each event's sections may read (for NEW, the ACCEPT section's too)."""
+    out: dict[Event, frozenset[int]] = {}
+    for event in FRAME_TYPE:
+        sections = [event, Event.ACCEPT] if event is Event.NEW else [event]
+        regs: set[int] = set()
+        for section in sections:
+            for bundle in image.code.get((section, 0), []):
+                for insn in bundle:
+                    regs.update(insn.srcs)
+                    regs.add(insn.pred)
+        out[event] = frozenset(r for r in regs if r < N_EVENT_REGS)
+    return out
+
+
+ALL_INPUTS = frozenset(range(N_EVENT_REGS))
+
+
+def event_frame(event: Event, inputs: Sequence[Value], seq: int, reads: frozenset[int] = ALL_INPUTS) -> bytes:
+    """The frame that carries `event` to the card; ValueError (one line) when no frame can.
+
+    A field the frame cannot hold as it is (NULL, out of its range, or an exec field on a NEW,
+    which the card runs as NULL) goes as 0 when the program never reads it for this event
+    (`reads`, from section_reads): the card then computes what the event would.
+    """
     msg_type = FRAME_TYPE.get(event)
     if msg_type is None:
         raise ValueError(f"{event.name} is not an event the card takes")
@@ -66,18 +90,25 @@ def event_frame(event: Event, inputs: Sequence[Value], seq: int) -> bytes:
     fields = _ORDER_FIELDS + (_EXEC_FIELDS if event is not Event.NEW else ())
     for name, reg, lo, hi in fields:
         v = inputs[reg]
-        if v is None:
-            raise ValueError(f"{name} is empty, and a {msg_type.name} frame has no NULL")
-        if not lo <= v <= hi:
-            raise ValueError(f"{name} {v} does not fit the {msg_type.name} frame's field")
+        if v is None or not lo <= v <= hi:
+            if reg in reads:
+                why = "is empty" if v is None else f"{v} is out of the frame field's range"
+                raise ValueError(
+                    f"{name} {why}, and the rules read it: a {msg_type.name} frame cannot carry it"
+                )
+            v = 0
         values[name] = v
     if event is Event.NEW:
         for name, reg, _lo, _hi in _EXEC_FIELDS:
-            if inputs[reg] is not None:
-                raise ValueError(f"a NEW with {name}: a NEW_ORDER frame has no {name}")
+            if inputs[reg] is not None and reg in reads:
+                raise ValueError(f"a NEW with {name}, which the rules read: a NEW_ORDER frame has none")
     words = inputs[EventField.TICKET_ID_W0 : EventField.TICKET_ID_W1 + 1]
     if any(w is None for w in words):
-        raise ValueError(f"ticket_id is empty, and a {msg_type.name} frame has no NULL")
+        if reads & {EventField.TICKET_ID_W0, EventField.TICKET_ID_W1}:
+            raise ValueError(
+                f"ticket_id is empty, and the rules read it: a {msg_type.name} frame cannot carry it"
+            )
+        words = [0, 0]
     values["ticket_id"] = b"".join(int(w or 0).to_bytes(8, "little", signed=True) for w in words)
     return encode(msg_type, seq, **values)
 
@@ -97,6 +128,7 @@ class SimCard(CardDriver):
             self._shutdown()
             raise CardError(f"cannot use the simulated card: {exc}") from None
         self._image: Image | None = None
+        self._reads: dict[Event, frozenset[int]] = {}
         self._seq = 0
         self._closed = False
 
@@ -143,6 +175,7 @@ class SimCard(CardDriver):
         self._image = None
         self.regs.load_image(image)
         self.regs.enable(EXCH_SESSION)
+        self._reads = section_reads(image)
         self._image = image
 
     def load_rows(self, table_id: int, rows: Iterable[Sequence[Value]]) -> int:
@@ -195,7 +228,7 @@ class SimCard(CardDriver):
         for event, inputs in items:
             self._seq = self._seq % 0xFFFFFFFF + 1
             try:
-                frame = event_frame(event, inputs, self._seq)
+                frame = event_frame(event, inputs, self._seq, self._reads.get(event, ALL_INPUTS))
             except ValueError as exc:
                 raise CardError(f"cannot send the event to the card: {exc}") from None
             session = BROKER_SESSION if event is Event.NEW else EXCH_SESSION
