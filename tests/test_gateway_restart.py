@@ -18,7 +18,7 @@ from riskgw.engine.replay import load_data
 from riskgw.errors import UserError
 from riskgw.exchange.sim import Behaviour
 from riskgw.gateway.journal import scan
-from riskgw.gateway.protocol import MsgType
+from riskgw.gateway.protocol import MsgType, Reason
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -141,8 +141,10 @@ def test_no_reply_leaves_when_the_journal_cannot_be_written(tmp_path: Path) -> N
         broker.send(MsgType.NEW_ORDER, **held_order(2, account=1, k=1))
         await asyncio.wait_for(stack.gateway.stopped.wait(), 5)
         assert isinstance(stack.gateway.failed, OSError) and stack.gateway.failed.errno == errno.ENOSPC
-        with pytest.raises(TimeoutError):
-            await broker.recv(timeout=0.3)
+        # no ACCEPTED for order 2: the broker is told why, and the gateway closes the session
+        assert (await broker.recv_type(MsgType.LOGOUT))["reason"] == Reason.JOURNAL_FAILED
+        with pytest.raises(ConnectionError):
+            await broker.recv()
         assert stack.exchange.orders_seen == 1  # order 2 never left
         await broker.close()
         # the journal holds what was confirmed; a restart comes back to that state
