@@ -189,6 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_ctl_parser(sub)
     sub.choices["ctl"].set_defaults(func=cmd_ctl)
 
+    from riskgw.gateway.deployctl import add_parsers as add_deploy_parsers
+
+    add_deploy_parsers(sub)
+
     p = sub.add_parser("log", help="the gateway's audit store")
     log_actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     q = log_actions.add_parser("query", help="run an SQL query on the audit store, print CSV")

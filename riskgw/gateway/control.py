@@ -6,8 +6,12 @@ One JSON object per line each way; the server answers one request and closes the
     {"token": "...", "cmd": "resume", "user": "broker1"}
     {"token": "...", "cmd": "kill", "all": true}
     {"token": "...", "cmd": "status"}
+    {"token": "...", "cmd": "deploy", "files": [["10_funds.sql", "..."]], "message": "...", "who": "..."}
+    {"token": "...", "cmd": "rollback", "version": 2}
+    {"token": "...", "cmd": "deployments"}
 
-Answers are {"ok": true, ...} or {"ok": false, "error": "..."}. `riskgw ctl` is the client.
+Answers are {"ok": true, ...} or {"ok": false, "error": "..."}. `riskgw ctl` is the client, and
+`riskgw deploy` / `riskgw rollback` / `riskgw deployments` (riskgw.gateway.deploy) for programs.
 """
 
 from __future__ import annotations
@@ -23,7 +27,20 @@ from riskgw.errors import UserError
 if TYPE_CHECKING:  # the server pulls in the engine; `riskgw ctl` needs none of it
     from riskgw.gateway.server import Gateway
 
-_MAX_LINE = 4096
+_MAX_LINE = 64 << 20  # a deploy request carries the rule files' text
+_DEPLOY_COMMANDS = ("deploy", "rollback", "deployments")
+
+
+async def handle_async(gateway: Gateway, token: str, request: Any) -> dict[str, Any]:
+    """`handle`, and the deployment commands, which wait for a compile before their swap."""
+    if not isinstance(request, dict) or request.get("cmd") not in _DEPLOY_COMMANDS:
+        return handle(gateway, token, request)
+    given = str(request.get("token", "")).encode()
+    if not hmac.compare_digest(given, token.encode()):
+        return {"ok": False, "error": "bad token"}
+    if gateway.deployer is None:
+        return {"ok": False, "error": "this gateway does not keep deployments"}
+    return await gateway.deployer.handle(request)
 
 
 def handle(gateway: Gateway, token: str, request: Any) -> dict[str, Any]:
@@ -36,7 +53,8 @@ def handle(gateway: Gateway, token: str, request: Any) -> dict[str, Any]:
     if cmd == "status":
         return {"ok": True, **gateway.status()}
     if cmd not in ("kill", "resume"):
-        return {"ok": False, "error": f"unknown command {cmd!r} (commands: kill, resume, status)"}
+        known = ", ".join(("kill", "resume", "status", *_DEPLOY_COMMANDS))
+        return {"ok": False, "error": f"unknown command {cmd!r} (commands: {known})"}
     account, user, everything = request.get("account"), request.get("user"), request.get("all") is True
     if sum((account is not None, user is not None, everything)) != 1:
         return {"ok": False, "error": "give exactly one of account, user, all"}
@@ -62,7 +80,7 @@ async def start_control(gateway: Gateway, host: str, port: int, token: str) -> a
                 line = b""
             try:
                 request = json.loads(line[:_MAX_LINE]) if line.endswith(b"\n") else None
-                answer = handle(gateway, token, request)
+                answer = await handle_async(gateway, token, request)
             except ValueError:
                 answer = {"ok": False, "error": "not a JSON line"}
             writer.write(json.dumps(answer).encode() + b"\n")
@@ -81,7 +99,7 @@ async def start_control(gateway: Gateway, host: str, port: int, token: str) -> a
 async def request(host: str, port: int, message: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
     """Send one control request and return the answer (for `riskgw ctl` and tests)."""
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port, limit=_MAX_LINE), timeout)
     except (OSError, TimeoutError) as exc:
         why = os.strerror(exc.errno) if isinstance(exc, OSError) and exc.errno else "no answer"
         raise UserError(f"cannot reach the control port {host}:{port}: {why}") from None

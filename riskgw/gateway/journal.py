@@ -11,6 +11,9 @@ records::
 The first payload is the header: kind 1, magic, version, the program image's SHA-256 and the state
 hash after the initial tables were loaded. Every other payload is one event: kind 2, the event, the
 decision (accepted, failed rule ids) and the event's N_EVENT_REGS input words with their NULL bits.
+A deployment (`riskgw deploy`, `riskgw rollback`) is a payload of kind 3: the version number, the
+new program image's SHA-256 and the state hash right after the swap; the events after it ran on that
+program. Kind 3 was added after version 1: an older gateway reading it cuts the journal there.
 
 Group commit: `append` only buffers; `commit` writes everything buffered with one write and one
 fsync, and the gateway sends no reply for a record before the commit that holds it returns.
@@ -26,7 +29,7 @@ import os
 import struct
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from riskgw.doe.isa import N_EVENT_REGS, Event
@@ -41,6 +44,8 @@ _HEADER = struct.Struct("<B4sH32s32s")
 _EVENT = struct.Struct(f"<BBBHH{N_EVENT_REGS}q")
 _KIND_HEADER = 1
 _KIND_EVENT = 2
+_KIND_DEPLOY = 3
+_DEPLOY = struct.Struct("<BI32s32s")
 _MAX_RECORD = 1 << 16  # far above any real record: a larger length is corruption, not a record
 
 
@@ -57,6 +62,16 @@ class Entry:
     decision: Decision
 
 
+@dataclass(frozen=True)
+class DeployMark:
+    """A program swap: it happened after the first `position` events of the journal."""
+
+    position: int
+    version: int
+    image_digest: str  # hex SHA-256 of the new program image
+    state_hash: str  # hex state hash right after the swap (tables migrated and loaded)
+
+
 @dataclass
 class Scan:
     header: JournalHeader | None
@@ -64,6 +79,7 @@ class Scan:
     good_bytes: int  # length of the valid prefix
     total_bytes: int
     problem: str | None  # why the scan stopped before the end, when it did
+    marks: list[DeployMark] = field(default_factory=list)  # deployments, in journal order
 
 
 def encode_header(header: JournalHeader) -> bytes:
@@ -103,6 +119,17 @@ def _decode_header(payload: bytes) -> JournalHeader:
     return JournalHeader(digest.hex(), initial.hex())
 
 
+def encode_deploy(version: int, image_digest: str, state_hash: str) -> bytes:
+    return _DEPLOY.pack(_KIND_DEPLOY, version, bytes.fromhex(image_digest), bytes.fromhex(state_hash))
+
+
+def _decode_deploy(payload: bytes, position: int) -> DeployMark:
+    if len(payload) != _DEPLOY.size:
+        raise ValueError("deployment record of the wrong length")
+    _kind, version, digest, state = _DEPLOY.unpack(payload)
+    return DeployMark(position, version, digest.hex(), state.hex())
+
+
 def _decode_entry(payload: bytes) -> Entry:
     if len(payload) < _EVENT.size or payload[0] != _KIND_EVENT:
         raise ValueError("not an event record")
@@ -120,6 +147,7 @@ def scan(path: Path) -> Scan:
     pos = 0
     header: JournalHeader | None = None
     entries: list[Entry] = []
+    marks: list[DeployMark] = []
     problem: str | None = None
     while pos < len(data):
         if len(data) - pos < _FRAME.size:
@@ -140,13 +168,15 @@ def scan(path: Path) -> Scan:
         try:
             if header is None:
                 header = _decode_header(payload)
+            elif payload[:1] == bytes([_KIND_DEPLOY]):
+                marks.append(_decode_deploy(payload, len(entries)))
             else:
                 entries.append(_decode_entry(payload))
         except ValueError as exc:
             problem = f"a record that does not parse ({exc})"
             break
         pos = end
-    return Scan(header, entries, pos, len(data), problem)
+    return Scan(header, entries, pos, len(data), problem, marks)
 
 
 class Journal:
@@ -163,6 +193,11 @@ class Journal:
 
     def append(self, event: Event, inputs: Sequence[Value], decision: Decision) -> None:
         self._buf += _record(encode_entry(event, inputs, decision))
+        self.records += 1
+
+    def append_deploy(self, version: int, image_digest: str, state_hash: str) -> None:
+        """Record a program swap between the events appended before and after it."""
+        self._buf += _record(encode_deploy(version, image_digest, state_hash))
         self.records += 1
 
     @property
@@ -204,6 +239,7 @@ class Opened:
     journal: Journal
     entries: list[Entry]  # to replay, in order
     cut: str | None  # what was cut from the tail, for the operator
+    marks: list[DeployMark] = field(default_factory=list)  # program swaps among the entries
 
 
 def open_journal(path: Path, header: JournalHeader, fsync: bool = True) -> Opened:
@@ -213,6 +249,7 @@ def open_journal(path: Path, header: JournalHeader, fsync: bool = True) -> Opene
     """
     cut: str | None = None
     entries: list[Entry] = []
+    marks: list[DeployMark] = []
     try:
         exists = path.exists() and path.stat().st_size > 0
         if exists:
@@ -230,6 +267,7 @@ def open_journal(path: Path, header: JournalHeader, fsync: bool = True) -> Opene
                 os.truncate(path, found.good_bytes)
             _check_header(path, found.header, header)
             entries = found.entries
+            marks = found.marks
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     except OSError as exc:
         raise UserError(f"cannot open journal {path}: {exc.strerror}") from None
@@ -238,7 +276,7 @@ def open_journal(path: Path, header: JournalHeader, fsync: bool = True) -> Opene
         journal._buf += _record(encode_header(header))
         journal.commit()
         _fsync_dir(path)
-    return Opened(journal, entries, cut)
+    return Opened(journal, entries, cut, marks)
 
 
 def _check_header(path: Path, found: JournalHeader, want: JournalHeader) -> None:

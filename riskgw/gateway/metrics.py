@@ -76,6 +76,7 @@ def render(gw: Gateway) -> str:
         "orders each rule failed",
         [(f'rule="{names[i]}"', n) for i, n in enumerate(gw.rule_failures)],
     )
+    lines.extend(gw.rule_stats.metric_lines())
     metric(
         "riskgw_protocol_errors_total",
         "counter",

@@ -18,6 +18,7 @@ from riskgw.errors import UserError
 from riskgw.gateway.audit import AuditLog
 from riskgw.gateway.config import GatewayConfig, build_config
 from riskgw.gateway.control import start_control
+from riskgw.gateway.deploy import Deployer, DeployStore, deployments_dir, initial_version, replay_journal
 from riskgw.gateway.journal import JournalHeader, open_journal
 from riskgw.gateway.kill import KillSwitches
 from riskgw.gateway.metrics import render, start_metrics
@@ -101,14 +102,15 @@ async def start_gateway(config: GatewayConfig, log: Callable[[str], None] = _say
     opened = open_journal(config.journal, header, fsync=config.fsync)
     if opened.cut:
         log(opened.cut)
-    for i, entry in enumerate(opened.entries):
-        decision = card.process(entry.event, entry.inputs)
-        if decision != entry.decision:
-            opened.journal.close()
-            raise UserError(
-                f"journal {config.journal}: event {i + 1} ({entry.event.name}) now decides {decision}, "
-                f"the journal recorded {entry.decision}: the engine is not the one that wrote it"
-            )
+    # The journal's events run under the programs that decided them: deployments are redone
+    # where the journal recorded them.
+    store = DeployStore(deployments_dir(config.journal))
+    try:
+        version = initial_version(store, image, config.rules, config.data)
+        replay_journal(card, opened.entries, opened.marks, store, config.journal)
+    except UserError:
+        opened.journal.close()
+        raise
     try:
         kill = KillSwitches.load(config.kill_path)
     except UserError:
@@ -116,6 +118,7 @@ async def start_gateway(config: GatewayConfig, log: Callable[[str], None] = _say
         raise
     gateway = Gateway(card, opened.journal, config.users, config.heartbeat_ms, log, config.heartbeat_timeout)
     gateway.kill = kill
+    gateway.deployer = Deployer(gateway, store, [version, *(m.version for m in opened.marks)], log)
     if config.audit is not None:
         try:
             gateway.audit = AuditLog(config.audit)

@@ -25,7 +25,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from riskgw.card.driver import CardDriver
 from riskgw.doe.isa import Event, EventField
@@ -39,6 +39,10 @@ from riskgw.gateway.kill import KillSwitches
 from riskgw.gateway.link import FrameLink, order_values
 from riskgw.gateway.metrics import Histogram
 from riskgw.gateway.protocol import FAILED_MASK_BYTES, Frame, MsgType, ProtocolError, Reason
+from riskgw.gateway.rulestats import RuleStats
+
+if TYPE_CHECKING:
+    from riskgw.gateway.deploy import Deployer
 
 OrderKey = tuple[int, int]  # (account_id, order_id)
 MAX_RULES = FAILED_MASK_BYTES * 8
@@ -113,6 +117,9 @@ class Gateway:
         self.commit_latency = Histogram()
         self.audit: AuditLog | None = None
         self._rule_names = [r.name for r in card.image.rules]
+        self.rule_stats = RuleStats()
+        self.rule_stats.program(self._rule_names)
+        self.deployer: Deployer | None = None  # set when the gateway keeps deployments
         self.failed: BaseException | None = None  # set when the journal cannot be written
         self.stopped = asyncio.Event()
         self._log = log or (lambda text: print(f"gateway: {text}", file=sys.stderr, flush=True))
@@ -237,8 +244,18 @@ class Gateway:
                 sent += 1
         return sent
 
+    def program_changed(self) -> None:
+        """A deployment swapped the card's program: rule ids change, counts by rule name carry on."""
+        names = [r.name for r in self.card.image.rules]
+        by_name = dict(zip(self._rule_names, self.rule_failures, strict=True))
+        self.rule_failures = [by_name.get(n, 0) for n in names]
+        self._rule_names = names
+        self.rule_stats.program(names)
+
     def status(self) -> dict[str, Any]:
         return {
+            "program": None if self.deployer is None else self.deployer.version,
+            **self.rule_stats.as_dict(),
             "kill": self.kill.as_dict(),
             "sessions": len(self.sessions),
             "logged_on": sorted(s.user.name for s in self.sessions if s.user is not None),
@@ -333,6 +350,8 @@ class Gateway:
         self.journal.append(event, inputs, decision)
         for rule in decision.failed:
             self.rule_failures[rule] += 1
+        if event is Event.NEW:
+            self.rule_stats.record(int(inputs[EventField.ACCOUNT_ID] or 0), decision.failed, self._rule_names)
         if self.audit is not None:
             if event is not Event.NEW:
                 verdict, reason = "APPLIED", ""

@@ -1,0 +1,170 @@
+"""Carrying live tables to a new program: what is migrated, what is refused, and that the hidden
+aggregate tables come back from the user rows exactly as the running program kept them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from riskgw.card.soft import SoftCard
+from riskgw.card.tables import load_data_dir
+from riskgw.doe.compiler import compile_files
+from riskgw.doe.image import Image
+from riskgw.engine.csvdata import read_events
+from riskgw.engine.engine import Engine
+from riskgw.engine.state import table_rows
+from riskgw.gateway.deploy import swap
+from riskgw.gateway.migrate import MigrationError, plan
+from riskgw.scenario import DataSet, Session, write_events
+
+RULES = sorted((Path(__file__).resolve().parent.parent / "rules").glob("*.sql"))
+
+BASE = """
+create table acct (
+    account_id  INT       not null ,
+    name        char(8)   null     ,
+    balance     INT       null     ,
+)
+Rule Funds ( trade_order.price <= (select balance from acct where account_id = trade_order.account_id) )
+"""
+
+
+def image(tmp_path: Path, text: str, name: str = "r.sql") -> Image:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return compile_files([path]).image
+
+
+def card_with(img: Image, rows: list[tuple[int | None, ...]]) -> SoftCard:
+    card = SoftCard()
+    card.load_image(img)
+    card.load_rows(img.table("acct").id, rows)
+    return card
+
+
+def acct_rows(card: SoftCard) -> list[tuple[int | str | None, ...]]:
+    engine = card._live()
+    return table_rows(engine.state.by_name("acct"))
+
+
+def test_a_new_nullable_column_is_null_and_a_default_fills_it(tmp_path: Path) -> None:
+    old = image(tmp_path, BASE)
+    new_text = BASE.replace("balance     INT       null     ,", "balance INT null, credit INT8 null, tier INT null,")
+    new = image(tmp_path, new_text, "n.sql")
+    card = card_with(old, [(1, 0x41, 100), (2, None, None)])  # name "A" is one word: 0x41
+    _, _, carried = swap(card, new, {"acct.tier": "3"}, False, {})
+    assert carried == 2
+    assert acct_rows(card) == [(1, "A", 100, None, 3), (2, None, None, None, 3)]
+    assert plan(old, new, {"acct.tier": "3"}, False).changes == [
+        "new column acct.credit (NULL in existing rows)",
+        "new column acct.tier = 3",
+    ]
+
+
+def test_a_new_not_null_column_needs_a_default(tmp_path: Path) -> None:
+    old = image(tmp_path, BASE)
+    new = image(tmp_path, BASE.replace("balance     INT       null     ,", "balance INT null, tier INT not null,"), "n.sql")
+    with pytest.raises(MigrationError, match=r"new column acct\.tier is NOT NULL .* give --default acct\.tier=VALUE"):
+        plan(old, new, {}, False)
+    with pytest.raises(MigrationError, match=r"--default acct\.tier=x: column tier: 'x' is not an integer"):
+        plan(old, new, {"acct.tier": "x"}, False)
+    with pytest.raises(MigrationError, match=r"--default acct\.nope: no new column of that name"):
+        plan(old, new, {"acct.tier": "1", "acct.nope": "1"}, False)
+
+
+def test_dropping_needs_allow_drop(tmp_path: Path) -> None:
+    old = image(tmp_path, BASE + "create table extra ( k INT not null, v INT null )\n")
+    new = image(tmp_path, BASE.replace("    name        char(8)   null     ,\n", ""), "n.sql")
+    with pytest.raises(MigrationError, match=r"column acct\.name, table extra would be dropped .* --allow-drop"):
+        plan(old, new, {}, False)
+    card = card_with(old, [(1, 0x41, 100)])
+    swap(card, new, {}, True, {})
+    assert acct_rows(card) == [(1, 100)]
+
+
+def test_type_changes(tmp_path: Path) -> None:
+    old = image(tmp_path, BASE)
+    wide = image(tmp_path, BASE.replace("balance     INT ", "balance     INT8").replace("char(8)", "char(20)"), "w.sql")
+    card = card_with(old, [(1, 0x41, 2**31 - 1), (2, None, -5)])
+    swap(card, wide, {}, False, {})
+    assert acct_rows(card) == [(1, "A", 2**31 - 1), (2, None, -5)]
+    card.load_rows(wide.table("acct").id, [(3, None, None, None, 2**40)])  # now holds 64 bits
+    with pytest.raises(MigrationError, match=r"column acct\.balance: 1099511627776 does not fit INT"):
+        swap(card, old, {}, False, {})
+    assert acct_rows(card)[-1] == (3, None, 2**40)  # refused: nothing changed
+    as_char = image(tmp_path, "create table acct ( account_id INT not null, name INT null, balance INT null )", "c.sql")
+    with pytest.raises(MigrationError, match=r"column acct\.name changes from CHAR\(8\) to INT"):
+        plan(old, as_char, {}, False)
+
+
+def test_a_char_that_no_longer_fits_is_refused(tmp_path: Path) -> None:
+    old = image(tmp_path, BASE.replace("char(8)", "char(16)"))
+    narrow = image(tmp_path, BASE.replace("char(8)", "char(4)"), "n.sql")
+    card = SoftCard()
+    card.load_image(old)
+    from riskgw.doe.values import encode_char
+
+    card.load_rows(old.table("acct").id, [(1, *encode_char("ABCDEFGHIJ", 16), 5)])
+    with pytest.raises(MigrationError, match=r"'ABCDEFGHIJ' does not fit CHAR\(4\)"):
+        swap(card, narrow, {}, False, {})
+
+
+def test_a_new_key_that_two_rows_share_is_refused(tmp_path: Path) -> None:
+    nokey = image(tmp_path, "create table acct ( account_id INT not null, balance INT null )\n")
+    keyed = image(tmp_path, BASE, "k.sql")  # Funds looks rows up by account_id: that is now the key
+    assert keyed.table("acct").key and not nokey.table("acct").key
+    card = card_with(nokey, [(1, 5), (1, 6)])
+    with pytest.raises(MigrationError, match=r"table acct: two rows share the key \(account_id=1\)"):
+        swap(card, keyed, {}, False, {})
+    assert acct_rows(card) == [(1, 5), (1, 6)]
+
+
+def test_a_new_table_starts_from_its_data(tmp_path: Path) -> None:
+    old = image(tmp_path, BASE)
+    new = image(
+        tmp_path,
+        BASE + "create table lim ( account_id INT not null, cap INT8 null )\n"
+        "Rule Cap ( trade_order.quantity <= (select cap from lim where account_id = trade_order.account_id) )\n",
+        "n.sql",
+    )
+    card = card_with(old, [(1, None, 100)])
+    swap(card, new, {}, False, {"lim": [(1, 10), (2, 20)]})
+    lim = card._live().state.by_name("lim")
+    assert table_rows(lim) == [(1, 10), (2, 20)]
+    assert plan(old, new, {}, False).changes == ["new table lim"]
+
+
+def hidden_rows(engine: Engine) -> dict[str, list[tuple[int | None, ...]]]:
+    """Hidden tables as sorted rows: their row order depends on the history, their contents not."""
+    out = {}
+    for cfg in engine.image.tables:
+        if cfg.hidden:
+            rows = engine.state.table(cfg.id).rows()
+            out[cfg.name] = sorted(rows, key=lambda r: tuple((v is None, v or 0) for v in r))
+    return out
+
+
+def test_loading_the_user_rows_rebuilds_the_aggregate_tables(tmp_path: Path) -> None:
+    """After a trading session, the same program loaded with the carried user rows holds the same
+    hidden aggregate tables as the one that kept them event by event, and decides the same."""
+    img = compile_files(RULES).image
+    assert any(t.hidden for t in img.tables)  # the example rules count open orders (MaxOpenOrders)
+    data = DataSet(n_accounts=20, n_securities=64, holdings_per_account=16)
+    data.write(tmp_path / "data")
+    live, ref = SoftCard(), SoftCard()
+    for card in (live, ref):
+        card.load_image(img)
+        load_data_dir(card, tmp_path / "data")
+    events = read_events(write_events(tmp_path / "ev.csv", Session(data, n_orders=600, seed=4).run(lambda r: True)))
+    half = len(events) // 2
+    for ev in events[:half]:
+        assert live.process(ev.event, ev.inputs) == ref.process(ev.event, ev.inputs)
+    before = hidden_rows(ref._live())
+    assert any(before.values())
+
+    swap(live, img, {}, False, {})  # a new engine, given only the user rows
+    assert hidden_rows(live._live()) == before
+    for ev in events[half:]:
+        assert live.process(ev.event, ev.inputs) == ref.process(ev.event, ev.inputs)
+    assert hidden_rows(live._live()) == hidden_rows(ref._live())
