@@ -14,6 +14,7 @@
     kill_file = "gateway.kill"         # where kill switches are kept (default: the journal + .kill)
     metrics = "127.0.0.1:9102"         # Prometheus metrics at http://HOST:PORT/metrics (off when not set)
     audit = "audit.sqlite"             # every decision in SQLite, for `riskgw log query` (off when not set)
+    [fix] ...                          # the FIX 4.4 acceptor (off when not set): see fixconfig.py
 
     [users.broker1]
     password = "secret"
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from riskgw.errors import UserError
+from riskgw.gateway.fixconfig import FixConfig, parse_fix
 from riskgw.gateway.link import parse_host_port
 
 CARDS = ("soft",)
@@ -68,6 +70,7 @@ class GatewayConfig:
     kill_file: Path | None = None  # None: beside the journal
     metrics: tuple[str, int] | None = None
     audit: Path | None = None
+    fix: FixConfig | None = None  # [fix]: the FIX acceptor; None: off
 
     @property
     def kill_path(self) -> Path:
@@ -139,6 +142,7 @@ _KEYS = {
     "kill_file",
     "metrics",
     "audit",
+    "fix",
 }
 TOKEN_ENV = "RISKGW_CONTROL_TOKEN"
 
@@ -216,6 +220,8 @@ def build_config(args: argparse.Namespace) -> GatewayConfig:
         config.kill_file = Path(args.kill_file)
     elif "kill_file" in file:
         config.kill_file = base / str(file["kill_file"])
-    if not config.users:
+    if "fix" in file:
+        config.fix = parse_fix(file["fix"], base, _accounts)
+    if not config.users and config.fix is None:
         raise UserError("no users: give --user NAME:PASSWORD:ACCOUNTS or [users.NAME] in the config file")
     return config

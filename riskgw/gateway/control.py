@@ -6,6 +6,8 @@ One JSON object per line each way; the server answers one request and closes the
     {"token": "...", "cmd": "resume", "user": "broker1"}
     {"token": "...", "cmd": "kill", "all": true}
     {"token": "...", "cmd": "status"}
+    {"token": "...", "cmd": "failover"}      # the software engine decides (lifts a halt)
+    {"token": "...", "cmd": "failback"}      # bring the card back; primary after probation
     {"token": "...", "cmd": "deploy", "files": [["10_funds.sql", "..."]], "message": "...", "who": "..."}
     {"token": "...", "cmd": "rollback", "version": 2}
     {"token": "...", "cmd": "deployments"}
@@ -52,6 +54,8 @@ def handle(gateway: Gateway, token: str, request: Any) -> dict[str, Any]:
     cmd = request.get("cmd")
     if cmd == "status":
         return {"ok": True, **gateway.status()}
+    if cmd in ("failover", "failback"):
+        return _standby(gateway, cmd)
     if cmd not in ("kill", "resume"):
         known = ", ".join(("kill", "resume", "status", *_DEPLOY_COMMANDS))
         return {"ok": False, "error": f"unknown command {cmd!r} (commands: {known})"}
@@ -69,6 +73,17 @@ def handle(gateway: Gateway, token: str, request: Any) -> dict[str, Any]:
     except OSError as exc:
         return {"ok": False, "error": f"cannot save the kill switches: {exc.strerror}"}
     return {"ok": True, "cancels_sent": cancelled, "kill": gateway.kill.as_dict()}
+
+
+def _standby(gateway: Gateway, cmd: str) -> dict[str, Any]:
+    from riskgw.card.lockstep import LockstepCard
+
+    card = gateway.card
+    if not isinstance(card, LockstepCard):
+        return {"ok": False, "error": "this gateway runs no standby (see [failover] standby in the config)"}
+    message = card.request_failover() if cmd == "failover" else card.request_failback()
+    gateway._log(f"control: {cmd}: {message}")
+    return {"ok": True, "message": message, "card": card.status()}
 
 
 async def start_control(gateway: Gateway, host: str, port: int, token: str) -> asyncio.Server:

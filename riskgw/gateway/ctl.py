@@ -3,6 +3,8 @@
     riskgw ctl [--control HOST:PORT] kill (--account N | --user NAME | --all) [--cancel-open]
     riskgw ctl [--control HOST:PORT] resume (--account N | --user NAME | --all)
     riskgw ctl [--control HOST:PORT] status
+    riskgw ctl [--control HOST:PORT] failover     # the software engine decides from now on
+    riskgw ctl [--control HOST:PORT] failback     # bring the card back; it decides again after probation
 
 The token comes from the environment variable RISKGW_CONTROL_TOKEN or from --token-file, never
 from the command line, where other users could read it.
@@ -55,6 +57,9 @@ def run_ctl(args: argparse.Namespace) -> int:
         raise UserError(f"the gateway refused: {answer.get('error', 'no reason given')}")
     if args.action == "status":
         print(json.dumps({k: v for k, v in answer.items() if k != "ok"}, indent=2, sort_keys=True))
+    elif args.action in ("failover", "failback"):
+        card = answer.get("card", {})
+        print(f"ok: {answer.get('message')} (primary: {card.get('primary')}, mode: {card.get('mode')})")
     else:
         kill = answer.get("kill", {})
         cancels = f"; {answer['cancels_sent']} cancel(s) sent" if answer.get("cancels_sent") else ""
@@ -78,4 +83,8 @@ def add_parser(sub: Any) -> None:
         scope.add_argument("--all", action="store_true")
         if name == "kill":
             a.add_argument("--cancel-open", action="store_true", help="also cancel the open orders it covers")
-    actions.add_parser("status", help="kill switches, sessions, open orders, counters, state hash")
+    actions.add_parser("status", help="kill switches, sessions, open orders, counters, state hash, card")
+    actions.add_parser("failover", help="the software engine decides from now on (lifts a halt)")
+    actions.add_parser(
+        "failback", help="bring the card back: it decides again after probation (lifts a halt)"
+    )

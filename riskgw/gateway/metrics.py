@@ -105,6 +105,7 @@ def render(gw: Gateway) -> str:
         [("", int(gw.exchange is not None))],
     )
     metric("riskgw_kill_all", "gauge", "1 while the gateway-wide kill switch is on", [("", int(gw.kill.all))])
+    _standby_metrics(gw, metric, lines)
     lines.append("# HELP riskgw_card_event_us time the card took per event, microseconds")
     lines.append("# TYPE riskgw_card_event_us histogram")
     for event, hist in sorted(gw.card_latency.items()):
@@ -113,6 +114,57 @@ def render(gw: Gateway) -> str:
     lines.append("# TYPE riskgw_journal_commit_us histogram")
     lines.extend(gw.commit_latency.lines("riskgw_journal_commit_us"))
     return "\n".join(lines) + "\n"
+
+
+def _standby_metrics(
+    gw: Gateway, metric: Callable[[str, str, str, list[tuple[str, float | int]]], None], lines: list[str]
+) -> None:
+    from riskgw.card.lockstep import LockstepCard
+
+    card = gw.card
+    if not isinstance(card, LockstepCard):
+        return
+    n = card.counters
+    primary = [("", int(card.primary == "card"))]
+    metric(
+        "riskgw_card_primary", "gauge", "1 while the card decides, 0 while the software engine does", primary
+    )
+    metric(
+        "riskgw_card_halted",
+        "gauge",
+        "1 while new orders are halted after a mismatch",
+        [("", int(card.halted))],
+    )
+    for name, help_text, value in (
+        ("riskgw_card_failovers_total", "switches from the card to the software engine", n.failovers),
+        ("riskgw_card_failbacks_total", "times the card became primary again", n.failbacks),
+        (
+            "riskgw_card_mismatches_total",
+            "answers the card and the software engine disagreed on",
+            n.mismatches,
+        ),
+        ("riskgw_card_hash_mismatches_total", "state-hash comparisons that differed", n.hash_mismatches),
+        ("riskgw_card_errors_total", "driver errors (timeouts, disconnects, the card's exit)", n.card_errors),
+        (
+            "riskgw_card_heartbeat_misses_total",
+            "heartbeats stopped for longer than the timeout",
+            n.heartbeat_misses,
+        ),
+        (
+            "riskgw_card_rejoin_failures_total",
+            "cards not brought back or failed on probation",
+            n.rejoin_failures,
+        ),
+    ):
+        metric(name, "counter", help_text, [("", value)])
+    hist = Histogram()
+    for f in card.failovers:
+        hist.observe_ns(f.duration_ns)
+    lines.append(
+        "# HELP riskgw_failover_us detection to the first decision by the software engine, microseconds"
+    )
+    lines.append("# TYPE riskgw_failover_us histogram")
+    lines.extend(hist.lines("riskgw_failover_us"))
 
 
 async def start_metrics(host: str, port: int, page: Callable[[], str]) -> asyncio.Server:

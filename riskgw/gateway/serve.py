@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from riskgw.card.driver import CardDriver
+from riskgw.card.lockstep import LockstepCard
 from riskgw.card.soft import SoftCard
 from riskgw.card.tables import load_data_dir
 from riskgw.doe.compiler import compile_files
@@ -18,6 +19,7 @@ from riskgw.errors import UserError
 from riskgw.gateway.audit import AuditLog
 from riskgw.gateway.config import GatewayConfig, build_config
 from riskgw.gateway.control import start_control
+from riskgw.gateway.failover import FailoverConfig, watch, with_standby
 from riskgw.gateway.deploy import Deployer, DeployStore, deployments_dir, initial_version, replay_journal
 from riskgw.gateway.journal import JournalHeader, open_journal
 from riskgw.gateway.kill import KillSwitches
@@ -39,6 +41,7 @@ class Running:
     control: asyncio.Server | None = None
     metrics: asyncio.Server | None = None
     stopped: bool = False
+    watchdog: asyncio.Task[None] | None = None  # the hot standby's, when there is one
 
     @property
     def metrics_port(self) -> int:
@@ -60,6 +63,8 @@ class Running:
             return
         self.stopped = True
         gw = self.gateway
+        if self.watchdog is not None:
+            self.watchdog.cancel()
         gw.closing = True
         if gw.reconnecting is not None:
             gw.reconnecting.cancel()
@@ -96,6 +101,9 @@ async def start_gateway(config: GatewayConfig, log: Callable[[str], None] = _say
     if len(image.rules) > MAX_RULES:
         raise UserError(f"{len(image.rules)} rules: the REJECTED frame's mask holds at most {MAX_RULES}")
     card = make_card(config.card)
+    failover = config.failover or FailoverConfig()
+    if failover.wanted(config.card):
+        card = with_standby(card, lambda: make_card(config.card), failover.settings, log)
     card.load_image(image)
     rows = load_data_dir(card, config.data) if config.data else 0
     header = JournalHeader(image.digest(), card.state_hash())
@@ -163,13 +171,16 @@ async def start_gateway(config: GatewayConfig, log: Callable[[str], None] = _say
             opened.journal.close()
             raise
     running = Running(gateway, server, len(opened.entries), opened.cut, control, metrics)
+    if isinstance(card, LockstepCard):
+        running.watchdog = loop.create_task(watch(card))
     gateway.watchdog = loop.create_task(gateway.watch_heartbeats())
     if kill.all or kill.accounts or kill.users:
         log(f"kill switches on from {config.kill_path}: {kill.as_dict()}")
     bound = server.sockets[0].getsockname()
     log(
         f"listening on {bound[0]}:{bound[1]}, exchange {config.exchange[0]}:{config.exchange[1]}, "
-        f"card {config.card}, {len(image.rules)} rules, {rows} data rows, journal {config.journal} "
+        f"card {config.card}{' + software standby' if isinstance(card, LockstepCard) else ''}, "
+        f"{len(image.rules)} rules, {rows} data rows, journal {config.journal} "
         f"({running.replayed} events replayed, {len(gateway.open)} orders open), "
         f"state {card.state_hash()[:12]}"
     )

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from riskgw.card.driver import CardDriver
+from riskgw.card.lockstep import LockstepCard
 from riskgw.doe.isa import Event, EventField
 from riskgw.doe.values import decode_char
 from riskgw.engine.engine import EVENTS, Decision, event_inputs
@@ -84,6 +85,7 @@ class Counters:
     protocol_errors: int = 0
     exchange_events: int = 0
     unknown_exchange_events: int = 0
+    repeated: int = 0  # NEW_ORDERs identical to one already decided, answered again
 
 
 class Gateway:
@@ -103,6 +105,10 @@ class Gateway:
         self.heartbeat_timeout = heartbeat_timeout  # heartbeat intervals of silence before a logout
         self.watchdog: asyncio.Task[None] | None = None
         self.open: dict[OrderKey, OpenOrder] = {}
+        # Every NEW decided, by account and order id, with its inputs and the session that sent it:
+        # a broker that sends the same order again on another connection (it lost the answer, e.g.
+        # across a restart) gets the same answer again.
+        self.decided: dict[OrderKey, tuple[tuple[Value, ...], Decision, BrokerSession | None]] = {}
         self.exchange: ExchangeUplink | None = None
         self.exchange_address: tuple[str, int] | None = None  # set: reconnect when the link drops
         self.reconnecting: asyncio.Task[None] | None = None
@@ -131,6 +137,7 @@ class Gateway:
         for entry in entries:
             key = (int(entry.inputs[EventField.ACCOUNT_ID] or 0), int(entry.inputs[EventField.ORDER_ID] or 0))
             if entry.event is Event.NEW:
+                self.decided[key] = (tuple(entry.inputs), entry.decision, None)
                 if entry.decision.accepted:
                     values = _order_from_inputs(entry.inputs)
                     self.open[key] = OpenOrder(values, None, values["quantity"])
@@ -263,6 +270,7 @@ class Gateway:
             "exchange": self.exchange is not None,
             "journal_records": self.journal.records,
             "state_hash": self.card.state_hash(),
+            "card": self.card.status() if isinstance(self.card, LockstepCard) else None,
             "counters": vars(self.counters).copy(),
         }
 
@@ -398,8 +406,15 @@ class Gateway:
         if session.user is None or not session.user.may_trade(values["account_id"]):
             self._reject(session, frame, Reason.NOT_PERMITTED)
             return
+        known = self.decided.get(key)
+        if known is not None and known[2] is not session and self._same_inputs(values, known[0]):
+            self._answer_again(session, frame, key, known[1])
+            return
         if self.kill.blocks(session.user.name, values["account_id"]):
             self._reject(session, frame, Reason.KILL_SWITCH)
+            return
+        if isinstance(self.card, LockstepCard) and self.card.halted:
+            self._reject(session, frame, Reason.SHUTDOWN)
             return
         if self.exchange is None or self.failed is not None:
             self._reject(session, frame, Reason.SHUTDOWN)
@@ -415,6 +430,7 @@ class Gateway:
             self.protocol_error(session, frame, f"ticket_id: {exc}")
             return
         decision = self._run(Event.NEW, values, inputs, session.user.name)
+        self.decided[key] = (tuple(inputs), decision, session)
         if not decision.accepted:
             self.counters.rejected += 1
             self._reject(session, frame, Reason.RULE, decision)
@@ -423,6 +439,26 @@ class Gateway:
         self.open[key] = OpenOrder(values, session, values["quantity"], session.user.name)
         self.queue(session, MsgType.ACCEPTED, **values)
         self.queue(self.exchange, MsgType.NEW_ORDER, **values)
+
+    @staticmethod
+    def _same_inputs(values: dict[str, Any], inputs: tuple[Value, ...]) -> bool:
+        try:
+            return event_inputs(values) == inputs
+        except ValueError:
+            return False
+
+    def _answer_again(self, session: BrokerSession, frame: Frame, key: OrderKey, decision: Decision) -> None:
+        """The recorded answer to an order decided before; it is not run nor forwarded again. An open
+        order's later fills, rejects and cancels go to this session from now on."""
+        self.counters.repeated += 1
+        if not decision.accepted:
+            self._reject(session, frame, Reason.RULE, decision)
+            return
+        order = self.open.get(key)
+        if order is not None and (order.session is None or not order.session.is_open):
+            order.session = session
+            order.user = session.user.name if session.user else None
+        self.queue(session, MsgType.ACCEPTED, **order_values(frame))
 
     def cancel_request(self, session: BrokerSession, frame: Frame) -> None:
         key = (frame["account_id"], frame["order_id"])
