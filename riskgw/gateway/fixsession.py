@@ -1,0 +1,617 @@
+"""A FIX 4.4 session as one more broker session of the gateway: one order path for both protocols.
+
+Inbound, NewOrderSingle (D), OrderCancelRequest (F) and OrderCancelReplaceRequest (G) become the
+gateway's `new_order` and `cancel_request` calls. Outbound, the gateway queues its usual frames to
+this session (ACCEPTED, REJECTED, FILL, EXCH_REJECT, CANCELLED, LOGOUT); `frame()` turns each into
+FIX messages at the moment it is queued, when the request it answers is still known, and the
+gateway's flush hands them to QuickFIX after the journal commit, as it writes bytes to a socket.
+
+A replace is a cancel and then a new order for what is left: the replacement runs through the rules
+only once the exchange has cancelled the original, so the two never hold funds at once. A
+replacement that fails the rules leaves the order cancelled, and the broker is told so.
+
+Nothing here imports QuickFIX: `riskgw.gateway.fix` owns the engine and turns `Outbound` tuples
+into messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from riskgw.doe.isa import EventField
+from riskgw.gateway.config import User
+from riskgw.gateway.fixconfig import FixConfig, FixSessionConfig, Instrument
+from riskgw.gateway.journal import Entry
+from riskgw.gateway.protocol import FAILED_MASK_BYTES, Frame, MsgType, Reason
+from riskgw.gateway.server import BrokerSession, Gateway
+
+# A message to send: (MsgType (35), body fields in order). MsgType "5" is a Logout with Text.
+Outbound = tuple[str, list[tuple[int, str]]]
+
+# Gateway order ids of FIX orders start here, above any a binary-protocol broker plausibly uses,
+# because FIX identifies orders by ClOrdID strings and the gateway (and the DuplicateOrderId rule)
+# by one integer.
+FIX_ORDER_ID_BASE = 1 << 60
+I64_MAX = (1 << 63) - 1
+
+# OrdRejReason (103) for the gateway's reasons
+ORD_REJ_REASON = {
+    Reason.RULE: "3",  # order exceeds limit
+    Reason.UNKNOWN_ORDER: "5",
+    Reason.SHUTDOWN: "2",  # exchange closed: the gateway has no exchange link
+}
+UNKNOWN_SYMBOL, DUPLICATE_ORDER, UNSUPPORTED, INCORRECT_QTY, UNKNOWN_ACCOUNT, OTHER = (
+    "1",
+    "6",
+    "11",
+    "13",
+    "15",
+    "99",
+)
+TEXT = {
+    Reason.NOT_PERMITTED: "this session may not trade the account",
+    Reason.KILL_SWITCH: "a kill switch is on for the account or the session",
+    Reason.UNKNOWN_ORDER: "the order is not open",
+    Reason.SHUTDOWN: "the gateway has no exchange connection",
+    Reason.PROTOCOL: "the order is not valid",
+}
+SIDES = {"1": 0, "2": 1}  # Side (54) buy, sell -> direction
+
+
+def first_order_id(entries: Sequence[Entry]) -> int:
+    """The first gateway order id for FIX orders: above every FIX order in the journal, and above
+    the ids a run that started earlier could have used (one per microsecond since the epoch)."""
+    seen = [
+        int(e.inputs[EventField.ORDER_ID] or 0)
+        for e in entries
+        if int(e.inputs[EventField.ORDER_ID] or 0) >= FIX_ORDER_ID_BASE
+    ]
+    return max(max(seen, default=0) + 1, FIX_ORDER_ID_BASE + time.time_ns() // 1000)
+
+
+class OrderIds:
+    """Gateway order ids for FIX orders, shared by every FIX session of the gateway."""
+
+    def __init__(self, first: int) -> None:
+        self._next = first
+
+    def take(self) -> int:
+        self._next += 1
+        return self._next - 1
+
+    def peek(self) -> int:
+        """The id the next FIX order gets."""
+        return self._next
+
+
+class Invalid(ValueError):
+    """A request the gateway cannot take; `reason` is the OrdRejReason or CxlRejReason to answer."""
+
+    def __init__(self, reason: str, text: str) -> None:
+        super().__init__(text)
+        self.reason = reason
+
+
+def parse_price(text: str | None, scale: int) -> int:
+    if text is None:
+        raise Invalid(UNSUPPORTED, "Price (44) is required: only limit orders are taken")
+    try:
+        value = Decimal(text) * (10**scale)
+    except InvalidOperation:
+        raise Invalid(OTHER, f"Price (44) {text!r} is not a number") from None
+    if value != value.to_integral_value():
+        raise Invalid(OTHER, f"Price (44) {text} has more than {scale} decimals")
+    if abs(value) > I64_MAX:
+        raise Invalid(OTHER, f"Price (44) {text} is out of range")
+    return int(value)
+
+
+def format_price(units: int, scale: int) -> str:
+    return str(Decimal(units).scaleb(-scale)) if scale else str(units)
+
+
+def parse_quantity(text: str | None) -> int:
+    try:
+        value = Decimal(text or "")
+    except InvalidOperation:
+        raise Invalid(INCORRECT_QTY, f"OrderQty (38) {text!r} is not a number") from None
+    if value != value.to_integral_value() or abs(value) > I64_MAX:
+        raise Invalid(INCORRECT_QTY, f"OrderQty (38) {text} is not a whole number of units")
+    return int(value)
+
+
+def parse_utc_ns(text: str | None) -> int:
+    """UTCTimestamp (YYYYMMDD-HH:MM:SS[.fraction]) as ns since the epoch; now when absent."""
+    if not text:
+        return time.time_ns()
+    whole, _, fraction = text.partition(".")
+    try:
+        stamp = datetime.strptime(whole, "%Y%m%d-%H:%M:%S").replace(tzinfo=UTC)
+        if not fraction.isdigit() and fraction:
+            raise ValueError
+    except ValueError:
+        raise Invalid(OTHER, f"TransactTime (60) {text!r} is not a UTC timestamp") from None
+    return int(stamp.timestamp()) * 10**9 + int((fraction or "0").ljust(9, "0")[:9])
+
+
+@dataclass
+class Pending:
+    """A cancel (F) or replace (G) sent to the exchange and not answered yet."""
+
+    kind: str  # "F" or "G"
+    cl_ord_id: str
+    price: int = 0  # G: the replacement's
+    quantity: int = 0  # G: the new OrderQty, filled part included
+    ts: int = 0
+
+
+@dataclass
+class FixOrder:
+    cl_ord_id: str  # the latest accepted ClOrdID
+    fix_order_id: str  # OrderID (37): the same through replaces
+    account: str
+    account_id: int
+    instrument: Instrument
+    side: str
+    price: int
+    quantity: int  # OrderQty: the filled part included
+    order_id: int  # the gateway's id of the live leg
+    cum_qty: int = 0
+    cum_value: int = 0  # sum of exec price * exec quantity, in price units
+    status: str = "A"  # OrdStatus (39): pending new until the gateway answers
+    pending: Pending | None = None
+    execs: int = 0
+
+    @property
+    def leaves(self) -> int:
+        return 0 if self.status in ("2", "4", "8") else max(self.quantity - self.cum_qty, 0)
+
+    @property
+    def done(self) -> bool:
+        return self.status in ("2", "4", "8")
+
+
+@dataclass
+class Request:
+    """What the gateway is answering while a call into it runs (frames are made at queue time)."""
+
+    kind: str  # "new", "cancel", "replace" (its cancel) or "replacement" (its new order)
+    order: FixOrder
+    cl_ord_id: str
+    rej_reason: str | None = None  # for a reject decided here, before the rules
+    text: str | None = None
+    answered: bool = False
+    pending: Pending | None = None
+
+
+class FixTransport(asyncio.Transport):
+    """Where the gateway's flush writes this session's frames: hands their FIX messages to QuickFIX,
+    which keeps them in its store and sends them when the broker is logged on (or resends them)."""
+
+    def __init__(self, session: FixSession) -> None:
+        super().__init__()
+        self._session = session
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._session.deliver(bytes(data))
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+
+class FixSession(BrokerSession):
+    """One configured FIX session (SenderCompID, TargetCompID); it lives as long as the acceptor, so
+    answers for its orders reach it across logouts: QuickFIX stores them for the broker's resend."""
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        config: FixSessionConfig,
+        fix: FixConfig,
+        ids: OrderIds,
+        send: Callable[[list[Outbound]], None],
+    ) -> None:
+        super().__init__(gateway)
+        self.config = config
+        self.fix = fix
+        self.ids = ids
+        self.send_fix = send
+        self.user = User(config.sender_comp_id, config.password or "", config.accounts)
+        self.transport = FixTransport(self)
+        self.peer = f"FIX {config.sender_comp_id}"
+        self.logged_on = False
+        self.by_cl_ord_id: dict[str, FixOrder] = {}
+        self.by_order_id: dict[int, FixOrder] = {}
+        self._request: Request | None = None
+        self._ready: dict[int, list[Outbound]] = {}
+        self._tokens = 0
+        self._rule_names = [r.name for r in gateway.card.image.rules]
+
+    # ------------------------------------------------------------------ session events
+
+    def on_logon(self) -> None:
+        self.logged_on = True
+        self.gateway._log(f"{self.peer}: logged on")
+
+    def on_logout(self) -> None:
+        """Cancel-on-disconnect: the exchange is asked to cancel this session's open orders."""
+        was = self.logged_on
+        self.logged_on = False
+        gw = self.gateway
+        if not was or not self.config.cancel_on_disconnect or gw.closing:
+            return
+        mine = [key for key, o in gw.open.items() if o.session is self]
+        gw._log(f"{self.peer}: logged out with {len(mine)} open orders; cancelling them")
+        if gw.exchange is None:
+            return
+        for account_id, order_id in mine:
+            gw.queue(gw.exchange, MsgType.CANCEL_REQUEST, order_id=order_id, account_id=account_id)
+
+    def frames_received(self, items: list[Any]) -> None:  # FIX arrives through received()
+        raise AssertionError("a FIX session reads no wire-protocol frames")
+
+    # ------------------------------------------------------------------ inbound
+
+    def received(self, msg_type: str, fields: dict[int, str]) -> None:
+        """An application message from the broker (QuickFIX has checked its session layer)."""
+        if msg_type == "D":
+            self._new_order(fields)
+        elif msg_type == "F":
+            self._cancel(fields, replace=False)
+        elif msg_type == "G":
+            self._cancel(fields, replace=True)
+
+    def _account(self, fields: dict[int, str]) -> tuple[str, int]:
+        text = fields.get(1)
+        if text is None:
+            accounts = self.user.accounts if self.user is not None else None
+            if accounts is not None and len(accounts) == 1:
+                only = next(iter(accounts))
+                return str(only), only
+            raise Invalid(UNKNOWN_ACCOUNT, "Account (1) is required")
+        try:
+            return text, int(text)
+        except ValueError:
+            raise Invalid(UNKNOWN_ACCOUNT, f"Account (1) {text!r} is not an account id") from None
+
+    def _instrument(self, fields: dict[int, str]) -> Instrument:
+        symbol = fields.get(55, "")
+        instrument = self.fix.instrument(symbol)
+        if instrument is None:
+            raise Invalid(UNKNOWN_SYMBOL, f"unknown Symbol (55) {symbol!r}")
+        return instrument
+
+    def _new_order(self, fields: dict[int, str]) -> None:
+        cl_ord_id = fields.get(11, "")
+        order = FixOrder(
+            cl_ord_id,
+            "NONE",
+            fields.get(1, ""),
+            0,
+            Instrument(fields.get(55, ""), "", 0),
+            fields.get(54, "1"),
+            0,
+            0,
+            0,
+        )
+        try:
+            if cl_ord_id in self.by_cl_ord_id:
+                raise Invalid(DUPLICATE_ORDER, f"ClOrdID (11) {cl_ord_id!r} was used before")
+            order.account, order.account_id = self._account(fields)
+            order.instrument = self._instrument(fields)
+            if order.side not in SIDES:
+                raise Invalid(UNSUPPORTED, f"Side (54) {order.side!r}: only 1 (buy) and 2 (sell)")
+            if fields.get(40) != "2":
+                raise Invalid(UNSUPPORTED, f"OrdType (40) {fields.get(40)!r}: only 2 (limit)")
+            order.price = parse_price(fields.get(44), order.instrument.price_scale)
+            order.quantity = parse_quantity(fields.get(38))
+            ts = parse_utc_ns(fields.get(60))
+        except Invalid as exc:
+            order.account_id = order.account_id if order.account_id else 0
+            self._refuse(order, exc)
+            return
+        order.order_id = self.ids.take()
+        order.fix_order_id = str(order.order_id)
+        self.by_cl_ord_id[cl_ord_id] = order
+        self.by_order_id[order.order_id] = order
+        self._call(Request("new", order, cl_ord_id), self.gateway.new_order, self._new_frame(order, ts))
+
+    def _new_frame(
+        self, order: FixOrder, ts: int, price: int | None = None, quantity: int | None = None
+    ) -> Frame:
+        values = {
+            "order_id": order.order_id,
+            "account_id": order.account_id,
+            "direction": SIDES[order.side],
+            "ticket_id": order.instrument.ticket_id,
+            "price": order.price if price is None else price,
+            "quantity": order.quantity if quantity is None else quantity,
+            "ts": ts,
+        }
+        return Frame(MsgType.NEW_ORDER, 0, values)
+
+    def _refuse(self, order: FixOrder, exc: Invalid) -> None:
+        """An order rejected before the rules: through the gateway's own path for invalid input,
+        so it is counted, logged and audited like a bad frame."""
+        values = {"order_id": order.order_id, "account_id": order.account_id}
+        request = Request("new", order, order.cl_ord_id, exc.reason, str(exc))
+        self._call(request, self.gateway.protocol_error, Frame(MsgType.NEW_ORDER, 0, values), str(exc))
+
+    def _cancel(self, fields: dict[int, str], replace: bool) -> None:
+        cl_ord_id = fields.get(11, "")
+        orig = fields.get(41, "")
+        response_to = "2" if replace else "1"
+        order = self.by_cl_ord_id.get(orig)
+        if order is None:
+            self._send(
+                [
+                    self._cancel_reject(
+                        None, cl_ord_id, orig, response_to, "1", f"unknown OrigClOrdID {orig!r}"
+                    )
+                ]
+            )
+            return
+        try:
+            if cl_ord_id in self.by_cl_ord_id:
+                raise Invalid("6", f"ClOrdID (11) {cl_ord_id!r} was used before")
+            if order.done:
+                raise Invalid("0", "the order is done")
+            if order.pending is not None:
+                raise Invalid("3", "a cancel or replace of the order is pending")
+            pending = Pending("G" if replace else "F", cl_ord_id)
+            if replace:
+                if fields.get(55) != order.instrument.symbol or fields.get(54) != order.side:
+                    raise Invalid(OTHER, "a replace may not change Symbol (55) or Side (54)")
+                if fields.get(40) != "2":
+                    raise Invalid(OTHER, f"OrdType (40) {fields.get(40)!r}: only 2 (limit)")
+                pending.price = parse_price(fields.get(44), order.instrument.price_scale)
+                pending.quantity = parse_quantity(fields.get(38))
+                pending.ts = parse_utc_ns(fields.get(60))
+                if pending.quantity <= order.cum_qty:
+                    raise Invalid(OTHER, f"OrderQty (38) must be above the {order.cum_qty} already filled")
+        except Invalid as exc:
+            self._send([self._cancel_reject(order, cl_ord_id, orig, response_to, exc.reason, str(exc))])
+            return
+        request = Request("replace" if replace else "cancel", order, cl_ord_id, pending=pending)
+        frame = Frame(MsgType.CANCEL_REQUEST, 0, {"order_id": order.order_id, "account_id": order.account_id})
+        self._call(request, self.gateway.cancel_request, frame)
+        if not request.answered:  # on its way to the exchange
+            order.pending = pending
+            self.by_cl_ord_id[cl_ord_id] = order
+
+    def _replacement(self, order: FixOrder) -> None:
+        """The original is cancelled: place what is left of the replace as a new order."""
+        pending = order.pending
+        assert pending is not None and pending.kind == "G"
+        order.pending = None
+        rest = pending.quantity - order.cum_qty
+        if rest <= 0:
+            order.status = "4"
+            text = "cancelled: the replacement's quantity was filled before the cancel"
+            self._send(
+                [self._report(order, "4", cl_ord_id=pending.cl_ord_id, orig=order.cl_ord_id, text=text)]
+            )
+            return
+        self.by_order_id.pop(order.order_id, None)
+        order.order_id = self.ids.take()
+        self.by_order_id[order.order_id] = order
+        request = Request("replacement", order, pending.cl_ord_id, pending=pending)
+        frame = self._new_frame(order, pending.ts, pending.price, rest)
+        self._call(request, self.gateway.new_order, frame)
+
+    def _call(self, request: Request, method: Callable[..., None], *args: Any) -> None:
+        self._request = request
+        try:
+            method(self, *args)
+        finally:
+            self._request = None
+
+    # ------------------------------------------------------------------ outbound
+
+    def frame(self, msg_type: MsgType, **values: Any) -> bytes:
+        """Called by the gateway's queue(): the FIX messages for this frame, held until the flush."""
+        out = self._translate(msg_type, values)
+        self._tokens += 1
+        self._ready[self._tokens] = out
+        return self._tokens.to_bytes(8, "little")
+
+    def deliver(self, token: bytes) -> None:
+        out = self._ready.pop(int.from_bytes(token, "little"), None)
+        if out:
+            self._send(out)
+
+    def _send(self, out: list[Outbound]) -> None:
+        self.send_fix(out)
+
+    def close(self) -> None:
+        pass  # a FIX session is closed by its Logout, which the LOGOUT frame sends
+
+    def _translate(self, msg_type: MsgType, values: dict[str, Any]) -> list[Outbound]:
+        request = self._request
+        if msg_type is MsgType.LOGOUT:
+            reason = Reason(values.get("reason", 0))
+            return [("5", [(58, f"logged out by the gateway: {reason.name}")])]
+        if msg_type in (MsgType.ACCEPTED, MsgType.REJECTED) and request is not None:
+            request.answered = True
+            if msg_type is MsgType.ACCEPTED:
+                return self._accepted(request)
+            return self._rejected(request, values)
+        if msg_type in (MsgType.FILL, MsgType.EXCH_REJECT, MsgType.CANCELLED):
+            order = self.by_order_id.get(values["order_id"])
+            if order is not None and order.account_id == values["account_id"]:
+                return self._execution(order, msg_type, values)
+        return []
+
+    def _accepted(self, request: Request) -> list[Outbound]:
+        order = request.order
+        if request.kind == "replacement":
+            assert request.pending is not None
+            orig, order.cl_ord_id = order.cl_ord_id, request.cl_ord_id
+            order.price, order.quantity = request.pending.price, request.pending.quantity
+            order.status = "1" if order.cum_qty else "0"
+            return [self._report(order, "5", orig=orig)]
+        order.status = "0"
+        return [self._report(order, "0")]
+
+    def _rule_text(self, values: dict[str, Any]) -> str:
+        mask = int.from_bytes(values.get("failed_mask") or bytes(FAILED_MASK_BYTES), "little")
+        names = [name for i, name in enumerate(self._rule_names) if mask >> i & 1]
+        return "risk rules failed: " + ", ".join(names)
+
+    def _rejected(self, request: Request, values: dict[str, Any]) -> list[Outbound]:
+        order = request.order
+        reason = Reason(values["reason"])
+        text = request.text or (
+            self._rule_text(values) if reason is Reason.RULE else TEXT.get(reason, reason.name)
+        )
+        code = request.rej_reason or ORD_REJ_REASON.get(reason, OTHER)
+        if request.kind in ("cancel", "replace"):
+            response_to = "2" if request.kind == "replace" else "1"
+            cxl = "1" if reason is Reason.UNKNOWN_ORDER else "99"
+            return [self._cancel_reject(order, request.cl_ord_id, order.cl_ord_id, response_to, cxl, text)]
+        self.by_order_id.pop(order.order_id, None)
+        if request.kind == "replacement":
+            order.status = "8"
+            text = f"the replacement was rejected ({text}); the original order is cancelled"
+            return [
+                self._report(
+                    order, "8", cl_ord_id=request.cl_ord_id, orig=order.cl_ord_id, text=text, rej=code
+                )
+            ]
+        order.status = "8"
+        return [self._report(order, "8", text=text, rej=code)]
+
+    def _execution(self, order: FixOrder, msg_type: MsgType, values: dict[str, Any]) -> list[Outbound]:
+        out: list[Outbound] = []
+        pending = order.pending
+        if msg_type is MsgType.FILL:
+            qty, px = int(values["exec_quantity"]), int(values["exec_price"])
+            order.cum_qty += qty
+            order.cum_value += qty * px
+            order.status = "2" if order.cum_qty >= order.quantity else "1"
+            out.append(self._report(order, "F", last=(qty, px)))
+        elif msg_type is MsgType.EXCH_REJECT:
+            order.status = "8"
+            out.append(self._report(order, "8", text="rejected by the exchange", rej="0"))
+        elif pending is not None and pending.kind == "G":
+            # The cancel half of a replace: the new half runs on the next loop turn, after this
+            # cancel's journal commit, as a separate order through the rules.
+            asyncio.get_running_loop().call_soon(self._replacement, order)
+            return out
+        else:
+            order.status = "4"
+            if pending is not None:
+                order.pending = None
+                out.append(self._report(order, "4", cl_ord_id=pending.cl_ord_id, orig=order.cl_ord_id))
+            else:
+                out.append(self._report(order, "4", text="cancelled by the gateway or the exchange"))
+        if order.done:
+            self.by_order_id.pop(order.order_id, None)
+            if order.pending is not None:
+                late = order.pending
+                order.pending = None
+                response_to = "2" if late.kind == "G" else "1"
+                out.append(
+                    self._cancel_reject(
+                        order, late.cl_ord_id, order.cl_ord_id, response_to, "0", "the order is done"
+                    )
+                )
+        return out
+
+    def _report(
+        self,
+        order: FixOrder,
+        exec_type: str,
+        cl_ord_id: str | None = None,
+        orig: str | None = None,
+        last: tuple[int, int] | None = None,
+        text: str | None = None,
+        rej: str | None = None,
+    ) -> Outbound:
+        order.execs += 1
+        scale = order.instrument.price_scale
+        avg = format_price(0, scale)
+        if order.cum_qty:
+            avg = str(
+                (Decimal(order.cum_value) / order.cum_qty)
+                .scaleb(-scale)
+                .quantize(Decimal(1).scaleb(-scale - 4))
+            )
+        body = [
+            (37, order.fix_order_id),
+            (11, cl_ord_id or order.cl_ord_id),
+        ]
+        if orig is not None:
+            body.append((41, orig))
+        body += [
+            (
+                17,
+                f"{order.order_id}.{order.execs}"
+                if order.order_id
+                else f"{order.fix_order_id}.R{time.time_ns()}",
+            ),
+            (150, exec_type),
+            (39, order.status),
+        ]
+        if order.account:
+            body.append((1, order.account))
+        body += [
+            (55, order.instrument.symbol),
+            (54, order.side),
+            (38, str(order.quantity)),
+            (44, format_price(order.price, scale)),
+            (40, "2"),
+        ]
+        if last is not None:
+            body += [(32, str(last[0])), (31, format_price(last[1], scale))]
+        body += [(151, str(order.leaves)), (14, str(order.cum_qty)), (6, avg)]
+        if rej is not None:
+            body.append((103, rej))
+        if text:
+            body.append((58, text))
+        body.append((60, _utc_now()))
+        return ("8", body)
+
+    def _cancel_reject(
+        self, order: FixOrder | None, cl_ord_id: str, orig: str, response_to: str, reason: str, text: str
+    ) -> Outbound:
+        body = [
+            (37, order.fix_order_id if order is not None else "NONE"),
+            (11, cl_ord_id),
+            (41, orig),
+            (39, order.status if order is not None else "8"),
+            (434, response_to),
+            (102, reason),
+            (58, text),
+        ]
+        return ("9", body)
+
+
+def _utc_now() -> str:
+    now = datetime.now(UTC)
+    return now.strftime("%Y%m%d-%H:%M:%S.") + f"{now.microsecond // 1000:03d}"
+
+
+@dataclass
+class Sessions:
+    """The FIX sessions of one gateway, by (SenderCompID, TargetCompID) as the broker sends them."""
+
+    by_comp_ids: dict[tuple[str, str], FixSession] = field(default_factory=dict)
+
+    def get(self, sender: str, target: str) -> FixSession | None:
+        return self.by_comp_ids.get((sender, target))
