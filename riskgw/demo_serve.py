@@ -13,10 +13,7 @@ import contextlib
 import importlib.util
 import os
 import secrets
-import shutil
 import signal
-import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -61,7 +58,11 @@ class Ports:
 
 
 def sim_card_available() -> bool:
-    return importlib.util.find_spec("riskgw.card.simcard") is not None
+    """The simulated card is built in and `riskgw serve` can select it (the gateway starts its
+    `riskgw sim-card` process itself, Verilator build included)."""
+    from riskgw.gateway.config import CARDS
+
+    return "sim" in CARDS and importlib.util.find_spec("riskgw.card.simcard") is not None
 
 
 def default_card() -> str:
@@ -89,52 +90,18 @@ def write_token(workdir: Path) -> str:
     return token
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class SimCardProcess:
-    """`riskgw sim-card` in a child process, stopped with the demo."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.address = f"tcp://127.0.0.1:{_free_port()}"
-        self.log_path = workdir / "sim-card.log"
-        log = self.log_path.open("w", encoding="utf-8")
-        cmd = [sys.executable, "-m", "riskgw.cli", "sim-card", "--listen", self.address]
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
-        log.close()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
 async def serve_demo(workdir: Path, card: str, ports: dict[str, int], seed: int, fsync: bool) -> int:
     data = prepare_workdir(workdir)
     token = write_token(workdir)
     t0 = time.perf_counter()
     exchange_server, exchange = await start_exchange("127.0.0.1", ports["exchange"], Behaviour(seed=seed))
-    sim: SimCardProcess | None = None
-    card_spec = card
-    if card == "sim":
-        if not sim_card_available():
-            raise UserError("the simulated card is not in this checkout: use --card soft")
-        if shutil.which("verilator") is None:
-            raise UserError("--card sim needs verilator on PATH: run it through `make demo`")
-        sim = SimCardProcess(workdir)
-        card_spec = f"sim:{sim.address}"
+    if card == "sim" and not sim_card_available():
+        raise UserError("the simulated card is not available in this checkout: use --card soft")
     config = GatewayConfig(
         rules=sorted(REPO_RULES.glob("*.sql")),
         listen=("127.0.0.1", ports["broker"]),
         exchange=("127.0.0.1", int(exchange_server.sockets[0].getsockname()[1])),
-        card=card_spec,
+        card=card,
         data=data,
         journal=workdir / "gateway.journal",
         fsync=fsync,
@@ -154,8 +121,6 @@ async def serve_demo(workdir: Path, card: str, ports: dict[str, int], seed: int,
         running = await start_gateway(config, log)
     except BaseException:
         exchange_server.close()
-        if sim is not None:
-            sim.stop()
         raise
     bound = Ports(
         broker=running.port,
@@ -174,8 +139,6 @@ async def serve_demo(workdir: Path, card: str, ports: dict[str, int], seed: int,
     await running.stop()
     exchange_server.close()
     await exchange_server.wait_closed()
-    if sim is not None:
-        sim.stop()
     print(
         f"riskgw demo: stopped: {c.orders} orders, {c.accepted} accepted, {c.rejected} rejected by rules, "
         f"{exchange.orders_seen} at the exchange",
