@@ -150,3 +150,61 @@ def xclbin_path(manifest: Manifest, manifest_path: Path) -> Path:
             " the xclbin is not the one the manifest describes"
         )
     return path
+
+
+def pynq_memory_name(cfg: Path) -> str:
+    """The bank the ring DMA's `sp=` line of a v++ connectivity file names, as pynq spells it."""
+    banks = [
+        line.split(":", 1)[1].strip()
+        for line in cfg.read_text(encoding="utf-8").splitlines()
+        if line.startswith("sp=") and ":" in line
+    ]
+    if len(banks) != 1:
+        raise ValueError(f"{cfg}: expected one sp= line, found {len(banks)}")
+    return re.sub("[^A-Za-z0-9_]", "", banks[0])  # pynq's attribute for DDR[1] is DDR1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write the manifest of a freshly linked xclbin (bitstreams/Makefile runs this)."""
+    import argparse
+
+    from riskgw.card import vitis
+    from riskgw.doe.isa import ABI_VERSION
+
+    p = argparse.ArgumentParser(prog="python -m riskgw.card.manifest", description=main.__doc__)
+    p.add_argument("--xclbin", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="manifest.json, beside the xclbin")
+    p.add_argument("--platform", required=True)
+    p.add_argument("--vitis", required=True, help="Vitis version the xclbin was built with")
+    p.add_argument("--xrt", required=True, help="XRT version it is meant for")
+    p.add_argument("--git-hash", required=True, help="the commit baked into the ID block")
+    p.add_argument("--cfg", type=Path, required=True, help="the v++ connectivity file")
+    p.add_argument("--ring-slots", type=int, default=1024)
+    args = p.parse_args(argv)
+    if args.xclbin.parent.resolve() != args.out.parent.resolve():
+        raise SystemExit("the manifest must sit beside the xclbin")
+    manifest = Manifest.from_dict(
+        {
+            "schema": SCHEMA,
+            "xclbin": args.xclbin.name,
+            "xclbin_sha256": sha256_file(args.xclbin),
+            "platform": args.platform,
+            "tools": {"vitis": args.vitis, "xrt": args.xrt},
+            "git_hash": args.git_hash.lower(),
+            "abi_version": ABI_VERSION,
+            "clock_mhz": vitis.CLOCK_MHZ,
+            "data_w": vitis.DATA_W,
+            "doe": DoeParams().hdl(),
+            "kernels": {"card": f"{vitis.CARD_KERNEL.name}_1", "rings": f"{vitis.RING_KERNEL.name}_1"},
+            "memory": pynq_memory_name(args.cfg),
+            "ring_slots": args.ring_slots,
+        },
+        "the new manifest",
+    )
+    args.out.write_text(manifest.to_json(), encoding="utf-8")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
