@@ -14,6 +14,9 @@
     kill_file = "gateway.kill"         # where kill switches are kept (default: the journal + .kill)
     metrics = "127.0.0.1:9102"         # Prometheus metrics at http://HOST:PORT/metrics (off when not set)
     audit = "audit.sqlite"             # every decision in SQLite, for `riskgw log query` (off when not set)
+
+    [failover]                         # the card's hot standby: riskgw/gateway/failover.py
+    policy = "failover"
     [fix] ...                          # the FIX 4.4 acceptor (off when not set): see fixconfig.py
 
     [users.broker1]
@@ -33,11 +36,14 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from riskgw.errors import UserError
 from riskgw.gateway.fixconfig import FixConfig, parse_fix
 from riskgw.gateway.link import parse_host_port
+
+if TYPE_CHECKING:  # `riskgw ctl` reads this module and needs none of the engine
+    from riskgw.gateway.failover import FailoverConfig
 
 CARDS = ("soft",)
 
@@ -70,6 +76,7 @@ class GatewayConfig:
     kill_file: Path | None = None  # None: beside the journal
     metrics: tuple[str, int] | None = None
     audit: Path | None = None
+    failover: FailoverConfig | None = None  # [failover]; None: the defaults
     fix: FixConfig | None = None  # [fix]: the FIX acceptor; None: off
 
     @property
@@ -142,6 +149,7 @@ _KEYS = {
     "kill_file",
     "metrics",
     "audit",
+    "failover",
     "fix",
 }
 TOKEN_ENV = "RISKGW_CONTROL_TOKEN"
@@ -220,6 +228,10 @@ def build_config(args: argparse.Namespace) -> GatewayConfig:
         config.kill_file = Path(args.kill_file)
     elif "kill_file" in file:
         config.kill_file = base / str(file["kill_file"])
+    if "failover" in file:
+        from riskgw.gateway.failover import parse_failover
+
+        config.failover = parse_failover(file["failover"])
     if "fix" in file:
         config.fix = parse_fix(file["fix"], base, _accounts)
     if not config.users and config.fix is None:
