@@ -657,7 +657,9 @@ def fig_gateway(s: Section, inputs: dict[str, Input], facts: dict[str, Any], plo
                 (obj[k] for k in ("achieved_rate", "achieved", "held", "rate_held") if k in obj), "n/a"
             )
             n = next((obj[k] for k in ("n", "samples", "orders", "count") if k in obj), "n/a")
-            rows.append([label, str(rate), str(held), str(n), *(fmt(r["lat"].get(p)) for p in PERCENTILES)])
+            rows.append(
+                [label, fmt(rate, 0), fmt(held, 0), fmt(n, 0), *(fmt(r["lat"].get(p)) for p in PERCENTILES)]
+            )
         s.body += [
             "",
             *table(["run", "offered /s", "held /s", "samples", *(f"{p} µs" for p in PERCENTILES)], rows),

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 
 # Each module has main(argv) -> int, accepts --quick and writes bench/results/<name>.json.
-BENCHES = ("engine", "hdl", "baselines")
+BENCHES = ("engine", "hdl", "baselines", "fix")
 # Extra arguments in a quick run, to keep `make bench-quick` (CI) within about 3 minutes: the
 # engine's quick form also runs 10,000 orders per account (about 4 minutes alone on 2 shared cores).
 QUICK_ARGS: dict[str, list[str]] = {"engine": ["--levels", "1000"]}
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             out = RESULTS / f"{name}.json"
             fresh = out.exists() and out.stat().st_mtime >= started
             if code == 0 and not fresh:
-                progress.say(f"bench.{name}: exited 0 but wrote no fresh {out.relative_to(ROOT)}")
+                progress.say(f"bench.{name}: exited 0 but wrote no fresh {out}")
                 code = 1
             doc["steps"][name] = {
                 "exit": code,

@@ -1,0 +1,207 @@
+"""bench.report writes the figures from result JSONs, computes its ratios from them, and says
+plainly which inputs are missing or stale; bench.run fails a step that leaves no fresh result."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import report, run
+
+FLOWS = ("buy order", "sell order", "buy fill", "sell fill")
+
+
+def _cycles(lo: int, med: int, hi: int, samples: int = 16) -> dict[str, Any]:
+    return {
+        "samples": samples,
+        "latency_cycles": {"min": lo, "max": hi, "median": med, "mean": med, "jitter": hi - lo},
+    }
+
+
+def hdl_doc(sizes: tuple[int, ...] = (1_000, 1_000_000)) -> dict[str, Any]:
+    by_size = {
+        str(n): {
+            "table_rows": {"order_info": n},
+            # the order flows take 15 cycles (20 at the largest size), the fills 90 to 91
+            "flows": {
+                f: _cycles(15, 15, 15)
+                if "order" in f and n < 1_000_000
+                else _cycles(20, 20, 20)
+                if "order" in f
+                else _cycles(90, 90, 91)
+                for f in FLOWS
+            },
+            "jitter_over_all_flows_cycles": 75,
+            "max_jitter_within_a_flow_cycles": 1,
+        }
+        for n in sizes
+    }
+    return {
+        "bench": "hdl",
+        "machine": {"cpu": "Test CPU 9000", "cores": 2},
+        "flows_by_table_rows": by_size,
+        "sizes_skipped": [],
+        "rules_sweep": {
+            str(r): _cycles(c, c, c, 8) | {"new_section_bundles": c - 6} for r, c in ((4, 10), (128, 55))
+        },
+        "nesting_sweep": {str(d): _cycles(c, c, c, 8) for d, c in ((2, 10), (20, 27))},
+    }
+
+
+def engine_doc() -> dict[str, Any]:
+    def flows(p50: float) -> dict[str, Any]:
+        return {
+            "backend": "native",
+            "cpu_events_per_s": 400_000.0,
+            "flows": {f: {"n": 100, "p50_us": p50, "p99_us": 2 * p50, "max_us": 50.0} for f in FLOWS},
+            "all": {"n": 400, "p50_us": p50, "p99_us": 2 * p50, "max_us": 50.0},
+        }
+
+    return {
+        "levels": {
+            "1000": {"events": 400, "engine_native": flows(3.0), "engine": flows(6.0), "sqlite": flows(60.0)},
+            "1000000": {"events": 400, "engine_native": flows(3.3), "engine": flows(6.5)},
+        }
+    }
+
+
+def failover_doc() -> dict[str, Any]:
+    return {"failover_ms": {"p50": 1.25, "p99": 4.5, "max": 7.75}, "lost": 0, "duplicated": 0, "trials": 20}
+
+
+def gateway_doc() -> dict[str, Any]:
+    return {
+        "runs": [{"name": "soft binary", "rate": 20_000, "p50_us": 40.0, "p99_us": 150.0, "max_us": 900.0}]
+    }
+
+
+def write(results: Path, **docs: dict[str, Any]) -> Path:
+    results.mkdir(parents=True, exist_ok=True)
+    for name, doc in docs.items():
+        (results / f"{name}.json").write_text(json.dumps(doc))
+    return results
+
+
+def make_report(tmp_path: Path, *extra: str, **docs: dict[str, Any]) -> tuple[int, str]:
+    results = write(tmp_path / "results", **docs)
+    code = report.main(["--results", str(results), "--out", str(tmp_path / "out"), *extra])
+    return code, (tmp_path / "out" / "report.md").read_text()
+
+
+def test_missing_inputs_are_named_and_nothing_is_drawn_for_them(tmp_path: Path) -> None:
+    code, text = make_report(tmp_path, hdl=hdl_doc())
+    assert code == 0  # nothing required
+    assert "**Missing input: `engine.json` is missing; not measured in this run.**" in text
+    assert "**Missing input: `failover.json` is missing; not measured in this run.**" in text
+    assert "**Missing input: `gateway.json` is missing" in text and "`fix.json` is missing" in text
+    assert "| 6. Failover time | missing: `failover.json` is missing |" in text
+    assert "`baselines.json` is missing" in text
+    # the machine's load during the run is unknown without bench.run: said, not guessed
+    assert "The load during the measurements was not recorded." in text
+    assert not (tmp_path / "out" / "figures" / "fig6_failover.png").exists()
+
+
+def test_doe_cycles_become_ns_at_250_mhz_and_ratios_against_the_reference(tmp_path: Path) -> None:
+    _, text = make_report(tmp_path, hdl=hdl_doc(), engine=engine_doc())
+    # 15 cycles = 60 ns; reference 2 µs / 60 ns = 33.3x; native 3 µs / 60 ns = 50x; SQLite / native = 20x
+    assert "| 1,000 | 15 / 60 | 90 / 360 | 3.0 / 6.0 | 6.0 | 60.0 | 33.3x | 50.0x | 20.0x |" in text
+    assert "| 1,000,000 | 20 / 80 | 90 / 360 | 3.3 / 6.6 | 6.5 | not run | 25.0x | 41.2x | n/a |" in text
+    assert "DOE growth from 1,000 to 1,000,000 orders per account: 5 cycles" in text
+    # jitter of a flow = max - min: 1 cycle = 4 ns, a hundredth of... 25x under the reference's 100 ns
+    assert "| buy fill | 16 | 90 / 90 / 91 | 360 | 1 / 4 | 25.0x |" in text
+    # sweeps: 4 -> 128 rules grows 45 cycles = 180 ns against their 100 ns
+    assert "Growth 4 -> 128: 180 ns at 250 MHz; the reference's: +100 ns (ours ÷ theirs: 1.8x)" in text
+    assert "Growth 2 -> 20: 68 ns at 250 MHz" in text
+    assert "not a claim about a real card" in text
+
+
+def test_sizes_not_measured_are_said_not_filled_in(tmp_path: Path) -> None:
+    doc = hdl_doc(sizes=(1_000,))
+    doc["sizes_skipped"] = [1_000_000]
+    doc["why_sizes_are_skipped"] = "too slow to load"
+    _, text = make_report(tmp_path, hdl=doc)
+    assert "DOE not simulated at 1,000,000 orders per account in this run: too slow to load." in text
+    assert "DOE not measured at 1,000,000 in this run; the largest measured, 1,000, is shown." in text
+    assert "DOE at 1,000 orders per account" in text
+
+
+def test_require_fails_on_a_missing_or_stale_figure(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    docs = {"hdl": hdl_doc(), "engine": engine_doc(), "failover": failover_doc()}
+    code, _ = make_report(tmp_path, "--require", "1,2,3,4,6", **docs)
+    assert code == 0
+    code, _ = make_report(tmp_path, "--require", "all", **docs)
+    assert code == 1
+    assert "required figure(s) 5 incomplete" in capsys.readouterr().err
+
+    future = str(os.path.getmtime(tmp_path / "results" / "hdl.json") + 60)
+    code, text = make_report(tmp_path, "--require", "3", "--since", future, hdl=hdl_doc())
+    assert code == 1
+    assert "**Stale input: `hdl.json` was written at" in text and "before this run.**" in text
+
+
+def test_an_unreadable_input_is_reported_not_raised(tmp_path: Path) -> None:
+    results = write(tmp_path / "results", hdl=hdl_doc())
+    (results / "failover.json").write_text("{not json")
+    code = report.main(["--results", str(results), "--out", str(tmp_path / "out"), "--require", "6"])
+    assert code == 1
+    assert "**Missing input: `failover.json` is unreadable" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_failover_and_gateway_figures_read_their_results(tmp_path: Path) -> None:
+    _, text = make_report(tmp_path, failover=failover_doc(), gateway=gateway_doc())
+    assert "| 20 | 1.25 | 4.50 | 7.75 | 0 | 0 |" in text
+    assert "| gateway: runs / soft binary | 20,000 | n/a | n/a | 40.0 | n/a | 150.0 | n/a | 900.0 |" in text
+    assert "**Missing input: `fix.json` is missing" in text  # figure 5 is partial without FIX
+
+
+def test_plots_are_written_for_the_figures_that_have_inputs(tmp_path: Path) -> None:
+    pytest.importorskip(
+        "matplotlib", reason="the bench extra draws the plots; `make bench-quick` checks them"
+    )
+    docs = {"hdl": hdl_doc(), "engine": engine_doc(), "failover": failover_doc(), "gateway": gateway_doc()}
+    _, text = make_report(tmp_path, **docs)
+    figures = tmp_path / "out" / "figures"
+    names = sorted(p.name for p in figures.iterdir())
+    expected = ["fig1_orders.png", "fig2_flows.png", "fig3_rules.png", "fig4_nesting.png"]
+    assert names == [*expected, "fig5_gateway.png", "fig6_failover.png"]
+    for name in names:
+        assert (figures / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"](figures/{name})" in text
+
+
+def test_run_fails_a_bench_that_writes_no_fresh_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def fake(writes: bool) -> types.ModuleType:
+        mod = types.ModuleType("fake")
+
+        def main(argv: list[str]) -> int:
+            if writes:
+                (tmp_path / f"{mod.__name__.split('.')[-1]}.json").write_text("{}")
+            return 0
+
+        mod.main = main  # type: ignore[attr-defined]
+        return mod
+
+    good, silent = fake(True), fake(False)
+    good.__name__, silent.__name__ = "bench.good", "bench.silent"
+    monkeypatch.setitem(sys.modules, "bench.good", good)
+    monkeypatch.setitem(sys.modules, "bench.silent", silent)
+    monkeypatch.setattr(run, "BENCHES", ("good", "silent"))
+    monkeypatch.setattr(run, "RESULTS", tmp_path)
+    assert run.main(["--no-report", "good"]) == 0
+    assert run.main(["--no-report"]) == 1
+    err = capsys.readouterr().err
+    assert "bench.silent: exited 0 but wrote no fresh" in err
+    assert "] bench.good: started (load " in err  # progress: one line per step, elapsed time first
+    machine = json.loads((tmp_path / "machine.json").read_text())
+    assert machine["steps"]["silent"]["exit"] == 1 and machine["steps"]["good"]["exit"] == 0
+    assert len(machine["steps"]["good"]["load_before"]) == 3
