@@ -5,6 +5,9 @@
 `timescale 1ns / 1ps
 `default_nettype none
 
+// Waiver: a package exports every frame layout; a given top uses only some of them.
+/* verilator lint_off UNUSEDPARAM */
+
 package rgw_proto_pkg;
 
     localparam int PROTO_VERSION = 1;  // wire protocol version
