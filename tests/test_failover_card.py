@@ -3,7 +3,7 @@ card comes back from a snapshot; every decision and the final state are checked 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import pytest
@@ -15,9 +15,12 @@ from riskgw.card.lockstep import LockstepCard, Mode, Settings
 from riskgw.card.soft import SoftCard
 from riskgw.card.tables import load_data_dir
 from riskgw.doe.compiler import compile_files
+from riskgw.doe.image import Image
 from riskgw.doe.isa import Event
 from riskgw.engine.csvdata import EVENT_HEADER
-from riskgw.engine.engine import event_inputs
+from riskgw.engine.engine import Decision, event_inputs
+from riskgw.engine.state import Snapshot
+from riskgw.engine.table import Value
 from riskgw.scenario import DataSet, Row, Session
 
 pytestmark = pytest.mark.timeout(300)
@@ -25,6 +28,38 @@ pytestmark = pytest.mark.timeout(300)
 RULES = sorted((Path(__file__).resolve().parent.parent / "rules").glob("*.sql"))
 DATA = DataSet(n_accounts=20, n_securities=64, holdings_per_account=16)
 FLOWS = [(e, d) for e in (Event.NEW, Event.FILL, Event.REJECT, Event.CANCEL) for d in (0, 1)]
+
+
+class LoadOnlyCard(CardDriver):
+    """A card that takes tables only through LOAD sections (no `restore`), like the simulated card."""
+
+    def __init__(self, inner: FaultyCard) -> None:
+        self.inner = inner
+
+    def heartbeat(self) -> int:
+        return self.inner.heartbeat()
+
+    def load_image(self, image: Image) -> None:
+        self.inner.load_image(image)
+
+    def load_rows(self, table_id: int, rows: Iterable[Sequence[Value]]) -> int:
+        return self.inner.load_rows(table_id, rows)
+
+    def process(self, event: Event, inputs: Sequence[Value]) -> Decision:
+        return self.inner.process(event, inputs)
+
+    def state_hash(self) -> str:
+        return self.inner.state_hash()
+
+    def snapshot(self) -> Snapshot:
+        return self.inner.snapshot()
+
+    def close(self) -> None:
+        self.inner.close()
+
+    @property
+    def image(self) -> Image:
+        return self.inner.image
 
 
 class Clock:
@@ -38,7 +73,7 @@ class Clock:
 
 
 def build(
-    tmp_path: Path, settings: Settings, clock: Clock | None = None
+    tmp_path: Path, settings: Settings, clock: Clock | None = None, load_only: bool = False
 ) -> tuple[LockstepCard, list[FaultyCard], OracleRun]:
     data_dir = DATA.write(tmp_path / "data")
     image = compile_files(RULES).image
@@ -47,7 +82,7 @@ def build(
     def new_card() -> CardDriver:
         card = FaultyCard()
         cards.append(card)
-        return card
+        return LoadOnlyCard(card) if load_only else card
 
     first = new_card()
     lock = LockstepCard(first, SoftCard(), settings, new_card, log=lambda _: None, clock=clock or Clock())
@@ -77,12 +112,15 @@ def run_session(
     return count
 
 
-def test_card_killed_at_24_points_of_a_10000_event_stream_loses_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("load_only", [False, True], ids=["restore", "load-sections"])
+def test_card_killed_at_24_points_of_a_10000_event_stream_loses_nothing(
+    tmp_path: Path, load_only: bool
+) -> None:
     clock = Clock()
     settings = Settings(
         failback="auto", probation_events=40, hash_every=97, heartbeat_timeout_ms=5, rejoin_ms=0
     )
-    lock, cards, oracle = build(tmp_path, settings, clock)
+    lock, cards, oracle = build(tmp_path, settings, clock, load_only)
     kills: list[tuple[int, str, str]] = []  # (event index, flow, how)
     hows = ("before", "after", "heartbeat")
 
