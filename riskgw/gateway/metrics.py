@@ -125,7 +125,7 @@ def _standby_metrics(
     if not isinstance(card, LockstepCard):
         return
     n = card.counters
-    primary = [("", int(card.primary == "card"))]
+    primary: list[tuple[str, float | int]] = [("", int(card.primary == "card"))]
     metric(
         "riskgw_card_primary", "gauge", "1 while the card decides, 0 while the software engine does", primary
     )
