@@ -199,12 +199,11 @@ def test_a_schema_change_is_migrated_and_replayed_after_a_restart(tmp_path: Path
         assert (await verdict(broker)).type is MsgType.ACCEPTED
 
         refused = await ctl(
-            stack, cmd="deploy", files=files(new_rules), who="t", data={"account_info": "x\n"}
+            stack, cmd="deploy", files=files(new_rules), who="t", data={"account_limits": "account_id\nx\n"}
         )
         assert refused == {
             "ok": False,
-            "error": "data file for account_info: only tables the deployment adds are loaded from data "
-            "(new tables: account_limits)",
+            "error": "data for account_limits: line 2: column account_id: 'x' is not an integer",
         }
         # the new table from its data file: accounts 1 to 3 only
         answer = await ctl(
@@ -213,12 +212,16 @@ def test_a_schema_change_is_migrated_and_replayed_after_a_restart(tmp_path: Path
             files=files(new_rules),
             who="t",
             defaults={"instrument_info.max_order_qty": "400"},
-            data={"account_limits": "account_id,max_orders\n1,5\n2,5\n3,0\n"},
+            data={
+                "account_limits": "account_id,max_orders\n1,5\n2,5\n3,0\n",
+                "account_info": "account_id\n1\n",
+            },
         )
         assert answer["ok"], answer
         assert answer["changes"] == [
             "new column instrument_info.max_order_qty = 400",
             "new table account_limits",
+            "account_info.csv not loaded: table account_info keeps its live rows",
         ]
         for order_id, account, qty, expected in [
             (2, 1, 300, MsgType.ACCEPTED),

@@ -433,23 +433,22 @@ class Deployer:
             # Everything that depends on the schemas alone is checked before the swap.
             p = plan(gw.card.image, image, defaults, allow_drop)
             new_tables = {tp.new.name for tp in p.tables if tp.old is None}
-            unknown = sorted(set(data) - new_tables)
-            if unknown and rollback_of is None:
-                raise UserError(
-                    f"data file for {unknown[0]}: only tables the deployment adds are loaded from data "
-                    f"(new tables: {', '.join(sorted(new_tables)) or 'none'})"
-                )
+            # A day's data directory may be given whole: only the tables the deployment adds are
+            # loaded from it; the others keep their live rows.
+            kept = sorted(set(data) - new_tables)
+            if kept and rollback_of is None:
+                p.changes.extend(f"{t}.csv not loaded: table {t} keeps its live rows" for t in kept)
+            data = {t: text for t, text in data.items() if t in new_tables}
             rows: dict[str, list[Row]] = {}
             if data:
                 (staging / "data").mkdir()
             for table, text in data.items():
                 path = staging / "data" / f"{table}.csv"
                 path.write_text(text, encoding="utf-8")
-                if table in new_tables:
-                    try:
-                        rows[table] = read_rows(path, image, table)
-                    except InputError as exc:
-                        raise UserError(f"data for {table}: {exc.message} (line {exc.line})") from None
+                try:
+                    rows[table] = read_rows(path, image, table)
+                except InputError as exc:
+                    raise UserError(f"data for {table}: line {exc.line}: {exc.message}") from None
             source_hash = image.source_hash.hex()
             answer: dict[str, Any] = {
                 "ok": True,
