@@ -28,11 +28,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 
-# Each module has main(argv) -> int, accepts --quick and writes bench/results/<name>.json.
+# Each is a module with main(argv) -> int that accepts --quick and writes bench/results/<name>.json,
+# or a variant in VARIANTS: another module run with extra arguments.
 BENCHES = ("engine", "hdl", "baselines", "fix")
 # Extra arguments in a quick run, to keep `make bench-quick` (CI) within about 3 minutes: the
 # engine's quick form also runs 10,000 orders per account (about 4 minutes alone on 2 shared cores).
 QUICK_ARGS: dict[str, list[str]] = {"engine": ["--levels", "1000"]}
+# name -> (module, arguments): the same benchmark in another configuration, with its own result file
+VARIANTS: dict[str, tuple[str, list[str]]] = {}
 TICK_S = 60.0
 
 
@@ -99,8 +102,9 @@ def machine() -> dict[str, Any]:
 
 
 def run_bench(name: str, argv: list[str]) -> int:
+    module, extra = VARIANTS.get(name, (name, []))
     try:
-        code = importlib.import_module(f"bench.{name}").main(argv)
+        code = importlib.import_module(f"bench.{module}").main([*extra, *argv])
     except SystemExit as exc:  # argparse and friends
         code = exc.code if isinstance(exc.code, int) else 1
     except Exception:

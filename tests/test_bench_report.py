@@ -75,10 +75,21 @@ def failover_doc() -> dict[str, Any]:
     return {"failover_ms": {"p50": 1.25, "p99": 4.5, "max": 7.75}, "lost": 0, "duplicated": 0, "trials": 20}
 
 
-def gateway_doc() -> dict[str, Any]:
-    return {
-        "runs": [{"name": "soft binary", "rate": 20_000, "p50_us": 40.0, "p99_us": 150.0, "max_us": 900.0}]
+def gateway_doc(card: str = "soft", rate: int = 20_000) -> dict[str, Any]:
+    run = {
+        "rate": rate,
+        "orders": 2 * rate,
+        "answered": 2 * rate,
+        "latency_us": {"p50": 40.0, "p90": 80.0, "p99": 150.0, "p99_9": 300.0, "max": 900.0},
+        "held": True,
+        "loadavg_1m": 3.5,
     }
+    mode = {"card": card, "journal_sync": "none", "runs": [run], "highest_rate_held": rate}
+    return {"seconds_per_rate": 2.0, "modes": [mode]}
+
+
+def fix_doc() -> dict[str, Any]:
+    return {"path": "FIX", "orders": 1000, "warmup": 100, "p50_us": 120.0, "p99_us": 400.0, "max_us": 2000.0}
 
 
 def write(results: Path, **docs: dict[str, Any]) -> Path:
@@ -88,9 +99,10 @@ def write(results: Path, **docs: dict[str, Any]) -> Path:
     return results
 
 
-def make_report(tmp_path: Path, *extra: str, **docs: dict[str, Any]) -> tuple[int, str]:
+def make_report(tmp_path: Path, *extra: str, plots: bool = False, **docs: dict[str, Any]) -> tuple[int, str]:
     results = write(tmp_path / "results", **docs)
-    code = report.main(["--results", str(results), "--out", str(tmp_path / "out"), *extra])
+    argv = ["--results", str(results), "--out", str(tmp_path / "out"), *extra]
+    code = report.main(argv if plots else [*argv, "--no-plots"])
     return code, (tmp_path / "out" / "report.md").read_text()
 
 
@@ -150,24 +162,37 @@ def test_require_fails_on_a_missing_or_stale_figure(
 def test_an_unreadable_input_is_reported_not_raised(tmp_path: Path) -> None:
     results = write(tmp_path / "results", hdl=hdl_doc())
     (results / "failover.json").write_text("{not json")
-    code = report.main(["--results", str(results), "--out", str(tmp_path / "out"), "--require", "6"])
+    code = report.main(
+        ["--results", str(results), "--out", str(tmp_path / "out"), "--require", "6", "--no-plots"]
+    )
     assert code == 1
     assert "**Missing input: `failover.json` is unreadable" in (tmp_path / "out" / "report.md").read_text()
 
 
 def test_failover_and_gateway_figures_read_their_results(tmp_path: Path) -> None:
-    _, text = make_report(tmp_path, failover=failover_doc(), gateway=gateway_doc())
+    code, text = make_report(
+        tmp_path, "--require", "5,6", failover=failover_doc(), gateway=gateway_doc(), fix=fix_doc()
+    )
     assert "| 20 | 1.25 | 4.50 | 7.75 | 0 | 0 |" in text
-    assert "| gateway: runs / soft binary | 20,000 | n/a | n/a | 40.0 | n/a | 150.0 | n/a | 900.0 |" in text
-    assert "**Missing input: `fix.json` is missing" in text  # figure 5 is partial without FIX
+    assert (
+        "| soft | none | 20,000 | 40,000 / 40,000 | 40.0 | 80.0 | 150.0 | 300.0 | 900.0 | yes | 3.5 |" in text
+    )
+    assert "Soft card at 20,000/s: p99 150.0 µs, budget 200 µs (p99 ÷ budget: 0.8x)." in text
+    assert "FIX p50 ÷ binary p50 (soft card, lowest rate, first journal mode): 3.0x." in text
+    # figure 5 needs the simulated card too
+    assert "**Missing input: no simulated-card run" in text
+    assert code == 1
+    code, text = make_report(tmp_path, "--require", "5,6", gateway_sim=gateway_doc("sim", 50))
+    assert code == 0
+    assert "| sim | none | 50 | 100 / 100 |" in text
 
 
 def test_plots_are_written_for_the_figures_that_have_inputs(tmp_path: Path) -> None:
     pytest.importorskip(
         "matplotlib", reason="the bench extra draws the plots; `make bench-quick` checks them"
     )
-    docs = {"hdl": hdl_doc(), "engine": engine_doc(), "failover": failover_doc(), "gateway": gateway_doc()}
-    _, text = make_report(tmp_path, **docs)
+    docs = {"hdl": hdl_doc(), "engine": engine_doc(), "failover": failover_doc(), "fix": fix_doc()}
+    _, text = make_report(tmp_path, plots=True, **docs)
     figures = tmp_path / "out" / "figures"
     names = sorted(p.name for p in figures.iterdir())
     expected = ["fig1_orders.png", "fig2_flows.png", "fig3_rules.png", "fig4_nesting.png"]
