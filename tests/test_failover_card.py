@@ -169,7 +169,7 @@ def test_a_wrong_answer_is_handled_by_policy(tmp_path: Path, policy: str) -> Non
     logged: list[str] = []
     settings = Settings(policy=policy, hash_every=0)  # type: ignore[arg-type]
     lock, cards, oracle = build(tmp_path, settings)
-    lock._log = logged.append
+    lock.log = logged.append
     corrupted_at = 0
 
     def before(i: int, event: Event, direction: int) -> None:
@@ -245,3 +245,35 @@ def test_a_card_that_cannot_take_the_state_does_not_rejoin(tmp_path: Path) -> No
     assert lock.mode is Mode.SOFTWARE and lock.counters.rejoin_failures == 1
     with pytest.raises(CardError):
         broken().process(Event.NEW, event_inputs({}))
+
+
+@pytest.mark.parametrize("fault", ["kill", "corrupt", "corrupt-alarm"])
+def test_batches_fail_over_as_single_events_do(tmp_path: Path, fault: str) -> None:
+    policy = "alarm" if fault == "corrupt-alarm" else "failover"
+    lock, cards, oracle = build(tmp_path, Settings(policy=policy, hash_every=50))  # type: ignore[arg-type]
+    rows: list[Row] = []
+    Session(DATA, n_orders=300, seed=3).run(lambda row: rows.append(row) or True, keep=False)
+    items = []
+    for row in rows:
+        fields = dict(zip(EVENT_HEADER[1:], row[1:], strict=True))
+        items.append((Event[str(row[0])], event_inputs(fields), fields))
+    decided: list[Decision] = []
+    for start in range(0, len(items), 64):
+        if start == 256:
+            if fault == "kill":
+                cards[-1].kill(after=True)
+            else:
+                cards[-1].corrupt_next()
+        batch = items[start : start + 64]
+        decided += lock.process_many([(e, i) for e, i, _ in batch])
+    assert len(decided) == len(items)
+    for (event, _, fields), decision in zip(items, decided, strict=True):
+        oracle.check(event, fields, decision)
+    if fault == "corrupt-alarm":
+        assert lock.mode is Mode.LOCKSTEP and lock.counters.mismatches == 1
+        assert len(oracle.differences) == 1  # the card's wrong answer stood
+        assert lock.card is not None and lock.card.state_hash() == lock.state_hash()
+    else:
+        assert lock.mode is Mode.SOFTWARE and lock.counters.failovers == 1
+        assert oracle.differences == []
+    assert same_state(lock.image, lock.snapshot(), oracle) is None

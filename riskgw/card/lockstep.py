@@ -134,7 +134,7 @@ class LockstepCard(CardDriver):
         self.failovers: list[Failover] = []
         self.last_mismatch: str | None = None
         self.failback_requested = False
-        self._log = log or (lambda text: None)
+        self.log = log or (lambda text: None)
         self._clock = clock
         self._probation = 0  # clean events the card has had in SHADOW
         self._since_hash = 0
@@ -205,6 +205,50 @@ class LockstepCard(CardDriver):
         self._count_for_hash()
         return self._record(event, inputs, decision)
 
+    def process_many(self, items: Sequence[tuple[Event, Sequence[Value]]]) -> list[Decision]:
+        """`process` on each item in order, the card's share in one call (one round trip). When the
+        card fails during the call, none of its answers came back: software decides every item."""
+        card = self.card
+        if card is None or self.mode is not Mode.LOCKSTEP or len(items) < 2:
+            return [self.process(event, inputs) for event, inputs in items]
+        try:
+            answers: list[Decision] | None = card.process_many(items)
+        except CardError as exc:
+            self._card_fault(f"driver error: {exc}", self._clock())
+            answers = None
+        out: list[Decision] = []
+        resync = False
+        for i, (event, inputs) in enumerate(items):
+            self.counters.events += 1
+            decision = self.standby.process(event, inputs)
+            self._finish_switch()  # after the first software decision, when the card failed
+            if answers is not None and self.mode is Mode.LOCKSTEP and not resync:
+                answer = answers[i]
+                if answer != decision:
+                    self.counters.mismatches += 1
+                    text = self._describe(event, inputs, answer, decision)
+                    self.last_mismatch = text
+                    if self.settings.policy == "alarm":
+                        # the card is ahead by the rest of the batch: take its state after the batch
+                        self.log(f"card: ALARM {text}; policy alarm: the card stays primary")
+                        resync = True
+                        decision = answer
+                    else:
+                        decision = self._apply_policy(text, answer, decision)
+                else:
+                    decision = answer
+            elif resync:
+                decision = answers[i] if answers is not None else decision
+            out.append(self._record(event, inputs, decision))
+        if resync and self.card is not None:
+            try:
+                self._restore_standby(self.card.snapshot())
+            except CardError as exc:
+                self._card_gone(f"driver error reading the card's state: {exc}", self._clock())
+        for _ in items:
+            self._count_for_hash()
+        return out
+
     def state_hash(self) -> str:
         return self.standby.state_hash()
 
@@ -218,14 +262,14 @@ class LockstepCard(CardDriver):
             self._retire(self.card)
             self.card = None
             self.mode = Mode.SOFTWARE
-            self._log("card: state replaced by a snapshot; the card rejoins from it")
+            self.log("card: state replaced by a snapshot; the card rejoins from it")
 
     def close(self) -> None:
         self._rejoin = None
         if self.card is not None:
             self._retire(self.card)
             self.card = None
-        self._close_retired()
+        close_cards(self.take_retired(), self.log)
         self.standby.close()
 
     # ------------------------------------------------------------------ what the gateway asks
@@ -261,9 +305,8 @@ class LockstepCard(CardDriver):
         return None
 
     def poll(self) -> None:
-        """The watchdog, called every few milliseconds between events: the heartbeat, closing failed
-        cards, and moving a card on probation to primary when its time has come."""
-        self._close_retired()
+        """The watchdog, called every few milliseconds between events: the heartbeat, and moving a
+        card on probation to primary when its time has come. Failed cards wait in `take_retired`."""
         now = self._clock()
         card = self.card
         heartbeat = self._heartbeat(card) if card is not None else None
@@ -300,7 +343,7 @@ class LockstepCard(CardDriver):
         self.failback_requested = True
         if self.halted:
             self.halted = False
-            self._log("card: halt cleared by the operator (failback requested)")
+            self.log("card: halt cleared by the operator (failback requested)")
         if self.mode is Mode.SHADOW:
             left = self.settings.probation_events - self._probation
             if left <= 0:
@@ -314,7 +357,7 @@ class LockstepCard(CardDriver):
         is lifted: orders are decided by software)."""
         was_halted, self.halted = self.halted, False
         if was_halted:
-            self._log("card: halt cleared by the operator: the software engine decides")
+            self.log("card: halt cleared by the operator: the software engine decides")
         self.failback_requested = False
         if self.mode is Mode.SOFTWARE:
             return "the software engine is primary"
@@ -329,7 +372,6 @@ class LockstepCard(CardDriver):
 
     def begin_rejoin(self) -> _Rejoin:
         """The first step of a failback, on the order path's thread: the snapshot to load."""
-        self._close_retired()
         self._rejoin = _Rejoin(self.standby.snapshot(), self.standby.image, self._generation)
         return self._rejoin
 
@@ -363,7 +405,7 @@ class LockstepCard(CardDriver):
         ):
             self._rejoin = None
             card.close()
-            self._log("card: rejoin abandoned (a program or tables were loaded meanwhile)")
+            self.log("card: rejoin abandoned (a program or tables were loaded meanwhile)")
             return False
         self._rejoin = None
         try:
@@ -383,7 +425,7 @@ class LockstepCard(CardDriver):
         self._since_hash = 0
         self._last_beat, self._last_beat_ns = None, self._clock()
         self.counters.rejoins += 1
-        self._log(
+        self.log(
             f"card: rejoined from a snapshot ({len(rejoin.events)} events caught up), state "
             f"{self.standby.state_hash()[:12]}; in shadow for {self.settings.probation_events} events"
         )
@@ -395,6 +437,7 @@ class LockstepCard(CardDriver):
 
     def rejoin(self) -> bool:
         """A whole failback step on this thread (tests, benchmarks): SOFTWARE -> SHADOW."""
+        close_cards(self.take_retired(), self.log)
         rejoin = self.begin_rejoin()
         try:
             card = self.prepare_card(rejoin)
@@ -418,7 +461,7 @@ class LockstepCard(CardDriver):
         self.mode = Mode.LOCKSTEP
         self.failback_requested = False
         self.counters.failbacks += 1
-        self._log(f"card: primary again after {self._probation} events on probation")
+        self.log(f"card: primary again after {self._probation} events on probation")
 
     # ------------------------------------------------------------------ internals
 
@@ -445,7 +488,7 @@ class LockstepCard(CardDriver):
     def _apply_policy(self, text: str, answer: Decision | None, decision: Decision | None) -> Decision:
         policy = self.settings.policy
         if policy == "alarm":
-            self._log(f"card: ALARM {text}; policy alarm: the card stays primary, software re-synchronised")
+            self.log(f"card: ALARM {text}; policy alarm: the card stays primary, software re-synchronised")
             assert self.card is not None
             try:
                 self._restore_standby(self.card.snapshot())
@@ -458,7 +501,7 @@ class LockstepCard(CardDriver):
         self._finish_switch()
         if policy == "halt":
             self.halted = True
-            self._log("card: HALT: new orders are rejected until an operator runs failback or failover")
+            self.log("card: HALT: new orders are rejected until an operator runs failback or failover")
         # The software engine's state already holds this event as it decided it; its decision stands
         # so the decision and the state agree.
         return decision if decision is not None else Decision(True)
@@ -517,7 +560,7 @@ class LockstepCard(CardDriver):
         failover = Failover(reason, wall, self._clock() - detected)
         self.failovers.append(failover)
         self.counters.failovers += 1
-        self._log(
+        self.log(
             f"card: FAILOVER to the software engine after {failover.duration_ns / 1e6:.3f} ms: {reason}"
         )
 
@@ -532,23 +575,28 @@ class LockstepCard(CardDriver):
         self.card = None
         self.mode = Mode.SOFTWARE
         self._next_rejoin_ns = self._clock() + int(self.settings.rejoin_ms * 1e6)
-        self._log(f"card: out of shadow ({why}); the software engine stays primary")
+        self.log(f"card: out of shadow ({why}); the software engine stays primary")
 
     def _rejoin_failed(self, why: str) -> None:
         self.counters.rejoin_failures += 1
         self._next_rejoin_ns = self._clock() + int(self.settings.rejoin_ms * 1e6)
-        self._log(f"card: could not rejoin: {why}")
+        self.log(f"card: could not rejoin: {why}")
 
     def _retire(self, card: CardDriver) -> None:
         self._retired.append(card)
 
-    def _close_retired(self) -> None:
+    def take_retired(self) -> list[CardDriver]:
+        """The failed cards, to close off the order path (closing a stopped simulator waits)."""
         retired, self._retired = self._retired, []
-        for card in retired:
-            try:
-                card.close()
-            except (CardError, OSError) as exc:
-                self._log(f"card: closing a failed card: {exc}")
+        return retired
+
+
+def close_cards(cards: Sequence[CardDriver], log: Callable[[str], None]) -> None:
+    for card in cards:
+        try:
+            card.close()
+        except (CardError, OSError) as exc:
+            log(f"card: closing a failed card: {exc}")
 
 
 def load_snapshot(card: CardDriver, image: Image, snap: Snapshot) -> None:

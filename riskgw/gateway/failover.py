@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from riskgw.card.driver import CardDriver
-from riskgw.card.lockstep import FAILBACKS, POLICIES, LockstepCard, Settings
+from riskgw.card.lockstep import FAILBACKS, POLICIES, LockstepCard, Settings, close_cards
 from riskgw.card.soft import SoftCard
 from riskgw.engine.cbuild import compiler
 from riskgw.errors import UserError
@@ -86,9 +86,13 @@ def poll_interval(settings: Settings) -> float:
 async def watch(lock: LockstepCard) -> None:
     """The watchdog; runs until cancelled."""
     interval = poll_interval(lock.settings)
+    loop = asyncio.get_running_loop()
     while True:
         await asyncio.sleep(interval)
         lock.poll()
+        retired = lock.take_retired()
+        if retired:  # closing a stopped simulator waits for it: not on the order path
+            loop.run_in_executor(None, close_cards, retired, lock.log)
         if not lock.wants_rejoin():
             continue
         rejoin = lock.begin_rejoin()
