@@ -221,7 +221,7 @@ def test_a_schema_change_is_migrated_and_replayed_after_a_restart(tmp_path: Path
         assert answer["changes"] == [
             "new column instrument_info.max_order_qty = 400",
             "new table account_limits",
-            "account_info.csv not loaded: table account_info keeps its live rows",
+            "account_info.csv not loaded: its table keeps its live rows",
         ]
         for order_id, account, qty, expected in [
             (2, 1, 300, MsgType.ACCEPTED),

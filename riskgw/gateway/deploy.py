@@ -437,7 +437,8 @@ class Deployer:
             # loaded from it; the others keep their live rows.
             kept = sorted(set(data) - new_tables)
             if kept and rollback_of is None:
-                p.changes.extend(f"{t}.csv not loaded: table {t} keeps its live rows" for t in kept)
+                its = "its table keeps its" if len(kept) == 1 else "their tables keep their"
+                p.changes.append(f"{', '.join(f'{t}.csv' for t in kept)} not loaded: {its} live rows")
             data = {t: text for t, text in data.items() if t in new_tables}
             rows: dict[str, list[Row]] = {}
             if data:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import os
 import socket
 import sys
 from pathlib import Path
@@ -157,13 +158,19 @@ def run_deployments(args: argparse.Namespace) -> int:
         back = f" (rollback to v{d['rollback_of']})" if d.get("rollback_of") else ""
         print(
             f"{mark} v{d['version']}  {d['when']}  {d['source_hash'][:12]}  {d['who']}  "
-            f"{', '.join(d['files'])}  {d['message']}{back}"
+            f"{len(d['files'])} file(s)  {d['message']}{back}"
         )
     return 0
 
 
+CONTROL_ENV = "RISKGW_CONTROL"
+
+
 def _connection(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--control", default="127.0.0.1:9001", metavar="HOST:PORT", help="default 127.0.0.1:9001")
+    default = os.environ.get(CONTROL_ENV) or "127.0.0.1:9001"
+    p.add_argument(
+        "--control", default=default, metavar="HOST:PORT", help=f"default ${CONTROL_ENV}, else 127.0.0.1:9001"
+    )
     p.add_argument("--token-file", metavar="PATH", help=f"file holding the token (default: ${TOKEN_ENV})")
 
 
