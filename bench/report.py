@@ -30,7 +30,7 @@ RESULTS = ROOT / "bench" / "results"
 MHZ = 250
 NS_PER_CYCLE = 1000 / MHZ
 FIGURE_DIR = "figures"  # beside report.md
-INPUTS = ("engine", "hdl", "baselines", "gateway", "gateway_sim", "fix", "failover", "machine")
+INPUTS = ("engine", "hdl", "sweeps", "baselines", "gateway", "gateway_sim", "fix", "failover", "machine")
 
 # The reference's figures (reference/riskcop.md), in the units they give.
 REF_ORDER_US = (2.0, 2.5)  # order check, 1,000 to 1,000,000 orders per account
@@ -503,12 +503,18 @@ def _sweep(
 ) -> None:
     hdl = inputs["hdl"].data
     s.body.append(
-        f"What: the DOE's latency for a NEW order against {what}, on generated rule files "
+        f"What: the latency of a NEW order against {what}, on generated rule files "
         "(bench/hdl.py: 00_schema.sql plus the rules, over one keyed lookup, which the compiler "
-        "computes once), at the smallest table size. Only the DOE is swept: the software engine is "
-        f"not timed against {what} in this run. Reference: about +{ref_ns} ns over the same range "
-        "(they give the growth only)."
+        "computes once). DOE: Verilator cycles at the smallest table size. Software engine "
+        "(bench/sweeps.py): wall time per call on the same rule files with the reference data set. "
+        f"Reference: about +{ref_ns} ns over the same range (they give the growth only)."
     )
+    soft_doc = inputs["sweeps"].data
+    soft = (soft_doc or {}).get(key) or {}
+    if soft_doc is None:
+        s.gaps.append(f"Software engine against {what}: {inputs['sweeps'].problem}.")
+    elif inputs["sweeps"].stale:
+        s.gaps.append(f"Software engine against {what}: `sweeps.json` is stale ({inputs['sweeps'].written}).")
     sweep = (hdl or {}).get(key) or {}
     if hdl and not sweep:
         s.gaps.append(f"`hdl.json` has no `{key}`.")
@@ -517,6 +523,7 @@ def _sweep(
     first = _cycles(sweep[str(xs[0])]) if xs else None
     for x in xs:
         c = _cycles(sweep[str(x)])
+        sw = soft.get(str(x), {})
         rows.append(
             [
                 str(x),
@@ -526,6 +533,8 @@ def _sweep(
                 fmt((c - first) if c is not None and first is not None else None, 0),
                 fmt((c - first) * NS_PER_CYCLE if c is not None and first is not None else None, 0),
                 str(sweep[str(x)].get("new_section_bundles", "n/a")),
+                f"{fmt(sw.get('p50_us'), 2)} / {fmt(sw.get('p99_us'), 2)}" if sw else "not run",
+                ratio((_num(sw.get("p50_us")) or 0) * 1000, c * NS_PER_CYCLE if c else None) if sw else "n/a",
             ]
         )
     if xs:
@@ -533,17 +542,51 @@ def _sweep(
         grow = (last - first) * NS_PER_CYCLE if last is not None and first is not None else None
         s.body += [
             "",
-            *table([what, "samples", "median cycles", "ns", "+cycles", "+ns", "NEW-section bundles"], rows),
+            *table(
+                [
+                    what,
+                    "samples",
+                    "median cycles",
+                    "ns",
+                    "+cycles",
+                    "+ns",
+                    "NEW-section bundles",
+                    f"software p50 / p99 µs ({(soft_doc or {}).get('backend', '?')})",
+                    "software ÷ DOE",
+                ],
+                rows,
+            ),
             f"Growth {xs[0]} -> {xs[-1]}: {fmt(grow, 0)} ns at 250 MHz; the reference's: +{ref_ns} ns "
             f"(ours ÷ theirs: {ratio(grow, ref_ns)}). In absolute terms, at {xs[-1]} ours is "
             f"{fmt(last * NS_PER_CYCLE if last is not None else None, 0)} ns, the reference's order check "
             f"about {REF_ORDER_US[0]:g} µs (reference ÷ ours: "
             f"{ratio(REF_ORDER_US[0] * 1000, last * NS_PER_CYCLE if last else None)}).",
         ]
-    s.body.append(machine_line(facts, "hdl"))
+    if soft_doc:
+        s.body.append(f"Software samples: {fmt(soft_doc.get('orders_per_case'), 0)} orders per point.")
+    s.body.append(machine_line(facts, "hdl", "sweeps"))
     if plot.plt is None or not xs:
         return
-    fig, ax = plot.plt.subplots(figsize=(7, 4.4))
+    fig, (ax, ax2) = plot.plt.subplots(1, 2, figsize=(11, 4.4))
+    sx = sorted(int(k) for k in soft)
+    for stat, style in (("p50_us", "-"), ("p99_us", ":")):
+        ax2.plot(
+            sx,
+            [soft[str(x)][stat] for x in sx],
+            marker="o",
+            linestyle=style,
+            color="tab:green",
+            label=stat[:3],
+        )
+    ax2.set_xscale("log", base=2)
+    ax2.set_xticks(xs)
+    ax2.set_xticklabels([str(x) for x in xs])
+    ax2.set_xlabel(what)
+    ax2.set_ylabel("µs per order")
+    ax2.set_title("software engine" if sx else "software engine: not measured", fontsize=9)
+    ax2.grid(True, alpha=0.3)
+    if sx:
+        ax2.legend(fontsize=8)
     cyc = [_cycles(sweep[str(x)]) or 0 for x in xs]
     ax.plot(
         xs,
@@ -569,7 +612,8 @@ def _sweep(
     sec.set_ylabel("added cycles")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(f"{fig_no}. Latency against {what}")
+    ax.set_title("DOE (Verilator) against the reference's growth", fontsize=9)
+    fig.suptitle(f"{fig_no}. Latency against {what}")
     s.png = plot.save(
         fig,
         f"fig{fig_no}_{key.split('_')[0]}.png",
