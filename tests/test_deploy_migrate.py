@@ -50,7 +50,9 @@ def acct_rows(card: SoftCard) -> list[tuple[int | str | None, ...]]:
 
 def test_a_new_nullable_column_is_null_and_a_default_fills_it(tmp_path: Path) -> None:
     old = image(tmp_path, BASE)
-    new_text = BASE.replace("balance     INT       null     ,", "balance INT null, credit INT8 null, tier INT null,")
+    new_text = BASE.replace(
+        "balance     INT       null     ,", "balance INT null, credit INT8 null, tier INT null,"
+    )
     new = image(tmp_path, new_text, "n.sql")
     card = card_with(old, [(1, 0x41, 100), (2, None, None)])  # name "A" is one word: 0x41
     _, _, carried = swap(card, new, {"acct.tier": "3"}, False, {})
@@ -64,8 +66,14 @@ def test_a_new_nullable_column_is_null_and_a_default_fills_it(tmp_path: Path) ->
 
 def test_a_new_not_null_column_needs_a_default(tmp_path: Path) -> None:
     old = image(tmp_path, BASE)
-    new = image(tmp_path, BASE.replace("balance     INT       null     ,", "balance INT null, tier INT not null,"), "n.sql")
-    with pytest.raises(MigrationError, match=r"new column acct\.tier is NOT NULL .* give --default acct\.tier=VALUE"):
+    new = image(
+        tmp_path,
+        BASE.replace("balance     INT       null     ,", "balance INT null, tier INT not null,"),
+        "n.sql",
+    )
+    with pytest.raises(
+        MigrationError, match=r"new column acct\.tier is NOT NULL .* give --default acct\.tier=VALUE"
+    ):
         plan(old, new, {}, False)
     with pytest.raises(MigrationError, match=r"--default acct\.tier=x: column tier: 'x' is not an integer"):
         plan(old, new, {"acct.tier": "x"}, False)
@@ -76,7 +84,9 @@ def test_a_new_not_null_column_needs_a_default(tmp_path: Path) -> None:
 def test_dropping_needs_allow_drop(tmp_path: Path) -> None:
     old = image(tmp_path, BASE + "create table extra ( k INT not null, v INT null )\n")
     new = image(tmp_path, BASE.replace("    name        char(8)   null     ,\n", ""), "n.sql")
-    with pytest.raises(MigrationError, match=r"column acct\.name, table extra would be dropped .* --allow-drop"):
+    with pytest.raises(
+        MigrationError, match=r"column acct\.name, table extra would be dropped .* --allow-drop"
+    ):
         plan(old, new, {}, False)
     card = card_with(old, [(1, 0x41, 100)])
     swap(card, new, {}, True, {})
@@ -85,7 +95,9 @@ def test_dropping_needs_allow_drop(tmp_path: Path) -> None:
 
 def test_type_changes(tmp_path: Path) -> None:
     old = image(tmp_path, BASE)
-    wide = image(tmp_path, BASE.replace("balance     INT ", "balance     INT8").replace("char(8)", "char(20)"), "w.sql")
+    wide = image(
+        tmp_path, BASE.replace("balance     INT ", "balance     INT8").replace("char(8)", "char(20)"), "w.sql"
+    )
     card = card_with(old, [(1, 0x41, 2**31 - 1), (2, None, -5)])
     swap(card, wide, {}, False, {})
     assert acct_rows(card) == [(1, "A", 2**31 - 1), (2, None, -5)]
@@ -93,7 +105,9 @@ def test_type_changes(tmp_path: Path) -> None:
     with pytest.raises(MigrationError, match=r"column acct\.balance: 1099511627776 does not fit INT"):
         swap(card, old, {}, False, {})
     assert acct_rows(card)[-1] == (3, None, 2**40)  # refused: nothing changed
-    as_char = image(tmp_path, "create table acct ( account_id INT not null, name INT null, balance INT null )", "c.sql")
+    as_char = image(
+        tmp_path, "create table acct ( account_id INT not null, name INT null, balance INT null )", "c.sql"
+    )
     with pytest.raises(MigrationError, match=r"column acct\.name changes from CHAR\(8\) to INT"):
         plan(old, as_char, {}, False)
 
@@ -125,7 +139,8 @@ def test_a_new_table_starts_from_its_data(tmp_path: Path) -> None:
     new = image(
         tmp_path,
         BASE + "create table lim ( account_id INT not null, cap INT8 null )\n"
-        "Rule Cap ( trade_order.quantity <= (select cap from lim where account_id = trade_order.account_id) )\n",
+        "Rule Cap ( trade_order.quantity <=\n"
+        "    (select cap from lim where account_id = trade_order.account_id) )\n",
         "n.sql",
     )
     card = card_with(old, [(1, None, 100)])
@@ -156,7 +171,9 @@ def test_loading_the_user_rows_rebuilds_the_aggregate_tables(tmp_path: Path) -> 
     for card in (live, ref):
         card.load_image(img)
         load_data_dir(card, tmp_path / "data")
-    events = read_events(write_events(tmp_path / "ev.csv", Session(data, n_orders=600, seed=4).run(lambda r: True)))
+    events = read_events(
+        write_events(tmp_path / "ev.csv", Session(data, n_orders=600, seed=4).run(lambda r: True))
+    )
     half = len(events) // 2
     for ev in events[:half]:
         assert live.process(ev.event, ev.inputs) == ref.process(ev.event, ev.inputs)
@@ -168,3 +185,36 @@ def test_loading_the_user_rows_rebuilds_the_aggregate_tables(tmp_path: Path) -> 
     for ev in events[half:]:
         assert live.process(ev.event, ev.inputs) == ref.process(ev.event, ev.inputs)
     assert hidden_rows(live._live()) == hidden_rows(ref._live())
+
+
+def test_a_swap_reaches_the_card_and_its_standby(tmp_path: Path) -> None:
+    """Through LockstepCard, the card and the software standby both get the new program and the
+    carried tables, and go on deciding every event alike (a difference would be a mismatch)."""
+    from riskgw.card.lockstep import LockstepCard
+
+    img = compile_files(RULES).image
+    cap = tmp_path / "cap.sql"
+    cap.write_text("Rule OrderCap ( trade_order.quantity <= 300 )\n", encoding="utf-8")
+    new = compile_files([*RULES, cap]).image
+    data = DataSet(n_accounts=20, n_securities=64, holdings_per_account=16)
+    data.write(tmp_path / "data")
+    card, standby = SoftCard(), SoftCard()
+    pair = LockstepCard(card, standby)
+    pair.load_image(img)
+    load_data_dir(pair, tmp_path / "data")
+    events = read_events(
+        write_events(tmp_path / "ev.csv", Session(data, n_orders=300, seed=5).run(lambda r: True))
+    )
+    half = len(events) // 2
+    for ev in events[:half]:
+        pair.process(ev.event, ev.inputs)
+    swap(pair, new, {}, False, {})
+    assert card.image is new and standby.image is new
+    assert card.state_hash() == standby.state_hash()
+    capped = 0
+    for ev in events[half:]:
+        decision = pair.process(ev.event, ev.inputs)
+        capped += new.rules[-1].id in decision.failed
+    assert capped > 0
+    assert pair.card is card and (pair.counters.mismatches, pair.counters.hash_mismatches) == (0, 0)
+    assert card.state_hash() == standby.state_hash()
