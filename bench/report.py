@@ -795,44 +795,88 @@ def fig_gateway(s: Section, inputs: dict[str, Input], facts: dict[str, Any], plo
 def fig_failover(s: Section, inputs: dict[str, Input], facts: dict[str, Any], plot: Plotter) -> None:
     doc = inputs["failover"].data
     s.body.append(
-        "What: the time from a card fault to the software engine deciding orders, and whether any "
-        "order was lost or duplicated across the switch (bench/failover.py)."
+        "What (bench/failover.py): a soak of the reference scenario through the card with its hot "
+        "standby, the card killed (SIGKILL) and stalled (SIGSTOP) at random points. Failover time: "
+        "from the fault's detection to the first order decided by the software engine; detection: "
+        "from the signal to the driver's error or the missed heartbeat; rejoin: a new card loaded "
+        "with the program and the snapshot. Lost, duplicated and wrong orders are counted against an "
+        "independent software engine fed the same events."
     )
     if doc:
         fo = doc.get("failover_ms") or {}
-        trials = next((doc[k] for k in ("trials", "runs", "samples", "n") if k in doc), "n/a")
+        det = doc.get("detect_ms") or {}
+        rejoin = doc.get("rejoin_s") or {}
+        card = str(doc.get("card", "n/a"))
+        if doc.get("sim_unavailable"):
+            s.gaps.append(
+                f"The simulated card could not start ({doc['sim_unavailable']}): the soak ran on the "
+                "in-process software double of the card instead."
+            )
         s.body += [
             "",
             *table(
-                ["trials", "p50 ms", "p99 ms", "max ms", "orders lost", "orders duplicated"],
+                [
+                    "card",
+                    "events",
+                    "faults (kill / stall)",
+                    "failovers",
+                    "p50 ms",
+                    "p99 ms",
+                    "max ms",
+                    "detect kill / stall p50 ms",
+                    "rejoin p50 s",
+                ],
                 [
                     [
-                        str(trials),
+                        card,
+                        fmt(doc.get("events"), 0),
+                        f"{fmt((doc.get('faults') or {}).get('kill'), 0)} / "
+                        f"{fmt((doc.get('faults') or {}).get('stall'), 0)}",
+                        fmt(doc.get("failovers", fo.get("n")), 0),
                         fmt(fo.get("p50"), 2),
                         fmt(fo.get("p99"), 2),
                         fmt(fo.get("max"), 2),
+                        f"{fmt((det.get('kill') or {}).get('p50'), 1)} / "
+                        f"{fmt((det.get('stall') or {}).get('p50'), 1)}",
+                        fmt(rejoin.get("p50"), 2),
+                    ]
+                ],
+            ),
+            "",
+            *table(
+                ["orders lost", "orders duplicated", "wrong orders forwarded", "final state equal"],
+                [
+                    [
                         str(doc.get("lost", "n/a")),
                         str(doc.get("duplicated", "n/a")),
+                        str(doc.get("wrong", "n/a")),
+                        str(doc.get("state_equal", "n/a")),
                     ]
                 ],
             ),
         ]
         if not fo:
             s.gaps.append("`failover.json` has no `failover_ms`.")
-        if doc.get("notes"):
-            notes = doc["notes"] if isinstance(doc["notes"], list) else [doc["notes"]]
-            s.body += ["", *(f"- {n}" for n in notes)]
+        s.body.append(
+            f"Samples: {fmt(fo.get('n'), 0)} failovers; driver deadline {fmt(doc.get('timeout_ms'), 0)} ms."
+        )
     s.body.append(machine_line(facts, "failover"))
     s.body.append("The reference gives no failover time (it plans software/hardware mutual backup).")
     if plot.plt is None or not doc or not doc.get("failover_ms"):
         return
     fo = doc["failover_ms"]
-    fig, ax = plot.plt.subplots(figsize=(5.5, 4))
-    keys = [k for k in ("p50", "p99", "max") if _num(fo.get(k)) is not None]
-    ax.bar(keys, [fo[k] for k in keys], color="tab:orange")
+    det = doc.get("detect_ms") or {}
+    fig, ax = plot.plt.subplots(figsize=(7, 4))
+    bars = [(f"failover {k}", fo.get(k)) for k in ("p50", "p99", "max")]
+    bars += [(f"detect {kind} p50", (det.get(kind) or {}).get("p50")) for kind in ("kill", "stall")]
+    bars = [(label, v) for label, v in bars if _num(v) is not None]
+    ax.bar([b[0] for b in bars], [b[1] for b in bars], color=["tab:orange"] * 3 + ["tab:gray"] * 2)
     ax.set_ylabel("ms")
+    ax.tick_params(axis="x", labelsize=7)
     ax.set_title(
-        f"6. Failover time (lost {doc.get('lost', '?')}, duplicated {doc.get('duplicated', '?')})", fontsize=9
+        f"6. Failover ({doc.get('card', '?')} card): lost {doc.get('lost', '?')}, "
+        f"duplicated {doc.get('duplicated', '?')}",
+        fontsize=9,
     )
     ax.grid(True, axis="y", alpha=0.3)
     s.png = plot.save(fig, "fig6_failover.png", f"{facts['cpu']}, {facts['cores']} cores, shared.")

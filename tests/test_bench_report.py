@@ -72,7 +72,20 @@ def engine_doc() -> dict[str, Any]:
 
 
 def failover_doc() -> dict[str, Any]:
-    return {"failover_ms": {"p50": 1.25, "p99": 4.5, "max": 7.75}, "lost": 0, "duplicated": 0, "trials": 20}
+    return {
+        "card": "sim",
+        "events": 1500,
+        "faults": {"kill": 4, "stall": 1},
+        "failovers": 5,
+        "failover_ms": {"p50": 1.25, "p99": 4.5, "max": 7.75, "n": 5},
+        "detect_ms": {"kill": {"p50": 0.5}, "stall": {"p50": 200.0}},
+        "rejoin_s": {"p50": 3.0},
+        "lost": 0,
+        "duplicated": 0,
+        "wrong": 0,
+        "state_equal": True,
+        "sim_unavailable": None,
+    }
 
 
 def gateway_doc(card: str = "soft", rate: int = 20_000) -> dict[str, Any]:
@@ -173,7 +186,8 @@ def test_failover_and_gateway_figures_read_their_results(tmp_path: Path) -> None
     code, text = make_report(
         tmp_path, "--require", "5,6", failover=failover_doc(), gateway=gateway_doc(), fix=fix_doc()
     )
-    assert "| 20 | 1.25 | 4.50 | 7.75 | 0 | 0 |" in text
+    assert "| sim | 1,500 | 4 / 1 | 5 | 1.25 | 4.50 | 7.75 | 0.5 / 200.0 | 3.00 |" in text
+    assert "| 0 | 0 | 0 | True |" in text
     assert (
         "| soft | none | 20,000 | 40,000 / 40,000 | 40.0 | 80.0 | 150.0 | 300.0 | 900.0 | yes | 3.5 |" in text
     )
