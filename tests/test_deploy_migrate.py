@@ -4,9 +4,11 @@ aggregate tables come back from the user rows exactly as the running program kep
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from riskgw.card.driver import CardError
 from riskgw.card.soft import SoftCard
 from riskgw.card.tables import load_data_dir
 from riskgw.doe.compiler import compile_files
@@ -218,3 +220,34 @@ def test_a_swap_reaches_the_card_and_its_standby(tmp_path: Path) -> None:
     assert capped > 0
     assert pair.card is card and (pair.counters.mismatches, pair.counters.hash_mismatches) == (0, 0)
     assert card.state_hash() == standby.state_hash()
+
+
+class _BreaksOnLoad(SoftCard):
+    """A card whose driver fails while the new program's rows are loaded (once)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail_next = False
+
+    def load_rows(self, table_id: int, rows: Any) -> int:
+        if self.fail_next:
+            self.fail_next = False
+            raise CardError("DMA timeout")
+        return super().load_rows(table_id, rows)
+
+
+def test_a_card_that_fails_during_the_swap_gets_its_program_back(tmp_path: Path) -> None:
+    old = image(tmp_path, BASE)
+    new = image(
+        tmp_path,
+        BASE.replace("balance     INT       null     ,", "balance INT null, tier INT null,"),
+        "n.sql",
+    )
+    card = _BreaksOnLoad()
+    card.load_image(old)
+    card.load_rows(old.table("acct").id, [(1, 0x41, 100), (2, None, 7)])
+    before = card.state_hash()
+    card.fail_next = True
+    with pytest.raises(CardError, match="DMA timeout"):
+        swap(card, new, {}, False, {})
+    assert card.image is old and card.state_hash() == before

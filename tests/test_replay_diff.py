@@ -150,6 +150,10 @@ def test_diff_reads_rule_directories_in_name_order(case: Path) -> None:
         (d / "notes.txt").write_text("not a rule file", encoding="utf-8")
     assert diff(case, "old_rules", "new_rules") == 0
     assert (case / "diff.csv").read_text(encoding="utf-8") == EXPECTED_DIFF
+    # a quoted glob picks files the same way
+    assert diff(case, "old_rules/*.sql", "new_rules/[01]*.sql") == 0
+    assert (case / "diff.csv").read_text(encoding="utf-8") == EXPECTED_DIFF
+    assert diff(case, "old_rules/*.sql", "nothing/*.sql") == 1
 
 
 def test_diff_reads_a_gateway_journal(case: Path) -> None:

@@ -4,12 +4,13 @@ Both versions run every event, each on its own engine with its own copy of the s
 each version's state evolves under its own decisions. DIFF.csv has one row per NEW event whose
 verdict or failed rules differ (`order_id,old_verdict,new_verdict,old_rules,new_rules`); stdout
 gets a summary per rule. OLD and NEW are each a rule file or a directory of `*.sql` files (read
-in name order, as `riskgw check DIR/*.sql` would).
+in name order, as `riskgw check DIR/*.sql` would), or a quoted glob pattern such as `'new/*.sql'`.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import sys
 import time
 from dataclasses import dataclass, field
@@ -24,13 +25,19 @@ DIFF_HEADER = ("order_id", "old_verdict", "new_verdict", "old_rules", "new_rules
 
 
 def rule_files(arg: str) -> list[Path]:
-    """A rule file, or the `*.sql` files of a directory in name order."""
+    """A rule file, the `*.sql` files of a directory in name order, or the files of a quoted glob
+    pattern (`'rules/*.sql'`) in name order."""
     path = Path(arg)
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".sql" and p.is_file())
         if not files:
             raise UserError(f"{path}: no *.sql file in this directory")
         return files
+    if not path.exists() and glob.has_magic(arg):
+        matches = sorted(Path(m) for m in glob.glob(arg) if Path(m).is_file())
+        if not matches:
+            raise UserError(f"{arg!r} matches no file")
+        return matches
     return [path]
 
 

@@ -485,6 +485,13 @@ class Deployer:
         except MigrationError:
             self.store.remove(dep.version)
             raise
+        except Exception as exc:
+            # swap() put the previous program and tables back before raising.
+            self.store.remove(dep.version)
+            self._log(f"deployment of source {source_hash[:12]} failed on the card: {exc}")
+            raise UserError(
+                f"the card failed during the swap ({exc}); v{self.version} runs as before"
+            ) from None
         gw.journal.append_deploy(dep.version, dep.image_digest, state)
         gw.program_changed()
         previous = self.version
