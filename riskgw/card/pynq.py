@@ -25,8 +25,9 @@ from riskgw.card.driver import CardDriver, CardError
 from riskgw.card.manifest import Manifest, load_manifest, xclbin_path
 from riskgw.card.regs import CardId, CardRegs, Timestamp
 from riskgw.card.rings import SLOT_BYTES, Packet, RingHost
+
 # the frames and how they answer are the simulated card's: both cards are held to one contract
-from riskgw.card.simcard import BROKER_SESSION, EXCH_SESSION, _Answers, event_frame
+from riskgw.card.simcard import ALL_INPUTS, BROKER_SESSION, EXCH_SESSION, _Answers, event_frame, section_reads
 from riskgw.doe.image import Image
 from riskgw.doe.isa import Event
 from riskgw.engine.engine import Decision
@@ -38,8 +39,8 @@ DEFAULT_MANIFEST = Path(__file__).resolve().parents[2] / "bitstreams" / "manifes
 MANIFEST_ENV = "RISKGW_MANIFEST"  # another manifest than bitstreams/manifest.json
 BATCH = 256  # events per ring batch: one sync and one RX_HEAD write each
 INSTALL_HINT = (
-    "install the fpga extra (pip install -e '.[fpga]') and XRT (source /opt/xilinx/xrt/setup.sh),"
-    " or run without a card: --card soft"
+    "set up pynq 3.0.1 with `make pynq-env` (pip install -e '.[fpga]' on numpy<2, as pynq 3.0.1 needs)"
+    " and XRT (source /opt/xilinx/xrt/setup.sh), or run without a card: --card soft"
 )
 
 
@@ -100,6 +101,15 @@ def _import_pynq() -> Any:
             import pynq
     except ImportError:
         raise UserError(f"--card pynq: the pynq package is not installed: {INSTALL_HINT}") from None
+    except OSError as exc:  # pynq loads XRT's C library from $XILINX_XRT when it is imported
+        raise UserError(
+            f"--card pynq: XRT's library did not load from XILINX_XRT={os.environ.get('XILINX_XRT')} ({exc}):"
+            f" {INSTALL_HINT}"
+        ) from None
+    if int(np.__version__.split(".")[0]) >= 2:  # PynqBuffer sets ndarray.device, read-only since numpy 2
+        raise UserError(
+            f"--card pynq: pynq 3.0.1 cannot allocate buffers with numpy {np.__version__}: {INSTALL_HINT}"
+        )
     return pynq
 
 
@@ -161,6 +171,7 @@ class PynqCard(CardDriver):
         self._image: Image | None = None
         self._closed = False
         self._seq = 0
+        self._reads: dict[Event, frozenset[int]] = {}
         self.ident: CardId = self._attach()
         self.rings.start()
         self.batches = 0  # ring batches sent: each is one sync to the device and one doorbell
@@ -234,8 +245,10 @@ class PynqCard(CardDriver):
             raise CardError(
                 f"the program image is ABI version {image.abi}, the card runs {self.ident.abi_version}"
             )
+        self._image = None
         self.regs.load_image(image)
         self.regs.enable(EXCH_SESSION)
+        self._reads = section_reads(image)  # fields a frame cannot hold go as 0 where no rule reads them
         self._image = image
 
     def load_rows(self, table_id: int, rows: Iterable[Sequence[Value]]) -> int:
@@ -265,7 +278,7 @@ class PynqCard(CardDriver):
         for event, inputs in items:
             self._seq = self._seq % 0xFFFFFFFF + 1
             try:
-                frame = event_frame(event, inputs, self._seq)
+                frame = event_frame(event, inputs, self._seq, self._reads.get(event, ALL_INPUTS))
             except ValueError as exc:
                 raise CardError(f"cannot send the event to the card: {exc}") from None
             packets.append(Packet(BROKER_SESSION if event is Event.NEW else EXCH_SESSION, frame))
