@@ -175,6 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-fsync", action="store_true", help="skip fsync (throwaway journals only)")
     p.add_argument(
+        "--journal-sync",
+        choices=["commit", "interval", "none"],
+        help="fsync each commit before its replies leave (default), in the background, or never",
+    )
+    p.add_argument(
         "--control", metavar="HOST:PORT", help="control port for riskgw ctl (token: $RISKGW_CONTROL_TOKEN)"
     )
     p.add_argument("--kill-file", metavar="PATH", help="where kill switches are kept (default: JOURNAL.kill)")

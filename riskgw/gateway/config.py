@@ -9,6 +9,10 @@
     heartbeat_ms = 1000
     heartbeat_timeout = 3              # heartbeat intervals of silence before a session is logged out
     fsync = true                       # false only for tests on throwaway journals
+    journal_sync = "commit"            # commit: fsync each group commit before its replies leave;
+                                       # interval: fsync every journal_sync_ms in the background
+                                       # (a power loss can lose acknowledged orders); none: never
+    journal_sync_ms = 10
     control = "127.0.0.1:9001"         # control port for `riskgw ctl` (off when not set)
     control_token = "..."              # or the environment variable RISKGW_CONTROL_TOKEN
     kill_file = "gateway.kill"         # where kill switches are kept (default: the journal + .kill)
@@ -70,6 +74,8 @@ class GatewayConfig:
     heartbeat_ms: int = 1000
     heartbeat_timeout: int = 3  # heartbeat intervals of silence before a logout
     fsync: bool = True
+    journal_sync: str = "commit"  # commit | interval | none (riskgw/gateway/jsync.py)
+    journal_sync_ms: int = 10
     users: dict[str, User] = field(default_factory=dict)
     control: tuple[str, int] | None = None
     control_token: str = ""
@@ -143,6 +149,8 @@ _KEYS = {
     "heartbeat_ms",
     "heartbeat_timeout",
     "fsync",
+    "journal_sync",
+    "journal_sync_ms",
     "users",
     "control",
     "control_token",
@@ -153,6 +161,7 @@ _KEYS = {
     "fix",
 }
 TOKEN_ENV = "RISKGW_CONTROL_TOKEN"
+JOURNAL_SYNC = ("commit", "interval", "none")
 
 
 def build_config(args: argparse.Namespace) -> GatewayConfig:
@@ -197,6 +206,15 @@ def build_config(args: argparse.Namespace) -> GatewayConfig:
     if not isinstance(fsync, bool):
         raise UserError("fsync must be true or false")
     config.fsync = fsync and not args.no_fsync
+    sync = getattr(args, "journal_sync", None) or file.get("journal_sync", "commit")
+    if sync not in JOURNAL_SYNC:
+        raise UserError(f"journal_sync must be one of {', '.join(JOURNAL_SYNC)}, not {sync!r}")
+    config.journal_sync = "none" if not config.fsync else str(sync)
+    config.fsync = config.journal_sync != "none"
+    sync_ms = file.get("journal_sync_ms", 10)
+    if not isinstance(sync_ms, int) or isinstance(sync_ms, bool) or sync_ms <= 0:
+        raise UserError("journal_sync_ms must be a positive whole number of milliseconds")
+    config.journal_sync_ms = sync_ms
     users = file.get("users", {})
     if not isinstance(users, dict):
         raise UserError("users must be a table of [users.NAME] sections")

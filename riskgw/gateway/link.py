@@ -6,7 +6,7 @@ import abc
 import asyncio
 from typing import Any
 
-from riskgw.gateway.protocol import Frame, FrameReader, MsgType, ProtocolError, encode
+from riskgw.gateway.protocol import HEADER, VERSION, Frame, FrameReader, MsgType, ProtocolError, encode
 
 # The fields every order-carrying frame repeats (NEW_ORDER, ACCEPTED, FILL, EXCH_REJECT, CANCELLED).
 ORDER_FIELDS = ("order_id", "account_id", "direction", "ticket_id", "price", "quantity", "ts")
@@ -62,6 +62,11 @@ class FrameLink(asyncio.Protocol, abc.ABC):
     def frame(self, msg_type: MsgType, **values: Any) -> bytes:
         self._out_seq += 1
         return encode(msg_type, self._out_seq, **values)
+
+    def frame_body(self, msg_type: MsgType, body: bytes) -> bytes:
+        """A numbered frame around a body that is already encoded (fields after the header)."""
+        self._out_seq += 1
+        return HEADER.pack(msg_type, VERSION, HEADER.size + len(body), self._out_seq) + body
 
     def send(self, msg_type: MsgType, **values: Any) -> None:
         if self.transport is not None and not self.transport.is_closing():

@@ -29,6 +29,7 @@ HEADER = struct.Struct("<BBHI")
 TICKET_BYTES = 16
 CRED_BYTES = 16
 FAILED_MASK_BYTES = 32  # up to 256 rules
+TEXT_FIELDS = frozenset({"ticket_id", "username", "password"})  # bytes fields decoded as UTF-8 text
 
 
 class MsgType(enum.IntEnum):
@@ -75,10 +76,29 @@ class Layout:
     fields: tuple[Field, ...]
     doc: str
     struct: struct.Struct = field(init=False, compare=False, repr=False)
+    # Per-field work decided once, so encoding and decoding a frame only loop over the fields.
+    frame_struct: struct.Struct = field(init=False, compare=False, repr=False)  # header + body
+    names: frozenset[str] = field(init=False, compare=False, repr=False)
+    packing: tuple[tuple[str, int], ...] = field(init=False, compare=False, repr=False)  # size; -1: int
+    unpacking: tuple[tuple[int, str, bool], ...] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         fmt = "<" + "".join(f.fmt for f in self.fields)
         object.__setattr__(self, "struct", struct.Struct(fmt))
+        object.__setattr__(self, "frame_struct", struct.Struct(HEADER.format + fmt[1:]))
+        object.__setattr__(self, "names", frozenset(f.name for f in self.fields))
+        object.__setattr__(
+            self, "packing", tuple((f.name, f.size if f.fmt.endswith("s") else -1) for f in self.fields)
+        )
+        object.__setattr__(
+            self,
+            "unpacking",
+            tuple(
+                (i + 4, f.name, f.name in TEXT_FIELDS)  # index into frame_struct's tuple
+                for i, f in enumerate(self.fields)
+                if not f.name.startswith("pad")
+            ),
+        )
         if (HEADER.size + self.struct.size) % 8:
             raise ValueError(
                 f"{self.type.name}: {HEADER.size + self.struct.size} bytes is not a multiple of 8"
@@ -170,6 +190,8 @@ LAYOUTS: dict[MsgType, Layout] = {
     )
 }
 MAX_FRAME = max(layout.size for layout in LAYOUTS.values())
+_TYPES = {int(t): t for t in MsgType}
+_LAYOUT_OF = {int(t): layout for t, layout in LAYOUTS.items()}
 
 
 class ProtocolError(ValueError):
@@ -181,54 +203,58 @@ class Frame:
     type: MsgType
     seq: int
     values: dict[str, Any]
+    body: bytes = b""  # the bytes after the header, as received (empty for a frame built here)
 
     def __getitem__(self, name: str) -> Any:
         return self.values[name]
 
 
-def _pack_value(f: Field, value: Any) -> Any:
-    if f.fmt.endswith("s"):
-        if isinstance(value, str):
-            value = value.encode("utf-8")
-        value = value or b""
-        if len(value) > f.size:
-            raise ProtocolError(f"{f.name}: {len(value)} bytes, at most {f.size}")
-        return value
-    return 0 if value is None else int(value)
-
-
 def encode(msg_type: MsgType, seq: int, **values: Any) -> bytes:
     layout = LAYOUTS[msg_type]
-    unknown = set(values) - {f.name for f in layout.fields}
-    if unknown:
+    if not layout.names.issuperset(values):
+        unknown = set(values) - layout.names
         raise ProtocolError(f"{msg_type.name} has no field {sorted(unknown)[0]}")
-    body = layout.struct.pack(*(_pack_value(f, values.get(f.name)) for f in layout.fields))
-    return HEADER.pack(int(msg_type), VERSION, layout.size, seq) + body
+    args: list[Any] = [msg_type, VERSION, layout.frame_struct.size, seq]
+    get = values.get
+    for name, size in layout.packing:
+        value = get(name)
+        if size < 0:
+            value = 0 if value is None else value if value.__class__ is int else int(value)
+        else:
+            if value.__class__ is str:
+                value = value.encode("utf-8")
+            elif not value:
+                value = b""
+            if len(value) > size:
+                raise ProtocolError(f"{name}: {len(value)} bytes, at most {size}")
+        args.append(value)
+    return layout.frame_struct.pack(*args)
 
 
 def decode(data: bytes | memoryview) -> Frame:
     """One whole frame (exactly its length)."""
     if len(data) < HEADER.size:
         raise ProtocolError(f"{len(data)} bytes is shorter than a header")
-    raw_type, version, length, seq = HEADER.unpack_from(data)
-    try:
-        msg_type = MsgType(raw_type)
-    except ValueError:
-        raise ProtocolError(f"unknown frame type {raw_type:#04x}") from None
+    raw_type, version, length, _seq = HEADER.unpack_from(data)
+    msg_type = _TYPES.get(raw_type)
+    if msg_type is None:
+        raise ProtocolError(f"unknown frame type {raw_type:#04x}")
     if version != VERSION:
         raise ProtocolError(f"protocol version {version}, this gateway speaks {VERSION}")
     layout = LAYOUTS[msg_type]
     if length != layout.size or len(data) != layout.size:
         raise ProtocolError(f"{msg_type.name} is {layout.size} bytes, the header says {length}")
-    raw = layout.struct.unpack_from(data, HEADER.size)
+    return _decode_at(layout, data, 0)
+
+
+def _decode_at(layout: Layout, data: bytes | bytearray | memoryview, pos: int) -> Frame:
+    """The frame at `pos`, whose header is known to be `layout`'s."""
+    raw = layout.frame_struct.unpack_from(data, pos)
     values: dict[str, Any] = {}
-    for f, v in zip(layout.fields, raw, strict=True):
-        if f.name.startswith("pad"):
-            continue
-        if f.fmt.endswith("s") and f.name in ("ticket_id", "username", "password"):
-            v = bytes(v).rstrip(b"\0").decode("utf-8", errors="replace")
-        values[f.name] = v
-    return Frame(msg_type, seq, values)
+    for i, name, text in layout.unpacking:
+        v = raw[i]
+        values[name] = v.rstrip(b"\0").decode("utf-8", errors="replace") if text else v
+    return Frame(layout.type, raw[3], values, bytes(data[pos + HEADER.size : pos + layout.frame_struct.size]))
 
 
 def plausible_header(data: bytes | bytearray | memoryview, pos: int = 0) -> bool:
@@ -251,23 +277,27 @@ class FrameReader:
         self._skipped = 0
 
     def feed(self, data: bytes) -> list[Frame | ProtocolError]:
-        self._buf += data
+        buf = self._buf
+        buf += data
         out: list[Frame | ProtocolError] = []
         pos = 0
-        while len(self._buf) - pos >= HEADER.size:
-            if not plausible_header(self._buf, pos):
-                self._skipped += 1
+        end = len(buf)
+        unpack = HEADER.unpack_from
+        while end - pos >= HEADER.size:
+            raw_type, version, length, _seq = unpack(buf, pos)
+            layout = _LAYOUT_OF.get(raw_type)
+            if layout is None or version != VERSION or length != layout.frame_struct.size:
+                self._skipped += 1  # not a plausible header here
                 pos += 1
                 continue
-            length = HEADER.unpack_from(self._buf, pos)[2]
-            if len(self._buf) - pos < length:
+            if end - pos < length:
                 break
             if self._skipped:
                 out.append(ProtocolError(f"skipped {self._skipped} bytes that are not a frame"))
                 self._skipped = 0
-            out.append(decode(bytes(self._buf[pos : pos + length])))
+            out.append(_decode_at(layout, buf, pos))
             pos += length
-        del self._buf[:pos]
+        del buf[:pos]
         return out
 
     @property

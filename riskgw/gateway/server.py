@@ -35,7 +35,9 @@ from riskgw.engine.engine import EVENTS, Decision, event_inputs
 from riskgw.engine.table import Value
 from riskgw.gateway.audit import AuditLog
 from riskgw.gateway.config import User
+from riskgw.gateway.fastpath import EXEC_FIELDS, clean_body, order_inputs
 from riskgw.gateway.journal import Entry, Journal
+from riskgw.gateway.jsync import JournalSyncer
 from riskgw.gateway.kill import KillSwitches
 from riskgw.gateway.link import FrameLink, order_values
 from riskgw.gateway.metrics import Histogram
@@ -62,6 +64,7 @@ class OpenOrder:
     session: BrokerSession | None  # None: accepted before a restart; its answers go to no session
     remaining: int
     user: str | None = None  # the login that sent it (None: accepted before a restart)
+    body: bytes | None = None  # its NEW_ORDER's body when that is what encoding its values gives
 
 
 def _order_from_inputs(inputs: Sequence[Value]) -> dict[str, Any]:
@@ -104,6 +107,7 @@ class Gateway:
         self.heartbeat_ms = heartbeat_ms
         self.heartbeat_timeout = heartbeat_timeout  # heartbeat intervals of silence before a logout
         self.watchdog: asyncio.Task[None] | None = None
+        self.syncer: JournalSyncer | None = None  # journal_sync = "interval"
         self.open: dict[OrderKey, OpenOrder] = {}
         # Every NEW decided, by account and order id, with its inputs and the session that sent it:
         # a broker that sends the same order again on another connection (it lost the answer, e.g.
@@ -280,6 +284,10 @@ class Gateway:
         self._outbox.append((link, link.frame(msg_type, **values)))
         self._schedule()
 
+    def queue_body(self, link: FrameLink, msg_type: MsgType, body: bytes) -> None:
+        self._outbox.append((link, link.frame_body(msg_type, body)))
+        self._schedule()
+
     def queue_close(self, link: FrameLink) -> None:
         self._outbox.append((link, None))
         self._schedule()
@@ -293,6 +301,8 @@ class Gateway:
         """Commit the journal, then send what waited for it."""
         self._flush_pending = False
         try:
+            if self.syncer is not None and self.syncer.failed is not None:
+                raise self.syncer.failed
             if self.journal.pending:
                 start = time.perf_counter_ns()
                 self.journal.commit()
@@ -351,7 +361,7 @@ class Gateway:
         source: str = "exchange",
     ) -> Decision:
         if inputs is None:
-            inputs = event_inputs(values)
+            inputs = order_inputs(values)
         start = time.perf_counter_ns()
         decision = self.card.process(event, inputs)
         self.card_latency[event.name].observe_ns(time.perf_counter_ns() - start)
@@ -425,7 +435,7 @@ class Gateway:
             self.protocol_error(session, frame, f"order {key[1]} of account {key[0]} is already open")
             return
         try:
-            inputs = event_inputs(values)
+            inputs = order_inputs(values)
         except ValueError as exc:  # a ticket_id that is not valid text for a CHAR column
             self.protocol_error(session, frame, f"ticket_id: {exc}")
             return
@@ -436,9 +446,14 @@ class Gateway:
             self._reject(session, frame, Reason.RULE, decision)
             return
         self.counters.accepted += 1
-        self.open[key] = OpenOrder(values, session, values["quantity"], session.user.name)
-        self.queue(session, MsgType.ACCEPTED, **values)
-        self.queue(self.exchange, MsgType.NEW_ORDER, **values)
+        body = clean_body(frame, values)
+        self.open[key] = OpenOrder(values, session, values["quantity"], session.user.name, body)
+        if body is None:
+            self.queue(session, MsgType.ACCEPTED, **values)
+            self.queue(self.exchange, MsgType.NEW_ORDER, **values)
+        else:  # the bytes encode() would give, without encoding them twice more
+            self.queue_body(session, MsgType.ACCEPTED, body)
+            self.queue_body(self.exchange, MsgType.NEW_ORDER, body)
 
     @staticmethod
     def _same_inputs(values: dict[str, Any], inputs: tuple[Value, ...]) -> bool:
@@ -509,8 +524,13 @@ class Gateway:
             order.remaining -= frame["exec_quantity"]
         if event is not Event.FILL or order.remaining <= 0:
             del self.open[key]
-        if order.session is not None:
+        if order.session is None:
+            return
+        if order.body is None:
             self.queue(order.session, frame.type, **order.values, **exec_values)
+        else:
+            exec_body = EXEC_FIELDS.pack(exec_values["exec_price"], exec_values["exec_quantity"])
+            self.queue_body(order.session, frame.type, order.body + exec_body)
 
 
 class BrokerSession(FrameLink):

@@ -1,0 +1,204 @@
+"""Gateway benchmark: `riskgw serve` on loopback under open-loop load, from order sent to verdict.
+
+    python -m bench.gateway [--quick] [--card soft|sim] [--out bench/results/gateway.json]
+
+Three processes besides this one: `riskgw exchange-sim` (fills every order in full, so orders do
+not pile up against the open-order limit), `riskgw serve` with the example rules on the reference
+data set (20 accounts, 2048 securities, 1024 holdings each), and the load generator
+(bench.gateway_load: intended send times, latency from the intended time, no coordinated
+omission). Every order's verdict goes through the card, the journal and the loop; each accepted
+order also comes back as a FILL that runs through the card.
+
+For each journal mode (the `journal_sync` setting: `commit` fsyncs every group commit, `interval`
+fsyncs in the background, `none` never) the rates go up until one is not held. A rate is held
+when every order was answered and the last answer came within HELD_MS of the last order's
+intended send time (the gateway kept up instead of building a queue). Figures: p50 / p90 / p99 /
+p99.9 / max in µs, per rate; the highest rate held per mode. The target on the soft card is p99
+<= 200 µs at 20,000 orders/s. The machine is shared: compare medians of several runs, and read the
+load average recorded beside the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from riskgw.scenario import DataSet
+
+ROOT = Path(__file__).resolve().parent.parent
+HELD_MS = 50.0
+FULL_RATES = (1_000, 2_000, 5_000, 10_000, 15_000, 20_000, 25_000, 30_000, 40_000)
+QUICK_RATES = (1_000, 5_000, 20_000)
+SIM_RATES = (50, 200)
+
+
+def _spawn(argv: list[str], log: Path) -> tuple[subprocess.Popen[str], int]:
+    """Start a riskgw command; returns it and the port from its `listening on HOST:PORT` line."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "riskgw.cli", *argv],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stderr is not None
+    seen: list[str] = []
+    while True:
+        line = proc.stderr.readline()
+        if not line:
+            proc.wait()
+            log.write_text("".join(seen))
+            raise SystemExit(f"riskgw {argv[0]} exited: {seen[-1].strip() if seen else proc.returncode}")
+        seen.append(line)
+        found = re.search(r"listening on [\d.]+:(\d+)", line)
+        if found:
+            # its later output goes to the log from a thread, so it never blocks on a full pipe
+            threading.Thread(target=_copy, args=(proc.stderr, seen, log), daemon=True).start()
+            return proc, int(found.group(1))
+
+
+def _copy(stream: IO[str], seen: list[str], log: Path) -> None:
+    with log.open("w", encoding="utf-8") as out:
+        out.writelines(seen)
+        for line in stream:
+            out.write(line)
+
+
+def _stop(proc: subprocess.Popen[str]) -> int:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            return proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return proc.wait()
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used (Linux /proc), robust to a busy machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _load(port: int, rate: float, seconds: float, first_id: int, pids: dict[str, int]) -> dict[str, Any]:
+    before = {name: _cpu_s(pid) for name, pid in pids.items()}
+    cmd = [sys.executable, "-m", "bench.gateway_load", "--port", str(port), "--rate", str(rate)]
+    cmd += ["--seconds", str(seconds), "--first-id", str(first_id)]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"the load generator failed: {done.stderr.strip().splitlines()[-1:]}")
+    result: dict[str, Any] = json.loads(done.stdout)
+    # CPU per order answered: what the gateway (and the exchange) cost, whatever else the machine ran
+    for name, pid in pids.items():
+        spent = _cpu_s(pid) - before[name]
+        result[f"{name}_cpu_us_per_order"] = round(1e6 * spent / max(1, result["answered"]), 1)
+    result["held"] = result["lost"] == 0 and (result["last_answer_after_last_due_ms"] or 0) <= HELD_MS
+    result["loadavg_1m"] = os.getloadavg()[0]
+    return result
+
+
+def run_mode(
+    workdir: Path, card: str, journal_sync: str, rates: tuple[int, ...], seconds: float, say: Any
+) -> dict[str, Any]:
+    rules = sorted(str(p) for p in (ROOT / "rules").glob("*.sql"))
+    tag = f"{card}-{journal_sync}"
+    exch, exch_port = _spawn(
+        ["exchange-sim", "--listen", "127.0.0.1:0", "--fill", "1", "--partial", "0", "--reject", "0"],
+        workdir / f"exchange-{tag}.log",
+    )
+    argv = ["serve", "--rules", *rules, "--data", str(workdir / "data"), "--listen", "127.0.0.1:0"]
+    argv += ["--exchange", f"127.0.0.1:{exch_port}", "--journal", str(workdir / f"{tag}.journal")]
+    argv += ["--user", "bench:bench:*", "--heartbeat-ms", "60000", "--card", card]
+    argv += ["--journal-sync", journal_sync]
+    try:
+        gw, port = _spawn(argv, workdir / f"serve-{tag}.log")
+    except BaseException:
+        _stop(exch)
+        raise
+    runs: list[dict[str, Any]] = []
+    first_id = 1
+    try:
+        for rate in rates:
+            result = _load(port, rate, seconds, first_id, {"gateway": gw.pid, "exchange": exch.pid})
+            first_id += result["orders"] + 1_000
+            lat = result["latency_us"]
+            say(
+                f"  {tag} {rate:>6}/s: {result['answered']}/{result['orders']} answered "
+                f"({result['rejected']} rejected), p50 {lat.get('p50')} p99 {lat.get('p99')} "
+                f"p99.9 {lat.get('p99_9')} max {lat.get('max')} µs, gateway CPU "
+                f"{result['gateway_cpu_us_per_order']} µs/order, "
+                f"{'held' if result['held'] else 'NOT held'} (load {result['loadavg_1m']:.1f})"
+            )
+            runs.append(result)
+            if not result["held"]:
+                break
+    finally:
+        code = _stop(gw)
+        _stop(exch)
+    if code != 0:
+        raise SystemExit(f"riskgw serve exited with status {code}: see {workdir}/serve-{tag}.log")
+    held = [r["rate"] for r in runs if r["held"]]
+    return {
+        "card": card,
+        "journal_sync": journal_sync,
+        "runs": runs,
+        "highest_rate_held": max(held, default=0),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.gateway", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="three rates, two seconds each")
+    parser.add_argument("--card", choices=["soft", "sim"], default="soft")
+    parser.add_argument("--seconds", type=float, help="seconds per rate (default 5, quick 2)")
+    parser.add_argument("--modes", default="none,interval,commit", help="journal_sync modes to run")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "gateway.json"))
+    args = parser.parse_args(argv)
+    seconds = args.seconds or (2.0 if args.quick else 5.0)
+    rates = SIM_RATES if args.card == "sim" else QUICK_RATES if args.quick else FULL_RATES
+    modes = [m for m in args.modes.split(",") if m]
+
+    def say(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="riskgw-bench-gw-") as tmp:
+        workdir = Path(tmp)
+        DataSet().write(workdir / "data")
+        results = []
+        for mode in modes:
+            say(f"bench.gateway: card {args.card}, journal_sync {mode}")
+            results.append(run_mode(workdir, args.card, mode, rates, seconds, say))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "bench": "gateway",
+        "quick": args.quick,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "held_ms": HELD_MS,
+        "seconds_per_rate": seconds,
+        "target": "soft card: p99 <= 200 µs at 20,000 orders/s",
+        "modes": results,
+    }
+    out.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    say(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
