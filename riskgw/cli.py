@@ -166,7 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", metavar="DIR", help="initial tables, one <table>.csv each")
     p.add_argument("--listen", metavar="HOST:PORT", help="broker listener (default 127.0.0.1:9000)")
     p.add_argument("--exchange", metavar="HOST:PORT", help="the exchange (default 127.0.0.1:9100)")
-    p.add_argument("--card", choices=["soft"], help="the executor (default soft: the software engine)")
+    p.add_argument(
+        "--card",
+        choices=["soft", "pynq", "auto"],
+        help="the executor (default soft: the software engine; pynq: a U200; auto: a U200 when present,"
+        " else the simulated card when built in, else soft)",
+    )
     p.add_argument("--journal", metavar="PATH", help="journal file (default gateway.journal)")
     p.add_argument("--user", action="append", metavar="NAME:PASSWORD:ACCOUNTS", help="a broker login")
     p.add_argument("--heartbeat-ms", type=int, help="heartbeat interval given to brokers (default 1000)")

@@ -49,7 +49,7 @@ from riskgw.gateway.link import parse_host_port
 if TYPE_CHECKING:  # `riskgw ctl` reads this module and needs none of the engine
     from riskgw.gateway.failover import FailoverConfig
 
-CARDS = ("soft",)
+CARDS = ("soft", "pynq", "auto")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import bisect
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from riskgw.card.select import card_kind
 from riskgw.errors import UserError
 
 if TYPE_CHECKING:
@@ -105,6 +106,12 @@ def render(gw: Gateway) -> str:
         [("", int(gw.exchange is not None))],
     )
     metric("riskgw_kill_all", "gauge", "1 while the gateway-wide kill switch is on", [("", int(gw.kill.all))])
+    metric(
+        "riskgw_card_info",
+        "gauge",
+        "1 for the executor that decides orders: pynq (a U200), sim or soft",
+        [(f'kind="{card_kind(gw.card)}"', 1)],
+    )
     _standby_metrics(gw, metric, lines)
     lines.append("# HELP riskgw_card_event_us time the card took per event, microseconds")
     lines.append("# TYPE riskgw_card_event_us histogram")

@@ -12,13 +12,14 @@ from dataclasses import dataclass
 
 from riskgw.card.driver import CardDriver
 from riskgw.card.lockstep import LockstepCard
+from riskgw.card.select import resolve_auto
 from riskgw.card.soft import SoftCard
 from riskgw.card.tables import load_data_dir
 from riskgw.doe.compiler import compile_files
 from riskgw.engine.cbuild import compiler
 from riskgw.errors import UserError
 from riskgw.gateway.audit import AuditLog
-from riskgw.gateway.config import GatewayConfig, build_config
+from riskgw.gateway.config import CARDS, GatewayConfig, build_config
 from riskgw.gateway.control import start_control
 from riskgw.gateway.failover import FailoverConfig, watch, with_standby
 from riskgw.gateway.deploy import Deployer, DeployStore, deployments_dir, initial_version, replay_journal
@@ -99,13 +100,19 @@ def make_card(kind: str) -> CardDriver:
     if kind == "soft":
         # The generated-C backend when a C compiler is there: the same decisions, in a fraction of the time.
         return SoftCard("native" if compiler() else "fast")
-    raise UserError(f"card {kind!r} is not available (cards: soft)")
+    if kind == "pynq":
+        from riskgw.card.pynq import PynqCard  # pynq itself loads only here
+
+        return PynqCard.open()
+    raise UserError(f"card {kind!r} is not available (cards: soft, pynq)")
 
 
 async def start_gateway(config: GatewayConfig, log: Callable[[str], None] = _say) -> Running:
     image = compile_files(config.rules).image
     if len(image.rules) > MAX_RULES:
         raise UserError(f"{len(image.rules)} rules: the REJECTED frame's mask holds at most {MAX_RULES}")
+    if config.card == "auto":
+        config.card = resolve_auto(CARDS, log)
     card = make_card(config.card)
     failover = config.failover or FailoverConfig()
     if failover.wanted(config.card):

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from riskgw.card.driver import CardDriver
 from riskgw.card.lockstep import LockstepCard
+from riskgw.card.select import card_kind
 from riskgw.doe.isa import Event, EventField
 from riskgw.doe.values import decode_char
 from riskgw.engine.engine import EVENTS, Decision, event_inputs
@@ -275,6 +276,7 @@ class Gateway:
             "journal_records": self.journal.records,
             "state_hash": self.card.state_hash(),
             "card": self.card.status() if isinstance(self.card, LockstepCard) else None,
+            "card_kind": card_kind(self.card),
             "counters": vars(self.counters).copy(),
         }
 
