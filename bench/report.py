@@ -210,9 +210,12 @@ def fig_orders(s: Section, inputs: dict[str, Input], facts: dict[str, Any], plot
             )
         skipped = hdl.get("sizes_skipped") or []
         if skipped:
+            why = (
+                "a quick run" if hdl.get("quick") else hdl.get("why_sizes_are_skipped", "no reason recorded")
+            )
             s.gaps.append(
                 f"DOE not simulated at {', '.join(f'{n:,}' for n in skipped)} orders per account in this "
-                f"run: {hdl.get('why_sizes_are_skipped', 'no reason recorded')}."
+                f"run: {why}."
             )
     sw: dict[int, dict[str, Any]] = {}
     if eng:
@@ -984,7 +987,7 @@ def render(inputs: dict[str, Input], out_dir: Path, draw: bool = True) -> tuple[
     plot = Plotter(out_dir, draw)
     facts = machine_facts(inputs)
     sections: list[Section] = []
-    for number, title, needs, draw in FIGURES:
+    for number, title, needs, figure in FIGURES:
         s = Section(number, title, needs)
         for name in needs:
             inp = inputs[name]
@@ -992,7 +995,7 @@ def render(inputs: dict[str, Input], out_dir: Path, draw: bool = True) -> tuple[
                 s.missing.append(inp.problem)
             elif inp.stale:
                 s.stale.append(f"`{name}.json` was written at {inp.written}, before this run")
-        draw(s, inputs, facts, plot)
+        figure(s, inputs, facts, plot)
         sections.append(s)
 
     lines = [

@@ -42,7 +42,7 @@ def orders(data: DataSet, n: int, seed: int = 3) -> list[tuple[int | None, ...]]
     for i in range(n):
         account = rnd.randrange(data.n_accounts)
         sec = data.held(account, rnd.randrange(data.holdings_per_account))
-        fields = {
+        fields: dict[str, int | str | None] = {
             "order_id": 1_000 + i,
             "account_id": account,
             "ticket_id": ticket(sec),
