@@ -5,8 +5,9 @@ compute unit (`MmioBus`). Orders and decisions go through the rings of riskgw/ca
 `pynq.allocate` buffers on the card's memory bank, synced once per batch; latency comes from the
 fabric's timestamps (the TIMESTAMPS block), not from the host's clock.
 
-pynq is imported only when a card is opened, so this module imports without it (`pynq` is the
-optional extra `fpga`: `pip install -e '.[fpga]'`).
+pynq is imported only when a card is opened, so this module imports without it. pynq 3.0.1 (the
+optional extra `fpga`) needs numpy < 2, which riskgw's own pin excludes: `make pynq-env` builds an
+environment with both (bitstreams/README.md).
 """
 
 from __future__ import annotations
