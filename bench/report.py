@@ -663,7 +663,12 @@ def fig_gateway(s: Section, inputs: dict[str, Input], facts: dict[str, Any], plo
     if inputs["gateway"].data is not None and "soft" not in cards:
         s.missing.append("no soft-card run in the gateway results")
     if "sim" not in cards:
-        s.missing.append("no simulated-card run (`gateway_sim.json`, or a `sim` mode in `gateway.json`)")
+        why = (inputs["gateway"].data or {}).get("sim_card")
+        s.missing.append(
+            f"no simulated-card run ({why})"
+            if why
+            else "no simulated-card run (`gateway_sim.json`, or a `sim` mode in `gateway.json`)"
+        )
     rows = []
     for m in modes:
         for r in m.get("runs", []):

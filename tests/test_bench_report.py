@@ -196,7 +196,12 @@ def test_failover_and_gateway_figures_read_their_results(tmp_path: Path) -> None
     # figure 5 needs the simulated card too
     assert "**Missing input: no simulated-card run" in text
     assert code == 1
-    code, text = make_report(tmp_path, "--require", "5,6", gateway_sim=gateway_doc("sim", 50))
+    quick = gateway_doc() | {"sim_card": "not run: --quick, or --card sim given"}
+    _, text = make_report(tmp_path, gateway=quick)
+    assert "**Missing input: no simulated-card run (not run: --quick, or --card sim given)" in text
+    code, text = make_report(
+        tmp_path, "--require", "5,6", gateway=gateway_doc(), gateway_sim=gateway_doc("sim", 50)
+    )
     assert code == 0
     assert "| sim | none | 50 | 100 / 100 |" in text
 
