@@ -249,3 +249,33 @@ def test_run_fails_a_bench_that_writes_no_fresh_result(
     machine = json.loads((tmp_path / "machine.json").read_text())
     assert machine["steps"]["silent"]["exit"] == 1 and machine["steps"]["good"]["exit"] == 0
     assert len(machine["steps"]["good"]["load_before"]) == 3
+
+
+def test_baselines_are_tabled_with_ratios_against_riskgw_and_the_doe(tmp_path: Path) -> None:
+    def backend(p50: float, rate: float) -> dict[str, Any]:
+        return {"cpu_events_per_s": rate, "all": {"n": 1000, "p50_us": p50, "p99_us": 4 * p50}}
+
+    level = {
+        "events": 1000,
+        "orders": 400,
+        "riskgw_native": backend(2.0, 400_000),
+        "riskgw_fast": {"skipped": "no C compiler"},
+        "sqlite": backend(50.0, 16_000),
+        "openpit": backend(1.8, 250_000) | {"version": "0.10.0", "events_timed": 990},
+        "verdict_agreement": {
+            "orders": 400,
+            "same_verdict": 380,
+            "share": 0.95,
+            "only_riskgw_accepts": 15,
+            "only_openpit_accepts": 5,
+        },
+    }
+    _, text = make_report(
+        tmp_path, hdl=hdl_doc(), baselines={"rules": ["10_funds.sql"], "levels": {"1000": level}}
+    )
+    # DOE order check at the smallest size: 15 cycles = 60 ns
+    assert "| riskgw native | 1,000 | 400,000 | 2.00 | 8.00 | 1.0x | 1.0x | 33.3x |" in text
+    assert "| riskgw fast path | no C compiler |" in text
+    assert "| SQLite, indexed | 1,000 | 16,000 | 50.00 | 200.00 | 25.0x | 25.0x | 833x |" in text
+    assert "| openpit 0.10.0 | 990 | 250,000 | 1.80 | 7.20 | 0.9x | 1.6x | 30.0x |" in text
+    assert "agree on 380 of 400 orders (95.0%)" in text
