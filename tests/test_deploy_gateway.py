@@ -18,6 +18,7 @@ from riskgw.engine.replay import load_data
 from riskgw.exchange.sim import Behaviour
 from riskgw.gateway.control import request
 from riskgw.gateway.journal import scan
+from riskgw.gateway.metrics import render
 from riskgw.gateway.protocol import Frame, MsgType, Reason
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.xdist_group("deploy")]
@@ -239,6 +240,15 @@ def test_a_schema_change_is_migrated_and_replayed_after_a_restart(tmp_path: Path
         assert status["rules"]["FundsCheck"] == {"hits": 0, "sole": 0}
         assert status["accounts"]["1"] == {"orders": 3, "rejects": 1, "hits": {"OrderCap": 1}}
         assert status["accounts"]["4"] == {"orders": 1, "rejects": 1, "hits": {"AccountKnown": 1}}
+        page = render(stack.gateway).splitlines()
+        for line in (
+            "riskgw_program_version 2",
+            "riskgw_deployments_total 1",
+            'riskgw_rule_hits_total{rule="AccountKnown"} 2',
+            'riskgw_rule_sole_rejects_total{rule="OrderCap"} 1',
+            'riskgw_account_rule_hits_total{account="1",rule="OrderCap"} 1',
+        ):
+            assert line in page
         state = stack.gateway.card.state_hash()
         await stack.restart()
         assert stack.gateway.card.state_hash() == state

@@ -319,12 +319,27 @@ class Deployer:
     def version(self) -> int:
         return self.history[-1]
 
+    def metric_lines(self) -> list[str]:
+        return [
+            "# HELP riskgw_program_version the deployment version running (riskgw deployments)",
+            "# TYPE riskgw_program_version gauge",
+            f"riskgw_program_version {self.version}",
+            "# HELP riskgw_deployments_total program swaps since the gateway started",
+            "# TYPE riskgw_deployments_total counter",
+            f"riskgw_deployments_total {self.swaps}",
+            "# HELP riskgw_last_swap_us how long the last swap held the events back, microseconds",
+            "# TYPE riskgw_last_swap_us gauge",
+            f"riskgw_last_swap_us {self.last_swap_us:.1f}",
+        ]
+
     def __init__(
         self, gateway: Gateway, store: DeployStore, history: list[int], log: Callable[[str], None]
     ) -> None:
         self.gateway = gateway
         self.store = store
         self.history = history  # the versions the journal ran, in order; the last one runs now
+        self.swaps = 0
+        self.last_swap_us = 0.0
         self._lock = asyncio.Lock()
         self._log = log
 
@@ -496,6 +511,8 @@ class Deployer:
         gw.program_changed()
         previous = self.version
         self.history.append(dep.version)
+        self.swaps += 1
+        self.last_swap_us = swap_us
         gw.flush()  # the deployment record is on disk before the answer
         # ---- end of the swap
         if gw.failed is not None:

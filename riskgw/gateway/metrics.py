@@ -78,6 +78,8 @@ def render(gw: Gateway) -> str:
         [(f'rule="{names[i]}"', n) for i, n in enumerate(gw.rule_failures)],
     )
     lines.extend(gw.rule_stats.metric_lines())
+    if gw.deployer is not None:
+        lines.extend(gw.deployer.metric_lines())
     metric(
         "riskgw_protocol_errors_total",
         "counter",
