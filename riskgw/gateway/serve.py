@@ -21,8 +21,8 @@ from riskgw.errors import UserError
 from riskgw.gateway.audit import AuditLog
 from riskgw.gateway.config import CARDS, GatewayConfig, build_config
 from riskgw.gateway.control import start_control
-from riskgw.gateway.failover import FailoverConfig, watch, with_standby
 from riskgw.gateway.deploy import Deployer, DeployStore, deployments_dir, initial_version, replay_journal
+from riskgw.gateway.failover import FailoverConfig, watch, with_standby
 from riskgw.gateway.journal import JournalHeader, open_journal
 from riskgw.gateway.jsync import JournalSyncer
 from riskgw.gateway.kill import KillSwitches
