@@ -14,10 +14,18 @@ JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
 
 venv: $(STAMP)
 
+# QuickFIX (the fix extra) has no binary wheel: it compiles from source. Its wheel is built once into
+# .venv/wheels and installed from there by every later `make venv`; at -O1 without debug info, as its
+# 6 MB SWIG wrapper dominates the build and Python's default -O3 -g makes that the slowest.
+QUICKFIX := quickfix==1.16.*
+WHEELS   := $(VENV)/wheels
+
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[sim,dev]'
+	@ls $(WHEELS)/quickfix-*.whl >/dev/null 2>&1 || { echo "building QuickFIX's wheel (minutes; once per .venv)"; \
+	  CXXFLAGS="-O1 -g0 -DNDEBUG -fwrapv" $(PY) -m pip wheel --quiet --no-deps '$(QUICKFIX)' -w $(WHEELS); }
+	$(PY) -m pip install --quiet --prefer-binary --find-links $(WHEELS) -e '.[sim,dev,fix]'
 	@touch $@
 
 ## pynq-env: .venv-pynq, riskgw with the fpga extra (pynq 3.0.1) apart from .venv, for tests/test_pynq_env.py

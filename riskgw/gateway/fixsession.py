@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -322,7 +322,6 @@ class FixSession(BrokerSession):
             order.quantity = parse_quantity(fields.get(38))
             ts = parse_utc_ns(fields.get(60))
         except Invalid as exc:
-            order.account_id = order.account_id if order.account_id else 0
             self._refuse(order, exc)
             return
         order.order_id = self.ids.take()
@@ -605,13 +604,3 @@ class FixSession(BrokerSession):
 def _utc_now() -> str:
     now = datetime.now(UTC)
     return now.strftime("%Y%m%d-%H:%M:%S.") + f"{now.microsecond // 1000:03d}"
-
-
-@dataclass
-class Sessions:
-    """The FIX sessions of one gateway, by (SenderCompID, TargetCompID) as the broker sends them."""
-
-    by_comp_ids: dict[tuple[str, str], FixSession] = field(default_factory=dict)
-
-    def get(self, sender: str, target: str) -> FixSession | None:
-        return self.by_comp_ids.get((sender, target))

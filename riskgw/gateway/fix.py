@@ -1,0 +1,269 @@
+"""The FIX 4.4 acceptor: QuickFIX runs the session layer, `FixSession` joins the gateway's order path.
+
+QuickFIX (the optional extra `fix`) does Logon, heartbeats, test requests, resend requests and gap
+fills, sequence numbers (kept in a FileStore, so they survive restarts) and the session-level
+checks: a garbled message, a wrong checksum or body length is ignored as the FIX spec says (its
+sequence number then shows up as a gap and is asked for again), a missing required tag or a bad
+value gets a session Reject (3), wrong CompIDs a Reject and a Logout. Messages other than D, F and G
+get a BusinessMessageReject (j).
+
+QuickFIX calls the Application on its own thread. Each callback copies what it needs out of the
+message (QuickFIX owns it) and hands it to the gateway's asyncio loop; replies go back through
+`Session.sendToTarget` from the loop thread. An exception escaping a callback would end the process
+(the SWIG director calls Py_Exit), so every callback catches everything it does not mean to raise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import socket
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from riskgw.errors import UserError
+from riskgw.gateway.fixconfig import FixConfig, FixSessionConfig
+from riskgw.gateway.fixsession import FixSession, OrderIds, Outbound
+from riskgw.gateway.server import Gateway
+
+try:
+    import quickfix
+except ImportError:  # the optional extra is not installed
+    quickfix = None
+
+BEGIN_STRING = "FIX.4.4"
+APP_MESSAGES = {"D", "F", "G"}
+# The fields read from inbound application messages (all three types).
+INBOUND_TAGS = (1, 11, 38, 40, 41, 44, 54, 55, 59, 60)
+BIND_TRIES = 20  # port 0: free ports tried before giving up (another process may take one first)
+LOGOUT_WAIT_S = 2.0  # at stop, how long brokers get to answer our Logout
+
+
+def data_dictionary() -> Path:
+    """FIX44.xml as the quickfix package installs it (under the environment's share/quickfix)."""
+    for prefix in (sys.prefix, sys.base_prefix):
+        path = Path(prefix) / "share" / "quickfix" / "FIX44.xml"
+        if path.exists():
+            return path
+    raise UserError("the FIX 4.4 data dictionary (share/quickfix/FIX44.xml) is missing: reinstall quickfix")
+
+
+def _settings_text(config: FixConfig, store: Path, port: int) -> str:
+    lines = [
+        "[DEFAULT]",
+        "ConnectionType=acceptor",
+        f"SocketAcceptPort={port}",
+        f"FileStorePath={store}",
+        "NonStopSession=Y",
+        "UseDataDictionary=Y",
+        f"DataDictionary={data_dictionary()}",
+        "ValidateUserDefinedFields=N",
+        "ResetOnLogon=N",
+        "ResetOnLogout=N",
+        "ResetOnDisconnect=N",
+        "PersistMessages=Y",
+        "SocketNodelay=Y",
+        "TimestampPrecision=3",
+    ]
+    for session in config.sessions:
+        lines += [
+            "[SESSION]",
+            f"BeginString={BEGIN_STRING}",
+            f"SenderCompID={session.target_comp_id}",
+            f"TargetCompID={session.sender_comp_id}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("", 0))
+        return int(s.getsockname()[1])
+
+
+class FixAcceptor:
+    """QuickFIX's SocketAcceptor (one thread for every connection) with one FixSession per
+    configured session.
+
+    Not the ThreadedSocketAcceptor: QuickFIX 1.16's threaded connection lets the exception from a
+    first message that is not FIX escape its thread, which ends the process; the single-threaded
+    one drops that connection. The price: a peer that sends part of a first message and stalls
+    holds up the other sessions for up to a second per stall.
+    """
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        config: FixConfig,
+        store: Path,
+        ids: OrderIds,
+        log: Callable[[str], None],
+    ) -> None:
+        if quickfix is None:
+            raise UserError("FIX needs the quickfix package: pip install 'riskgw[fix]' (or make venv)")
+        self.gateway = gateway
+        self.config = config
+        self.store = store
+        self.log = log
+        self.loop = asyncio.get_running_loop()
+        self.port = 0
+        self.ids = ids
+        self.sessions: dict[tuple[str, str], FixSession] = {}
+        self._ids: dict[tuple[str, str], Any] = {}  # (sender, target) as the broker sends -> SessionID
+        for sc in config.sessions:
+            self._add(sc, ids)
+        self._app = _Application(self)
+        self._acceptor: Any = None
+
+    def _add(self, sc: FixSessionConfig, ids: OrderIds) -> None:
+        key = (sc.sender_comp_id, sc.target_comp_id)
+        sid = quickfix.SessionID(BEGIN_STRING, sc.target_comp_id, sc.sender_comp_id)
+        self._ids[key] = sid
+        self.sessions[key] = FixSession(self.gateway, sc, self.config, ids, functools.partial(self.send, sid))
+
+    def session_for(self, sid: Any) -> FixSession | None:
+        return self.sessions.get((sid.getTargetCompID().getValue(), sid.getSenderCompID().getValue()))
+
+    def start(self) -> None:
+        try:
+            self.store.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot create the FIX store {self.store}: {exc.strerror}") from None
+        tries = BIND_TRIES if self.config.port == 0 else 1
+        for attempt in range(tries):
+            port = self.config.port or _free_port()
+            cfg = self.store / "acceptor.cfg"
+            cfg.write_text(_settings_text(self.config, self.store, port), encoding="utf-8")
+            settings = quickfix.SessionSettings(str(cfg))
+            acceptor = quickfix.SocketAcceptor(self._app, quickfix.FileStoreFactory(settings), settings)
+            try:
+                acceptor.start()
+            except (quickfix.RuntimeError, quickfix.ConfigError) as exc:
+                if attempt + 1 == tries:
+                    raise UserError(f"cannot open the FIX port {port}: {exc}") from None
+                continue
+            self._acceptor, self.port = acceptor, port
+            return
+
+    async def stop(self) -> None:
+        """Log every broker out (waiting briefly for their Logouts), then stop QuickFIX."""
+        if self._acceptor is None:
+            return
+        acceptor, self._acceptor = self._acceptor, None
+        live = [quickfix.Session.lookupSession(sid) for sid in self._ids.values()]
+        live = [s for s in live if s is not None and s.isLoggedOn()]
+        for s in live:
+            s.logout("the gateway is stopping")
+        deadline = time.monotonic() + LOGOUT_WAIT_S
+        while any(s.isLoggedOn() for s in live) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await self.loop.run_in_executor(None, acceptor.stop, True)
+
+    # ------------------------------------------------------------------ loop thread
+
+    def send(self, sid: Any, out: list[Outbound]) -> None:
+        for msg_type, body in out:
+            if msg_type == "5":
+                session = quickfix.Session.lookupSession(sid)
+                if session is not None and session.isLoggedOn():
+                    session.logout(dict(body).get(58, ""))
+                continue
+            message = quickfix.Message()
+            header = message.getHeader()
+            header.setField(quickfix.BeginString(BEGIN_STRING))
+            header.setField(quickfix.MsgType(msg_type))
+            for tag, value in body:
+                message.setField(tag, value)
+            try:
+                quickfix.Session.sendToTarget(message, sid)
+            except quickfix.SessionNotFound:
+                self.log(f"FIX: no session {sid} to send a {msg_type} to")
+
+    def hand_over(self, fn: Callable[..., None], *args: Any) -> None:
+        """From a QuickFIX thread: run fn on the gateway's loop (dropped once the loop is gone)."""
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the gateway has stopped
+            self.loop.call_soon_threadsafe(self._run, fn, *args)
+
+    def _run(self, fn: Callable[..., None], *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception as exc:  # a bug must cost one message, not the gateway
+            self.log(f"FIX: {type(exc).__name__}: {exc}")
+
+
+class _Application(quickfix.Application if quickfix is not None else object):  # type: ignore[misc]
+    """QuickFIX's callbacks, on its thread."""
+
+    def __init__(self, acceptor: FixAcceptor) -> None:
+        super().__init__()
+        self.acceptor = acceptor
+
+    def onCreate(self, sid: Any) -> None:
+        pass
+
+    def onLogon(self, sid: Any) -> None:
+        session = self._session(sid)
+        if session is not None:
+            self.acceptor.hand_over(session.on_logon)
+
+    def onLogout(self, sid: Any) -> None:
+        session = self._session(sid)
+        if session is not None:
+            self.acceptor.hand_over(session.on_logout)
+
+    def toAdmin(self, message: Any, sid: Any) -> None:
+        pass
+
+    def toApp(self, message: Any, sid: Any) -> None:
+        pass
+
+    def fromAdmin(self, message: Any, sid: Any) -> None:
+        try:
+            session = self._session(sid)
+            if message.getHeader().getField(35) != "A" or session is None:
+                return
+            password = session.config.password
+            given = message.getField(554) if message.isSetField(554) else None
+        except Exception as exc:
+            self.acceptor.log(f"FIX: {type(exc).__name__} reading an admin message: {exc}")
+            return
+        if password is not None and given != password:
+            self.acceptor.hand_over(self.acceptor.log, f"FIX {sid}: Logon with a wrong or missing Password")
+            raise quickfix.RejectLogon("wrong or missing Password (554)")
+
+    def fromApp(self, message: Any, sid: Any) -> None:
+        try:
+            msg_type = message.getHeader().getField(35)
+        except Exception:
+            msg_type = ""
+        if msg_type not in APP_MESSAGES:
+            raise quickfix.UnsupportedMessageType()
+        try:
+            session = self._session(sid)
+            if session is None:
+                return
+            fields = {tag: message.getField(tag) for tag in INBOUND_TAGS if message.isSetField(tag)}
+        except Exception as exc:
+            self.acceptor.log(f"FIX: {type(exc).__name__} reading a {msg_type}: {exc}")
+            return
+        self.acceptor.hand_over(session.received, msg_type, fields)
+
+    def _session(self, sid: Any) -> FixSession | None:
+        try:
+            return self.acceptor.session_for(sid)
+        except Exception:
+            return None
+
+
+async def start_fix(
+    gateway: Gateway, config: FixConfig, journal: Path, ids: OrderIds, log: Callable[[str], None]
+) -> FixAcceptor:
+    acceptor = FixAcceptor(gateway, config, config.store_path(journal), ids, log)
+    acceptor.start()
+    comp = ", ".join(f"{s.sender_comp_id}->{s.target_comp_id}" for s in config.sessions)
+    log(f"FIX 4.4 on port {acceptor.port} (sessions {comp}), store {acceptor.store}")
+    return acceptor
