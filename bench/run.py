@@ -30,7 +30,7 @@ RESULTS = ROOT / "bench" / "results"
 
 # Each is a module with main(argv) -> int that accepts --quick and writes bench/results/<name>.json,
 # or a variant in VARIANTS: another module run with extra arguments.
-BENCHES = ("engine", "hdl", "sweeps", "baselines", "fix", "gateway")
+BENCHES = ("engine", "hdl", "sweeps", "baselines", "fix", "gateway", "failover")
 # Extra arguments in a quick run, to keep `make bench-quick` (CI) within about 3 minutes once the
 # Verilator model is built: the engine's quick form also runs 10,000 orders per account (about 4
 # minutes alone on 2 shared cores), and each DOE table size is a Verilator build of its own.

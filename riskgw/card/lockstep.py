@@ -99,6 +99,7 @@ class Failover:
     reason: str
     detected_ns: int  # wall clock (time.time_ns), for the operator
     duration_ns: int  # detection to the first software decision (or the end of the switch)
+    detected_clock_ns: int = 0  # detection on the card's clock (perf_counter_ns by default)
 
 
 @dataclass
@@ -557,7 +558,7 @@ class LockstepCard(CardDriver):
             return
         self._pending_failover = None
         reason, detected, wall = pending
-        failover = Failover(reason, wall, self._clock() - detected)
+        failover = Failover(reason, wall, self._clock() - detected, detected)
         self.failovers.append(failover)
         self.counters.failovers += 1
         self.log(
