@@ -9,6 +9,7 @@ import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from riskgw.card.driver import CardDriver
 from riskgw.card.lockstep import LockstepCard
@@ -44,6 +45,7 @@ class Running:
     control: asyncio.Server | None = None
     metrics: asyncio.Server | None = None
     stopped: bool = False
+    fix: Any = None  # the FIX acceptor (riskgw.gateway.fix.FixAcceptor), when [fix] is set
     watchdog: asyncio.Task[None] | None = None  # the hot standby's, when there is one
 
     @property
@@ -71,6 +73,8 @@ class Running:
         gw.closing = True
         if gw.reconnecting is not None:
             gw.reconnecting.cancel()
+        if self.fix is not None:
+            await self.fix.stop()
         if gw.watchdog is not None:
             gw.watchdog.cancel()
         self.server.close()
@@ -184,6 +188,17 @@ async def start_gateway(config: GatewayConfig, log: Callable[[str], None] = _say
             opened.journal.close()
             raise
     running = Running(gateway, server, len(opened.entries), opened.cut, control, metrics)
+    if config.fix is not None:
+        from riskgw.gateway.fix import start_fix  # QuickFIX loads only when FIX is configured
+        from riskgw.gateway.fixsession import OrderIds, first_order_id
+
+        try:
+            running.fix = await start_fix(
+                gateway, config.fix, config.journal, OrderIds(first_order_id(opened.entries)), log
+            )
+        except UserError:
+            await running.stop()
+            raise
     if isinstance(card, LockstepCard):
         running.watchdog = loop.create_task(watch(card))
     gateway.watchdog = loop.create_task(gateway.watch_heartbeats())
