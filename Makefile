@@ -65,7 +65,7 @@ lint: $(STAMP)
 gen: $(STAMP)
 	$(RUN) $(PY) -m riskgw.doe.gen
 
-## demo: check, compile and replay the example rules on the reference data set
+## demo: exchange-sim, the card and the gateway on TCP, a scripted broker through every flow and rule, a summary
 demo: $(STAMP)
 	$(RUN) $(VENV)/bin/riskgw demo
 
