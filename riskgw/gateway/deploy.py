@@ -229,6 +229,20 @@ async def compile_sources(src: Path, names: Sequence[str]) -> tuple[Image, list[
 # ----------------------------------------------------------------------------- the swap
 
 
+def warm_native(image: Image) -> None:
+    """Build the native engine's library for `image` into its cache, off the event loop, so that a
+    software card on the native backend does not wait for the C compiler during the swap."""
+    from riskgw.doe.isa import N_EVENT_REGS
+    from riskgw.engine.cbuild import build_library, compiler
+    from riskgw.engine.cgen import generate
+    from riskgw.engine.table import EngineError
+
+    if compiler() is None:
+        return
+    with contextlib.suppress(EngineError):  # the card reports it when it loads the program
+        build_library(generate(image, N_EVENT_REGS)[0])
+
+
 def swap(
     card: CardDriver,
     new: Image,
@@ -476,6 +490,7 @@ class Deployer:
             if dry_run:
                 answer["dry_run"] = True
                 return answer
+            await loop.run_in_executor(None, warm_native, image)
             dep = Deployment(
                 0,
                 source_hash,
