@@ -13,10 +13,12 @@ from riskgw.card.soft import SoftCard
 from riskgw.card.tables import load_data_dir
 from riskgw.doe.compiler import compile_files
 from riskgw.doe.image import Image
+from riskgw.engine import cbuild
+from riskgw.engine.cbuild import compiler
 from riskgw.engine.csvdata import read_events
 from riskgw.engine.engine import Engine
 from riskgw.engine.state import table_rows
-from riskgw.gateway.deploy import swap
+from riskgw.gateway.deploy import swap, warm_native
 from riskgw.gateway.migrate import MigrationError, plan
 from riskgw.scenario import DataSet, Session, write_events
 
@@ -298,3 +300,27 @@ def test_a_new_aggregate_is_built_from_the_rows_already_there(tmp_path: Path) ->
         key = (int(cell["g_account_id"] or 0), int(cell["g_direction"] or 0))
         got[key] = (cell["rows"], cell["count0"], hi * 2**64 + lo)
     assert got == want
+
+
+@pytest.mark.skipif(compiler() is None, reason="the native backend needs a C compiler")
+def test_a_warmed_native_card_swaps_without_the_c_compiler(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    old = image(tmp_path, BASE)
+    new = image(
+        tmp_path,
+        BASE.replace("balance     INT       null     ,", "balance INT null, tier INT null,"),
+        "n.sql",
+    )
+    card = SoftCard("native")
+    card.load_image(old)
+    card.load_rows(old.table("acct").id, [(1, 0x41, 100)])
+    warm_native(new)
+
+    def no_compiler(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the C compiler ran during the swap")
+
+    monkeypatch.setattr(cbuild.subprocess, "run", no_compiler)
+    swap(card, new, {}, False, {})
+    assert acct_rows(card) == [(1, "A", 100, None)]
