@@ -26,6 +26,7 @@ from typing import Any
 
 VERSION = 1
 HEADER = struct.Struct("<BBHI")
+_Struct = struct.Struct  # for annotations inside Layout, whose field `struct` hides the module
 TICKET_BYTES = 16
 CRED_BYTES = 16
 FAILED_MASK_BYTES = 32  # up to 256 rules
@@ -77,7 +78,7 @@ class Layout:
     doc: str
     struct: struct.Struct = field(init=False, compare=False, repr=False)
     # Per-field work decided once, so encoding and decoding a frame only loop over the fields.
-    frame_struct: struct.Struct = field(init=False, compare=False, repr=False)  # header + body
+    frame_struct: _Struct = field(init=False, compare=False, repr=False)  # header + body
     names: frozenset[str] = field(init=False, compare=False, repr=False)
     packing: tuple[tuple[str, int], ...] = field(init=False, compare=False, repr=False)  # size; -1: int
     unpacking: tuple[tuple[int, str, bool], ...] = field(init=False, compare=False, repr=False)
