@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TUTORIAL = ROOT / "docs" / "tutorial.md"
 PORTS = ("9000", "9001", "9100")
 
-pytestmark = [pytest.mark.timeout(300), pytest.mark.xdist_group("tutorial")]
+pytestmark = pytest.mark.timeout(300)
 
 
 @dataclass
