@@ -34,7 +34,7 @@ from bench.engine import ROOT, bench_engine, bench_sqlite, record_session
 from riskgw.doe.compiler import compile_files
 from riskgw.doe.isa import Event
 from riskgw.engine.cbuild import compiler
-from riskgw.engine.engine import Engine
+from riskgw.engine.engine import Backend, Engine
 from riskgw.engine.replay import load_data
 from riskgw.scenario import DataSet
 
@@ -61,7 +61,7 @@ def run_level(per_account: int, reps: int, data: DataSet, data_dir: Path) -> dic
         file=sys.stderr,
         flush=True,
     )
-    backend = "native" if compiler() is not None else "fast"
+    backend: Backend = "native" if compiler() is not None else "fast"
     judge = Engine(image, backend)
     load_data(judge, data_dir)
     ours: list[bool] = []
@@ -72,7 +72,8 @@ def run_level(per_account: int, reps: int, data: DataSet, data_dir: Path) -> dic
     del judge
 
     level: dict[str, Any] = {"events": len(events), "orders": len(ours), "riskgw_accepted_orders": sum(ours)}
-    for key, b in (("riskgw_fast", "fast"), ("riskgw_native", "native")):
+    pairs: tuple[tuple[str, Backend], ...] = (("riskgw_fast", "fast"), ("riskgw_native", "native"))
+    for key, b in pairs:
         if b == "native" and compiler() is None:
             level[key] = {"skipped": "no C compiler for the native backend"}
             continue
