@@ -21,11 +21,13 @@ package rgw_proto_pkg;
         MSG_HEARTBEAT = 8'h04,
         MSG_NEW_ORDER = 8'h10,
         MSG_CANCEL_REQUEST = 8'h11,
+        MSG_STATUS_REQUEST = 8'h12,
         MSG_ACCEPTED = 8'h20,
         MSG_REJECTED = 8'h21,
         MSG_FILL = 8'h30,
         MSG_EXCH_REJECT = 8'h31,
-        MSG_CANCELLED = 8'h32
+        MSG_CANCELLED = 8'h32,
+        MSG_ORDER_STATUS = 8'h33
     } msg_type_t;
 
     typedef enum logic [15:0] {
@@ -71,6 +73,11 @@ package rgw_proto_pkg;
     localparam int CANCEL_REQUEST_BYTES = 24;  // frame size
     localparam int CANCEL_REQUEST_ORDER_ID_OFF = 8;  // 8 bytes: the order to cancel
     localparam int CANCEL_REQUEST_ACCOUNT_ID_OFF = 16;  // 4 bytes: its account
+
+    // STATUS_REQUEST: Asks the exchange whether an order is still open (the gateway, after it reconnects).
+    localparam int STATUS_REQUEST_BYTES = 24;  // frame size
+    localparam int STATUS_REQUEST_ORDER_ID_OFF = 8;  // 8 bytes: the order
+    localparam int STATUS_REQUEST_ACCOUNT_ID_OFF = 16;  // 4 bytes: its account
 
     // ACCEPTED: The order passed every rule and went to the exchange.
     localparam int ACCEPTED_BYTES = 64;  // frame size
@@ -126,6 +133,18 @@ package rgw_proto_pkg;
     localparam int CANCELLED_TS_OFF = 56;  // 8 bytes: sender's time, ns
     localparam int CANCELLED_EXEC_PRICE_OFF = 64;  // 8 bytes: executed price (FILL)
     localparam int CANCELLED_EXEC_QUANTITY_OFF = 72;  // 8 bytes: executed quantity (FILL), cancelled quantity (CANCELLED)
+
+    // ORDER_STATUS: Answers STATUS_REQUEST: exec_quantity is the quantity the exchange still holds open, 0 when it holds none of the order (then only order_id and account_id are set).
+    localparam int ORDER_STATUS_BYTES = 80;  // frame size
+    localparam int ORDER_STATUS_ORDER_ID_OFF = 8;  // 8 bytes: the broker's order id, unique per day
+    localparam int ORDER_STATUS_ACCOUNT_ID_OFF = 16;  // 4 bytes: account
+    localparam int ORDER_STATUS_DIRECTION_OFF = 20;  // 1 bytes: 0 buy, 1 sell
+    localparam int ORDER_STATUS_TICKET_ID_OFF = 24;  // 16 bytes: security code, UTF-8, zero-padded
+    localparam int ORDER_STATUS_PRICE_OFF = 40;  // 8 bytes: limit price in the instrument's smallest unit
+    localparam int ORDER_STATUS_QUANTITY_OFF = 48;  // 8 bytes: quantity
+    localparam int ORDER_STATUS_TS_OFF = 56;  // 8 bytes: sender's time, ns
+    localparam int ORDER_STATUS_EXEC_PRICE_OFF = 64;  // 8 bytes: executed price (FILL)
+    localparam int ORDER_STATUS_EXEC_QUANTITY_OFF = 72;  // 8 bytes: executed quantity (FILL), cancelled quantity (CANCELLED)
 
 endpackage
 

@@ -158,6 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fill", type=float, default=0.4, help="share of orders filled in full (default 0.4)")
     p.add_argument("--partial", type=float, default=0.2, help="share half filled, rest resting (default 0.2)")
     p.add_argument("--reject", type=float, default=0.1, help="share rejected (default 0.1); the rest rest")
+    p.add_argument(
+        "--keep-on-disconnect",
+        action="store_true",
+        help="keep a closed connection's resting orders (default: cancel them, as most venues do)",
+    )
     p.set_defaults(func=cmd_exchange_sim)
 
     p = sub.add_parser("serve", help="run the gateway: brokers in, risk checks on the card, orders out")

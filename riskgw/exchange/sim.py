@@ -1,6 +1,7 @@
 """`riskgw exchange-sim`: an exchange for the gateway to talk to, over the wire protocol.
 
     riskgw exchange-sim --listen 127.0.0.1:9100 [--seed N] [--fill F --partial P --reject R]
+                        [--keep-on-disconnect]
 
 Each NEW_ORDER first trades against the resting orders of the other side of its security's book
 (price-time priority, at the resting order's price), then its remainder meets the simulated market:
@@ -10,7 +11,10 @@ rests. One random draw per order from a generator seeded with `seed`, so a given
 orders always gets the same answers. A CANCEL_REQUEST for a resting order removes it and answers
 CANCELLED with the cancelled quantity; one for an order that is not resting is ignored (its fill
 or reject is already on the way). Every answer repeats the order's fields. A connection that
-closes takes its resting orders with it (cancel on disconnect).
+closes takes its resting orders with it (cancel on disconnect), unless `--keep-on-disconnect`:
+then they stay in the book. A STATUS_REQUEST is answered with ORDER_STATUS, whose exec_quantity
+is the quantity still resting (0 for an order that is not); a resting order asked about moves to
+the connection that asked, so its later fills go there.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ class Behaviour:
     partial: float = 0.2
     reject: float = 0.1
     seed: int = 1
+    cancel_on_disconnect: bool = True  # a closed connection's resting orders leave the book
 
     def __post_init__(self) -> None:
         shares = (self.fill, self.partial, self.reject)
@@ -103,7 +108,18 @@ class Exchange:
         self._remove_from_book(order)
         order.owner.send(MsgType.CANCELLED, **order.values, exec_price=0, exec_quantity=order.remaining)
 
+    def status(self, link: ExchangeLink, frame: Frame) -> None:
+        key = (frame["account_id"], frame["order_id"])
+        order = self._orders.get(key)
+        if order is None:
+            link.send(MsgType.ORDER_STATUS, order_id=key[1], account_id=key[0], exec_quantity=0)
+            return
+        order.owner = link
+        link.send(MsgType.ORDER_STATUS, **order.values, exec_price=0, exec_quantity=order.remaining)
+
     def drop_link(self, link: ExchangeLink) -> None:
+        if not self.behaviour.cancel_on_disconnect:
+            return
         for key, order in list(self._orders.items()):
             if order.owner is link:
                 del self._orders[key]
@@ -166,6 +182,8 @@ class ExchangeLink(FrameLink):
                 self.exchange.new_order(self, item)
             elif item.type is MsgType.CANCEL_REQUEST:
                 self.exchange.cancel(item)
+            elif item.type is MsgType.STATUS_REQUEST:
+                self.exchange.status(self, item)
             elif item.type is MsgType.HEARTBEAT:
                 self.send(MsgType.HEARTBEAT)
             else:
@@ -218,6 +236,12 @@ def run_exchange_sim(args: argparse.Namespace) -> int:
         host, port = parse_host_port(args.listen)
     except ValueError as exc:
         raise UserError(f"--listen: {exc}") from None
-    behaviour = Behaviour(fill=args.fill, partial=args.partial, reject=args.reject, seed=args.seed)
+    behaviour = Behaviour(
+        fill=args.fill,
+        partial=args.partial,
+        reject=args.reject,
+        seed=args.seed,
+        cancel_on_disconnect=not getattr(args, "keep_on_disconnect", False),
+    )
     asyncio.run(_serve(host, port, behaviour))
     return 0

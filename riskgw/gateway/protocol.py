@@ -40,11 +40,13 @@ class MsgType(enum.IntEnum):
     HEARTBEAT = 0x04  # either way
     NEW_ORDER = 0x10  # broker -> gateway, and gateway -> exchange once accepted
     CANCEL_REQUEST = 0x11  # broker -> gateway -> exchange
+    STATUS_REQUEST = 0x12  # gateway -> exchange: is this order still open? (after a reconnect)
     ACCEPTED = 0x20  # gateway -> broker: the order was forwarded
     REJECTED = 0x21  # gateway -> broker: failed rules, or a protocol / permission reject
     FILL = 0x30  # exchange -> gateway -> broker
     EXCH_REJECT = 0x31  # exchange -> gateway -> broker
     CANCELLED = 0x32  # exchange -> gateway -> broker: exec_quantity is the quantity cancelled
+    ORDER_STATUS = 0x33  # exchange -> gateway: exec_quantity is the quantity still open (0: none)
 
 
 class Reason(enum.IntEnum):
@@ -170,6 +172,15 @@ LAYOUTS: dict[MsgType, Layout] = {
             ),
             "Asks the exchange to cancel the rest of an open order.",
         ),
+        Layout(
+            MsgType.STATUS_REQUEST,
+            (
+                Field("order_id", "q", "the order"),
+                Field("account_id", "i", "its account"),
+                Field("pad0", "4s", "zero"),
+            ),
+            "Asks the exchange whether an order is still open (the gateway, after it reconnects).",
+        ),
         Layout(MsgType.ACCEPTED, _order_fields(), "The order passed every rule and went to the exchange."),
         Layout(
             MsgType.REJECTED,
@@ -188,6 +199,12 @@ LAYOUTS: dict[MsgType, Layout] = {
         ),
         Layout(MsgType.EXCH_REJECT, _exec_fields(), "The exchange refused the order."),
         Layout(MsgType.CANCELLED, _exec_fields(), "The exchange cancelled exec_quantity of the order."),
+        Layout(
+            MsgType.ORDER_STATUS,
+            _exec_fields(),
+            "Answers STATUS_REQUEST: exec_quantity is the quantity the exchange still holds open, 0 when "
+            "it holds none of the order (then only order_id and account_id are set).",
+        ),
     )
 }
 MAX_FRAME = max(layout.size for layout in LAYOUTS.values())

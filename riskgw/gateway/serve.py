@@ -202,6 +202,7 @@ async def start_gateway(config: GatewayConfig, log: Callable[[str], None] = _say
     if isinstance(card, LockstepCard):
         running.watchdog = loop.create_task(watch(card))
     gateway.watchdog = loop.create_task(gateway.watch_heartbeats())
+    gateway.resync()  # orders open before a restart: the exchange says which still are
     if config.fsync and config.journal_sync == "interval":
         gateway.syncer = JournalSyncer(config.journal, config.journal_sync_ms)
     if kill.all or kill.accounts or kill.users:

@@ -89,6 +89,8 @@ class Counters:
     protocol_errors: int = 0
     exchange_events: int = 0
     unknown_exchange_events: int = 0
+    resync_cancels: int = 0  # orders open here that the exchange no longer held after a reconnect
+    resync_mismatches: int = 0  # orders the exchange held less (or more) of than the gateway
     repeated: int = 0  # NEW_ORDERs identical to one already decided, answered again
 
 
@@ -116,6 +118,7 @@ class Gateway:
         self.decided: dict[OrderKey, tuple[tuple[Value, ...], Decision, BrokerSession | None]] = {}
         self.exchange: ExchangeUplink | None = None
         self.exchange_address: tuple[str, int] | None = None  # set: reconnect when the link drops
+        self.resyncing: set[OrderKey] = set()  # orders asked about with STATUS_REQUEST
         self.reconnecting: asyncio.Task[None] | None = None
         self.closing = False
         self.write_buffer_high = 1 << 20  # bytes of unread replies before a broker is not read from
@@ -173,10 +176,44 @@ class Gateway:
                 await asyncio.sleep(delay)
                 delay = min(2 * delay, 2.0)
                 continue
-            # Orders open before the drop stay open: the exchange reports on them or they are
-            # cancelled through the gateway as usual.
-            self._log(f"exchange connection back ({len(self.open)} orders open)")
+            self._log(f"exchange connection back ({len(self.open)} orders open): asking for their state")
+            self.resync()
             return
+
+    def resync(self) -> None:
+        """Ask the exchange about every order open here, after the link dropped or the gateway
+        restarted (answers sent meanwhile may be lost); each ORDER_STATUS settles one order."""
+        if self.exchange is None:
+            return
+        for account, order_id in self.open:
+            self.resyncing.add((account, order_id))
+            self.queue(self.exchange, MsgType.STATUS_REQUEST, order_id=order_id, account_id=account)
+
+    def _order_status(self, frame: Frame) -> None:
+        key = (frame["account_id"], frame["order_id"])
+        if key not in self.resyncing:
+            self._log(f"exchange: ORDER_STATUS for order {key[1]} of account {key[0]}, not asked about")
+            return
+        self.resyncing.discard(key)
+        order = self.open.get(key)
+        left = frame["exec_quantity"]
+        if order is None or left == order.remaining:
+            return  # settled by an answer that came first, or open on both sides alike
+        if left == 0:
+            # The exchange holds none of it (it cancels a dropped connection's orders): the rest is
+            # cancelled here too, through the card's CANCEL flow, and the broker is told.
+            self.counters.resync_cancels += 1
+            self._log(f"exchange holds none of order {key[1]} of account {key[0]}: cancelled here")
+            values = {**order.values, "exec_price": 0, "exec_quantity": order.remaining}
+            self.exchange_frame(Frame(MsgType.CANCELLED, 0, values))
+            return
+        # Fills may have been lost with the link; their prices are unknown here, so the order is left
+        # as the gateway has it and an operator is told.
+        self.counters.resync_mismatches += 1
+        self._log(
+            f"exchange holds {left} of order {key[1]} of account {key[0]}, the gateway {order.remaining}: "
+            "fills may have been lost while the link was down; check the order at the exchange"
+        )
 
     # ------------------------------------------------------------------ sessions
 
@@ -502,6 +539,9 @@ class Gateway:
     # ------------------------------------------------------------------ exchange side
 
     def exchange_frame(self, frame: Frame) -> None:
+        if frame.type is MsgType.ORDER_STATUS:
+            self._order_status(frame)
+            return
         event = {
             MsgType.FILL: Event.FILL,
             MsgType.EXCH_REJECT: Event.REJECT,
