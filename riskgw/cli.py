@@ -181,7 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user", action="append", metavar="NAME:PASSWORD:ACCOUNTS", help="a broker login")
     p.add_argument("--heartbeat-ms", type=int, help="heartbeat interval given to brokers (default 1000)")
     p.add_argument(
-        "--heartbeat-timeout", type=int, metavar="N", help="log out a session silent for N intervals (default 3)"
+        "--heartbeat-timeout",
+        type=int,
+        metavar="N",
+        help="log out a session silent for N intervals (default 3)",
     )
     p.add_argument("--no-fsync", action="store_true", help="skip fsync (throwaway journals only)")
     p.add_argument(
