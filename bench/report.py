@@ -49,6 +49,12 @@ SIMULATED = (
 )
 
 
+SIM_NOTE = (
+    "Simulated: the DOE's cycle counts are exact for the RTL (Verilator); its nanoseconds assume "
+    f"{MHZ} MHz and are not a claim about a real card."
+)
+
+
 @dataclass
 class Input:
     name: str
@@ -261,7 +267,7 @@ def fig_orders(s: Section, inputs: dict[str, Input], facts: dict[str, Any], plot
         s.body.append(f"Software samples: every event of the session ({ev}).")
         if "1000000" not in eng.get("levels", {}):
             s.gaps.append("The software engine was not run at 1,000,000 orders per account in this run.")
-    s.body.append(machine_line(facts, "engine", "hdl"))
+    s.body += [machine_line(facts, "engine", "hdl"), SIM_NOTE]
     s.body += [
         "",
         *table(
@@ -465,7 +471,7 @@ def fig_flows(s: Section, inputs: dict[str, Input], facts: dict[str, Any], plot:
                     [flows[k].get("p99_us", 0) - flows[k].get("p50_us", 0) for k in names],
                 )
             )
-    s.body.append(machine_line(facts, "engine", "hdl"))
+    s.body += [machine_line(facts, "engine", "hdl"), SIM_NOTE]
     s.body.append(
         f"Reference: all eight flows 2 to 2.7 µs, jitter within {REF_JITTER_NS} ns, "
         f"each the mean of {REF_SAMPLES:,} measurements."
@@ -567,7 +573,7 @@ def _sweep(
         ]
     if soft_doc:
         s.body.append(f"Software samples: {fmt(soft_doc.get('orders_per_case'), 0)} orders per point.")
-    s.body.append(machine_line(facts, "hdl", "sweeps"))
+    s.body += [machine_line(facts, "hdl", "sweeps"), SIM_NOTE]
     if plot.plt is None or not xs:
         return
     fig, (ax, ax2) = plot.plt.subplots(1, 2, figsize=(11, 4.4))
