@@ -274,25 +274,6 @@ class Gateway:
                 sent += 1
         return sent
 
-    # ------------------------------------------------------------------ control
-
-    def set_kill(
-        self, on: bool, account: int | None, user: str | None, everything: bool, cancel_open: bool = False
-    ) -> int:
-        """Turn a kill switch on or off (saved before this returns); with cancel_open, also ask the
-        exchange to cancel the open orders the switch covers. Returns the number of cancels sent."""
-        self.kill.set(on, account, user, everything)
-        scope = "everything" if everything else f"account {account}" if user is None else f"user {user}"
-        self._log(f"kill switch {'on' if on else 'off'} for {scope}")
-        if not (on and cancel_open) or self.exchange is None:
-            return 0
-        sent = 0
-        for (acct, order_id), order in self.open.items():
-            if everything or acct == account or (user is not None and order.user == user):
-                self.queue(self.exchange, MsgType.CANCEL_REQUEST, order_id=order_id, account_id=acct)
-                sent += 1
-        return sent
-
     def program_changed(self) -> None:
         """A deployment swapped the card's program: rule ids change, counts by rule name carry on."""
         names = [r.name for r in self.card.image.rules]
