@@ -246,3 +246,21 @@ def dma_events(dma: RingDma) -> list[tuple[str, int]]:
     from riskgw.gateway.protocol import MsgType
 
     return [(MsgType(frame[0]).name, session) for session, frame in dma.sent]
+
+
+def test_metrics_and_status_say_which_card_decides(tmp_path: Path) -> None:
+    from gateway_support import run_async, start_stack
+    from test_gateway_metrics import http_get, samples
+
+    from riskgw.exchange.sim import Behaviour
+
+    async def script() -> None:
+        stack = await start_stack(tmp_path, Behaviour(), card="soft", metrics=("127.0.0.1", 0))
+        try:
+            _, body = await http_get(stack.running.metrics_port, "/metrics")
+            assert samples(body)['riskgw_card_info{kind="soft"}'] == 1
+            assert stack.gateway.status()["card_kind"] == "soft"
+        finally:
+            await stack.close()
+
+    run_async(script())
