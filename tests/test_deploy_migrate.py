@@ -3,6 +3,7 @@ aggregate tables come back from the user rows exactly as the running program kep
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,6 @@ from riskgw.card.soft import SoftCard
 from riskgw.card.tables import load_data_dir
 from riskgw.doe.compiler import compile_files
 from riskgw.doe.image import Image
-from riskgw.engine import cbuild
 from riskgw.engine.cbuild import compiler
 from riskgw.engine.csvdata import read_events
 from riskgw.engine.engine import Engine
@@ -321,6 +321,6 @@ def test_a_warmed_native_card_swaps_without_the_c_compiler(
     def no_compiler(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("the C compiler ran during the swap")
 
-    monkeypatch.setattr(cbuild.subprocess, "run", no_compiler)
+    monkeypatch.setattr(subprocess, "run", no_compiler)  # what cbuild runs the compiler with
     swap(card, new, {}, False, {})
     assert acct_rows(card) == [(1, "A", 100, None)]
