@@ -212,3 +212,27 @@ def test_halt_rejects_new_orders_until_the_operator_acts(
         await stack.close()
 
     run_async(script())
+
+
+def test_failover_settings_are_checked_with_one_line_messages() -> None:
+    from riskgw.errors import UserError
+    from riskgw.gateway.failover import parse_failover
+
+    got = parse_failover(
+        {"standby": True, "policy": "halt", "failback": "auto", "heartbeat_timeout_ms": 50, "hash_every": 0}
+    )
+    assert got.settings == Settings(policy="halt", failback="auto", heartbeat_timeout_ms=50, hash_every=0)
+    assert got.wanted("soft") is True and FailoverConfig().wanted("soft") is False
+    assert FailoverConfig().wanted("sim") is True
+    for table, message in (
+        ({"policy": "panic"}, "failover.policy must be one of failover, halt, alarm"),
+        ({"failback": "sometimes"}, "failover.failback must be one of auto, manual"),
+        ({"heartbeat_timeout_ms": 0}, "failover.heartbeat_timeout_ms must be a whole number >= 1"),
+        ({"hash_every": True}, "failover.hash_every must be a whole number >= 0"),
+        ({"standby": "yes"}, "failover.standby must be true or false"),
+        ({"polcy": "halt"}, "failover: unknown setting 'polcy'"),
+        ("halt", "failover must be a [failover] table"),
+    ):
+        with pytest.raises(UserError) as info:
+            parse_failover(table)
+        assert str(info.value).startswith(message) and "\n" not in str(info.value)

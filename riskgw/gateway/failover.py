@@ -18,6 +18,7 @@ snapshot) on a worker thread so that orders go on being decided by software mean
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -87,6 +88,21 @@ async def watch(lock: LockstepCard) -> None:
     """The watchdog; runs until cancelled."""
     interval = poll_interval(lock.settings)
     loop = asyncio.get_running_loop()
+    # One long-lived thread starts the cards: a simulated card's process is stopped when the thread
+    # that started it ends (PR_SET_PDEATHSIG), so not a thread that may come and go.
+    starter = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="card-rejoin")
+    try:
+        await _watch(lock, loop, interval, starter)
+    finally:
+        starter.shutdown(wait=False)
+
+
+async def _watch(
+    lock: LockstepCard,
+    loop: asyncio.AbstractEventLoop,
+    interval: float,
+    starter: concurrent.futures.ThreadPoolExecutor,
+) -> None:
     while True:
         await asyncio.sleep(interval)
         lock.poll()
@@ -97,7 +113,7 @@ async def watch(lock: LockstepCard) -> None:
             continue
         rejoin = lock.begin_rejoin()
         try:
-            card = await asyncio.to_thread(lock.prepare_card, rejoin)
+            card = await loop.run_in_executor(starter, lock.prepare_card, rejoin)
         except Exception as exc:  # a card that cannot start must not stop the watchdog
             lock.rejoin_failed(str(exc) or type(exc).__name__)
             continue
