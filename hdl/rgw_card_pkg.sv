@@ -103,6 +103,20 @@ package rgw_card_pkg;
     localparam int DOE_CMD_READ = 2;  // DOE.CMD value
     localparam int DOE_CMD_LOAD_ROW = 3;  // DOE.CMD value
 
+    typedef enum logic [15:0] {
+        BLOCK_ID = 16'h0001,
+        BLOCK_CONTROL = 16'h0002,
+        BLOCK_COUNTERS = 16'h0003,
+        BLOCK_DOE = 16'h0004,
+        BLOCK_TIMESTAMPS = 16'h0005
+    } block_type_t;
+
+    typedef enum logic [31:0] {
+        CMD_WRITE = 32'h00000001,
+        CMD_READ = 32'h00000002,
+        CMD_LOAD_ROW = 32'h00000003
+    } doe_cmd_t;
+
 endpackage
 
 `resetall

@@ -64,8 +64,9 @@ class CardBench:
         await self.axil.write_dword(addr, value & 0xFFFFFFFF)
 
     async def send(self, session: int, data: bytes, idle_prob: float = 0.0) -> None:
-        """Queue one rx packet of `data` on `session`; with `idle_prob` > 0 the source leaves that
-        share of cycles idle while it sends. Returns once the packet is queued, not sent."""
+        """Queue one rx packet of `data` on `session`. `idle_prob` is the share of cycles the rx
+        source leaves idle from now on (for every packet still queued too). Returns once the
+        packet is queued, not sent: `wait_sent` waits for that."""
         if idle_prob > 0:
             rng = self._rng
             self.rx.set_pause_generator(iter(lambda: rng.random() < idle_prob, None))

@@ -23,6 +23,15 @@ def _int(name: str, value: int, comment: str = "") -> str:
     return f"    localparam int {name} = {value};{tail}"
 
 
+def _enum(type_name: str, prefix: str, members: list[tuple[str, int]], width: int) -> list[str]:
+    lines = [f"    typedef enum logic [{width - 1}:0] {{"]
+    for i, (name, value) in enumerate(members):
+        sep = "," if i < len(members) - 1 else ""
+        lines.append(f"        {prefix}{name} = {width}'h{value:0{(width + 3) // 4}x}{sep}")
+    lines.append(f"    }} {type_name};")
+    return lines
+
+
 def render_card_package() -> str:
     aw = regmap.ADDR_W
     out = [
@@ -72,6 +81,10 @@ def render_card_package() -> str:
     out.append("")
     for d in regmap.DoeCmd:
         out.append(_int(f"DOE_CMD_{d.name}", int(d), "DOE.CMD value"))
+    out.append("")
+    out += _enum("block_type_t", "BLOCK_", [(b.name, int(b)) for b in regmap.BlockType], 16)
+    out.append("")
+    out += _enum("doe_cmd_t", "CMD_", [(d.name, int(d)) for d in regmap.DoeCmd], 32)
     out += ["", "endpackage", "", "`resetall", ""]
     return "\n".join(out)
 
