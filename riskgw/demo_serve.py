@@ -13,6 +13,7 @@ import contextlib
 import importlib.util
 import os
 import secrets
+import shutil
 import signal
 import sys
 import time
@@ -78,6 +79,12 @@ def prepare_workdir(workdir: Path) -> Path:
     for name in ("gateway.journal", "gateway.journal.kill", "audit.sqlite"):
         with contextlib.suppress(FileNotFoundError):
             (workdir / name).unlink()
+    # anything else the gateway keeps beside its journal (deployed programs) belongs to that journal
+    for extra in workdir.glob("gateway.journal.*"):
+        if extra.is_dir():
+            shutil.rmtree(extra)
+        else:
+            extra.unlink()
     return data
 
 
