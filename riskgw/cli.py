@@ -74,6 +74,12 @@ def cmd_exchange_sim(args: argparse.Namespace) -> int:
     return run_exchange_sim(args)
 
 
+def cmd_sim_card(args: argparse.Namespace) -> int:
+    from riskgw.card.simserver import run_sim_card
+
+    return run_sim_card(args)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from riskgw.gateway.serve import run_serve
 
@@ -128,7 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--journal", metavar="JOURNAL", help="a gateway journal, or a directory of *.journal")
     p.add_argument("--out", required=True, metavar="OUT.csv")
     p.add_argument("--dump-state", metavar="DIR", help="write every table's final state here")
-    p.add_argument("--backend", choices=["soft"], default="soft")
+    p.add_argument(
+        "--backend", choices=["soft", "sim"], default="soft", help="sim: the card's HDL in Verilator"
+    )
+    p.add_argument(
+        "--card-address", metavar="tcp://HOST:PORT", help="--backend sim: a running `riskgw sim-card` to use"
+    )
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("demo", help="the example rules through the gateway on TCP, with a scripted broker")
@@ -164,6 +175,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep a closed connection's resting orders (default: cancel them, as most venues do)",
     )
     p.set_defaults(func=cmd_exchange_sim)
+
+    p = sub.add_parser("sim-card", help="run the card's HDL in Verilator and serve it over ZeroMQ")
+    p.add_argument(
+        "--listen", default="tcp://127.0.0.1:9200", metavar="tcp://HOST:PORT", help="port 0: any free port"
+    )
+    p.add_argument("--data-w", type=int, default=64, metavar="BITS", help="TOE stream width (default 64)")
+    p.add_argument("--rows", type=int, default=256, help="rows per DOE table, a power of two (default 256)")
+    p.set_defaults(func=cmd_sim_card)
 
     p = sub.add_parser("serve", help="run the gateway: brokers in, risk checks on the card, orders out")
     p.add_argument("--config", metavar="GATEWAY.toml", help="settings file; flags override it")

@@ -58,6 +58,14 @@ def main() -> int:
             sock.send_multipart(encode({"ok": True}))
         elif op == "read":
             sock.send_multipart(encode({"ok": True, "values": [regs.get(a, 0) for a in header["addrs"]]}))
+        elif op == "access":
+            values = []
+            for a, v in header["ops"]:
+                if v is None:
+                    values.append(regs.get(a, 0))
+                else:
+                    regs[a] = v
+            sock.send_multipart(encode({"ok": True, "values": values}))
         elif op == "stream":  # the packets back, each on its own session
             sock.send_multipart(encode({"ok": True, "sessions": header["sessions"], "cycles": 0}, blobs))
         elif op == "shutdown":

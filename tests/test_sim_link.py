@@ -41,6 +41,8 @@ def test_round_trips_and_shutdown(server: SimProcess) -> None:
     bus.write32(0x108, 7)
     assert bus.read_many([0x104, 0x100, 0x108, 0x10C]) == [0x2345_6789, 5, 7, 0]
     assert bus.read32(0x100) == 5
+    assert bus.access_many([(0x100, None), (0x100, 9), (0x100, None), (0x10C, 1 << 32 | 3)]) == [5, 9]
+    assert bus.read32(0x10C) == 3
     reply, packets = link.call(
         {"op": "stream", "sessions": [3, 4], "min_tx": 2, "max_cycles": 10}, [b"ab", b"c"]
     )

@@ -7,10 +7,16 @@ status and timestamps. Addresses come only from riskgw/card/regmap.py.
 
 The card refuses nothing: a row whose key is already in its table would be inserted twice, so the
 duplicate check is made here, on the host, exactly as the software engine makes it.
+
+A bus may offer `access_many(ops)`: reads and writes mixed, in order, in one call ((addr, value)
+writes, (addr, None) reads; the values read come back). Reading a table is a READ command per
+cell, so over a bus with a round trip per call (ZeroMQ) it batches them; without it each cell
+costs two calls.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 
@@ -52,8 +58,9 @@ from riskgw.engine.table import Key, TableState, Value
 M32 = 0xFFFFFFFF
 M64 = (1 << 64) - 1
 _MAX_BLOCKS = 64  # a chain longer than this loops
-_POLL_READS = 1000  # reads of a status register before a command or reset counts as stuck
+POLL_TIMEOUT_S = 120.0  # a reset or a command still running after this long is stuck (a slow simulator)
 _WRITE_BATCH = 4096  # bus writes per write_many
+_READ_BATCH = 512  # DOE reads per access_many
 
 
 def _signed(v: int) -> int:
@@ -115,6 +122,7 @@ class CardRegs:
         self.bus = bus
         self.params = params or DoeParams()
         self.ident: CardId | None = None
+        self.poll_timeout = POLL_TIMEOUT_S
         self._cmds = 0  # CMD_DONE once every command issued so far has completed
         # keys of each table as the host knows them; None: unknown (events may have inserted rows)
         self._keys: dict[int, set[Key]] = {}
@@ -214,11 +222,10 @@ class CardRegs:
     def reset(self) -> None:
         """Reset the DOE (tables, program, constants) and the counters; rx stays disabled."""
         self.bus.write32(CONTROL_BLOCK.addr("CONTROL"), int(Control.RESET))
-        for _ in range(_POLL_READS):
-            if not self.status() & Status.DOE_BUSY:
-                break
-        else:
-            raise CardError("the DOE stayed busy after a reset")
+        deadline = time.monotonic() + self.poll_timeout
+        while self.status() & Status.DOE_BUSY:
+            if time.monotonic() > deadline:
+                raise CardError(f"the DOE was still busy {self.poll_timeout:.0f} s after a reset")
         self.clear_status(Status.INDEX_FULL | Status.TABLE_FULL | Status.PROTOCOL_ERROR)
         self._cmds = self.bus.read32(DOE_BLOCK.addr("CMD_DONE"))
         self._keys = {}
@@ -278,11 +285,13 @@ class CardRegs:
 
     def _wait_commands(self) -> None:
         want = self._cmds & M32
-        for _ in range(_POLL_READS):
-            done = self.bus.read32(DOE_BLOCK.addr("CMD_DONE"))
-            if done == want:
-                return
-        raise CardError(f"DOE commands did not complete: CMD_DONE {done}, expected {want}")
+        deadline = time.monotonic() + self.poll_timeout
+        while (done := self.bus.read32(DOE_BLOCK.addr("CMD_DONE"))) != want:
+            if time.monotonic() > deadline:
+                raise CardError(
+                    f"DOE commands did not complete in {self.poll_timeout:.0f} s:"
+                    f" CMD_DONE {done}, expected {want}"
+                )
 
     def _write_all(self, writes: Sequence[tuple[int, int]]) -> None:
         for start in range(0, len(writes), _WRITE_BATCH):
@@ -327,7 +336,7 @@ class CardRegs:
         keys = self._keys.get(config.id)
         if keys is None:
             n = self.doe_read(addr(REGION_COUNT, config.id))
-            cols = [self._read_column(config, c, n) for c in config.key]
+            cols = self._read_columns(config, config.key, n)
             keys = {k for k in zip(*cols, strict=True) if None not in k} if cols else set()
             self._keys[config.id] = keys
         return keys
@@ -378,22 +387,62 @@ class CardRegs:
 
     # ------------------------------------------------------------------ read-back
 
-    def _read_column(self, config: TableConfig, col: int, n_rows: int) -> list[Value]:
-        p = self.params
-        out: list[Value] = []
-        for row in range(n_rows):
-            null = self.doe_read(cell_addr(p, config.id, col, row, True)) & 1
-            out.append(None if null else _signed(self.doe_read(cell_addr(p, config.id, col, row, False))))
+    def doe_read_many(self, doe_addrs: Sequence[int], low_only: bool = False) -> list[int]:
+        """`doe_read` of each address; one round trip per batch on a bus with `access_many`.
+
+        `low_only`: only the low 32 bits are wanted (a NULL bit), so RDATA's high word is not read.
+        """
+        access = getattr(self.bus, "access_many", None)
+        if access is None:
+            return [self.doe_read(a) for a in doe_addrs]
+        d = DOE_BLOCK
+        a_addr, a_cmd, a_done = d.addr("ADDR"), d.addr("CMD"), d.addr("CMD_DONE")
+        a_lo, a_hi = d.addr("RDATA", 0), d.addr("RDATA", 1)
+        out: list[int] = []
+        for start in range(0, len(doe_addrs), _READ_BATCH):
+            chunk = doe_addrs[start : start + _READ_BATCH]
+            ops: list[tuple[int, int | None]] = []
+            reads: list[tuple[int, int | None]] = [(a_done, None), (a_lo, None)]
+            if not low_only:
+                reads.append((a_hi, None))
+            for a in chunk:
+                ops += [(a_addr, a), (a_cmd, int(DoeCmd.READ)), *reads]
+            first = self._cmds
+            self._cmds += len(chunk)
+            got: list[int] = access(ops)
+            k = len(reads)
+            for i, a in enumerate(chunk):
+                done, lo = got[k * i], got[k * i + 1]
+                hi = 0 if low_only else got[k * i + 2]
+                if done == (first + i + 1) & M32:
+                    out.append(hi << 32 | lo)
+                else:  # RDATA was read before this READ completed: read the cell again on its own
+                    out.append(self.doe_read(a))
         return out
 
-    def read_table(self, config: TableConfig) -> TableState:
-        """A table's rows as the card holds them, in row order, with its key index."""
-        n = self.doe_read(addr(REGION_COUNT, config.id))
+    def _read_columns(self, config: TableConfig, cols: Sequence[int], n_rows: int) -> list[list[Value]]:
+        """Columns `cols` of rows 0..n_rows-1: NULL halves first, then the values of the rest."""
+        p = self.params
+        cells = [(c, row) for c in cols for row in range(n_rows)]
+        nulls = self.doe_read_many([cell_addr(p, config.id, c, row, True) for c, row in cells], low_only=True)
+        present = [cell for cell, null in zip(cells, nulls, strict=True) if not null & 1]
+        values = self.doe_read_many([cell_addr(p, config.id, c, row, False) for c, row in present])
+        out: dict[int, list[Value]] = {c: [None] * n_rows for c in cols}
+        for (c, row), v in zip(present, values, strict=True):
+            out[c][row] = _signed(v)
+        return [out[c] for c in cols]
+
+    def read_table(self, config: TableConfig, n_rows: int | None = None) -> TableState:
+        """A table's rows as the card holds them, in row order, with its key index.
+
+        `n_rows`: its row count when already read.
+        """
+        n = self.doe_read(addr(REGION_COUNT, config.id)) if n_rows is None else n_rows
         if n > self.params.rows:
             raise CardError(
                 f"table {config.name}: the card reports {n} rows, it has room for {self.params.rows}"
             )
-        cols = [self._read_column(config, c, n) for c in range(len(config.columns))]
+        cols = self._read_columns(config, range(len(config.columns)), n)
         words = [np.array([0 if v is None else v for v in col], np.int64) for col in cols]
         nulls = [np.array([v is None for v in col], np.bool_) for col in cols]
         index: dict[Key, int] = {}
@@ -409,5 +458,7 @@ class CardRegs:
         """Every table read back from the card, with the state hash the software engine computes."""
         self.check_faults()
         state = EngineState(image)
-        state.restore(Snapshot(tuple(self.read_table(t) for t in image.tables), ""))
+        counts = self.doe_read_many([addr(REGION_COUNT, t.id) for t in image.tables])
+        tables = tuple(self.read_table(t, n) for t, n in zip(image.tables, counts, strict=True))
+        state.restore(Snapshot(tables, ""))
         return state.snapshot()

@@ -154,18 +154,19 @@ class SimLink:
         self._sock.send_multipart(encode(header, blobs))
         while True:
             events = dict(self._poller.poll(SLICE_MS))
+            if self._sock in events:
+                return self._reply()
             if self._monitor in events:
                 event = recv_monitor_message(self._monitor)["event"]
                 if event == zmq.EVENT_CONNECTED:
                     self._connected = True
                 elif event == zmq.EVENT_DISCONNECTED and self._connected:
+                    if self._sock.poll(SLICE_MS):  # the answer may overtake the news of the close
+                        return self._reply()
                     raise self._fail(self._gone("closed the connection"))
-            if self._sock in events:
-                reply, payload = decode(self._sock.recv_multipart())
-                if not reply.get("ok"):
-                    raise CardError(f"the simulated card: {reply.get('error', 'failed')}")
-                return reply, payload
             if self.process is not None and self.process.exited() is not None:
+                if self._sock.poll(SLICE_MS):
+                    return self._reply()
                 raise self._fail(self.process.exit_message())
             if time.monotonic() > deadline:
                 what = header.get("op")
@@ -173,6 +174,12 @@ class SimLink:
                     f"the simulated card at {self.address} did not answer {what!r} within {limit:.1f} s"
                     " (stopped or wedged)"
                 )
+
+    def _reply(self) -> Message:
+        reply, payload = decode(self._sock.recv_multipart())
+        if not reply.get("ok"):
+            raise CardError(f"the simulated card: {reply.get('error', 'failed')}")
+        return reply, payload
 
     def _gone(self, what: str) -> str:
         if self.process is not None:
@@ -217,6 +224,20 @@ class SimBus:
                 {"op": "write", "writes": [[a, v & 0xFFFFFFFF] for a, v in writes]},
                 timeout=self.link.timeout + PER_ACCESS_S * len(writes),
             )
+
+    def access_many(self, ops: Sequence[tuple[int, int | None]]) -> list[int]:
+        """Reads and writes in order in one round trip: (addr, value) writes, (addr, None) reads."""
+        if not ops:
+            return []
+        reply, _ = self.link.call(
+            {"op": "access", "ops": [[a, None if v is None else v & 0xFFFFFFFF] for a, v in ops]},
+            timeout=self.link.timeout + PER_ACCESS_S * len(ops),
+        )
+        values: list[int] = reply["values"]
+        n_reads = sum(v is None for _, v in ops)
+        if len(values) != n_reads:
+            raise CardError(f"the simulated card answered {len(values)} of {n_reads} reads")
+        return values
 
     def read_many(self, addrs: Sequence[int]) -> list[int]:
         if not addrs:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import signal
 import time
@@ -23,7 +24,7 @@ from cocotb.triggers import Timer
 from riskgw.card.cocotb_bench import CLOCK_NS, CardBench
 from riskgw.card.simproto import PROTO_VERSION, READY_PREFIX, decode, encode, error
 
-IDLE_CYCLES = 1024  # one HEARTBEAT step (2**HEARTBEAT_SHIFT cycles)
+IDLE_CYCLES = 128  # an eighth of a HEARTBEAT step (2**HEARTBEAT_SHIFT cycles)
 IDLE_SHARE = 0.25  # while idle, simulate at most this share of the time (the rest waits on the socket)
 POLL_CYCLES = 16  # cycles between checks for tx packets while a stream call waits
 
@@ -43,12 +44,12 @@ class Service:
             if op == "hello":
                 return encode({"ok": True, "proto": PROTO_VERSION, "top": "rgw_card", "params": self.params})
             if op == "read":
-                values = [await self.bench.axil_read(int(a)) for a in header["addrs"]]
-                return encode({"ok": True, "values": values})
+                return encode({"ok": True, "values": await self._reads([int(a) for a in header["addrs"]])})
             if op == "write":
-                for a, v in header["writes"]:
-                    await self.bench.axil_write(int(a), int(v))
+                await self._writes([(int(a), int(v)) for a, v in header["writes"]])
                 return encode({"ok": True})
+            if op == "access":
+                return encode({"ok": True, "values": await self._access(header["ops"])})
             if op == "stream":
                 return await self.stream(header, blobs)
             if op == "shutdown":
@@ -57,6 +58,34 @@ class Service:
             return error(f"unknown op {op!r}")
         except (KeyError, TypeError, ValueError) as exc:
             return error(f"bad request: {exc}")
+
+    # The accesses of a run of writes (or of reads) are queued at once, so the AXI-Lite master
+    # pipelines them instead of paying a round trip through the scheduler each; a read after a
+    # write waits for the write's response, as on a bus that handles one access at a time.
+
+    async def _writes(self, writes: list[tuple[int, int]]) -> None:
+        tasks = [cocotb.start_soon(self.bench.axil_write(a, v)) for a, v in writes]
+        for task in tasks:
+            await task
+
+    async def _reads(self, addrs: list[int]) -> list[int]:
+        tasks = [cocotb.start_soon(self.bench.axil_read(a)) for a in addrs]
+        return [await task for task in tasks]
+
+    async def _access(self, ops: list[list[int | None]]) -> list[int]:
+        values: list[int] = []
+        i = 0
+        while i < len(ops):
+            j = i
+            reading = ops[i][1] is None
+            while j < len(ops) and (ops[j][1] is None) == reading:
+                j += 1
+            if reading:
+                values += await self._reads([int(a or 0) for a, _ in ops[i:j]])
+            else:
+                await self._writes([(int(a or 0), int(v or 0)) for a, v in ops[i:j]])
+            i = j
+        return values
 
     async def stream(self, header: dict[str, Any], blobs: list[bytes]) -> list[bytes]:
         sessions = [int(s) for s in header["sessions"]]
@@ -94,6 +123,8 @@ async def serve(dut: Any) -> None:
     """Serve until SIGTERM, SIGINT or a shutdown request."""
     endpoint = os.environ["RGW_SIM_LISTEN"]
     params = json.loads(os.environ["RGW_SIM_PARAMS"])
+    # the bus models log every access and frame at INFO: thousands of lines a second
+    logging.getLogger(dut._log.name).setLevel(logging.WARNING)
     bench = CardBench(dut)
     await bench.start()
     stop: list[int] = []
@@ -131,4 +162,5 @@ async def serve(dut: Any) -> None:
     finally:
         sock.close()
         ctx.term()
-    dut._log.info("riskgw sim-card: stopped (%s)", "shutdown request" if service.shutdown else "signal")
+    why = "a shutdown request" if service.shutdown else "a signal"
+    print(f"riskgw sim-card: stopped by {why}", flush=True)

@@ -8,6 +8,7 @@ an `error` line.
     hello     -                                       proto, top, params {HDL parameter: value}
     read      addrs: [addr...]                        values: [u32...] (in order)
     write     writes: [[addr, value]...]              - (done in order)
+    access    ops: [[addr, value or null]...]         values: [u32...] (one per null, in order)
     stream    sessions: [s...] + one part per packet  sessions: [s...] + one part per tx packet,
               min_tx, max_cycles                      cycles (simulated cycles the call took)
     shutdown  -                                       - (the server exits after the reply)

@@ -39,7 +39,9 @@ class CardParams:
     """The HDL parameters of one simulated card build."""
 
     data_w: int = 64
-    doe: DoeParams = field(default_factory=lambda: DoeParams(rows=1024, rules=128))
+    # small tables: a reset clears 2 * ROWS buckets per table, and the model runs a few thousand
+    # cycles a second
+    doe: DoeParams = field(default_factory=lambda: DoeParams(rows=256, rules=128))
 
     def hdl(self) -> dict[str, int]:
         return {"DATA_W": self.data_w, **self.doe.hdl()}

@@ -17,14 +17,16 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 from riskgw.doe.image import Image
 from riskgw.doe.isa import Event, EventField
 from riskgw.engine.csvdata import EventRow, read_events, read_table
-from riskgw.engine.engine import DuplicateKeyError, Engine
+from riskgw.engine.engine import Decision, DuplicateKeyError, Engine
 from riskgw.engine.state import dump_csv, table_rows
-from riskgw.engine.table import EngineError
+from riskgw.engine.table import EngineError, Value
 from riskgw.errors import InputError, UserError
 
 OUT_HEADER = ("order_id", "event", "verdict", "rules")
@@ -94,7 +96,13 @@ def replay_engine(image: Image) -> Engine:
     return Engine(image)
 
 
-def run_events(engine: Engine, image: Image, events: list[EventRow], progress: bool) -> list[list[str]]:
+class EventRunner(Protocol):
+    """What runs the events: an Engine, or a card (riskgw/card/simreplay.py)."""
+
+    def process_batch(self, events: Sequence[tuple[Event, Sequence[Value]]]) -> list[Decision]: ...
+
+
+def run_events(engine: EventRunner, image: Image, events: list[EventRow], progress: bool) -> list[list[str]]:
     rule_names = {r.id: r.name for r in image.rules}
     out: list[list[str]] = []
     total = len(events)
@@ -206,9 +214,11 @@ def input_events(args: argparse.Namespace) -> list[EventRow]:
 def run_replay(args: argparse.Namespace) -> int:
     from riskgw.doe.compiler import compile_files
 
-    if args.backend != "soft":
-        raise UserError(f"backend {args.backend!r} is not available for replay (use --backend soft)")
+    if getattr(args, "card_address", None) and args.backend != "sim":
+        raise UserError("--card-address is for --backend sim")
     if getattr(args, "diff", None):
+        if args.backend != "soft":
+            raise UserError("--diff runs on --backend soft only")
         if args.rules:
             raise UserError("give either RULES... or --diff OLD NEW, not both")
         if args.dump_state:
@@ -222,15 +232,23 @@ def run_replay(args: argparse.Namespace) -> int:
     for w in result.warnings:
         print(w.render(), file=sys.stderr)
     image = result.image
-    engine = replay_engine(image)
-    if args.data:
-        load_data(engine, Path(args.data))
-    events = input_events(args)
+    if args.backend == "sim":
+        from riskgw.card.simreplay import sim_replay
 
-    progress = sys.stderr.isatty() and len(events) >= _PROGRESS_MIN_EVENTS
-    start = time.perf_counter()
-    rows = run_events(engine, image, events, progress)
-    elapsed = time.perf_counter() - start
+        rows, state, elapsed = sim_replay(args, image, input_events(args))
+        events_n = len(rows)
+    else:
+        engine = replay_engine(image)
+        if args.data:
+            load_data(engine, Path(args.data))
+        events = input_events(args)
+        events_n = len(events)
+
+        progress = sys.stderr.isatty() and len(events) >= _PROGRESS_MIN_EVENTS
+        start = time.perf_counter()
+        rows = run_events(engine, image, events, progress)
+        elapsed = time.perf_counter() - start
+        state = engine.state
 
     outputs = _Outputs()
     try:
@@ -244,12 +262,12 @@ def run_replay(args: argparse.Namespace) -> int:
             for config in image.tables:
                 if config.hidden:
                     continue
-                table = engine.state.table(config.id)
+                table = state.table(config.id)
                 text = dump_csv(config.logical_names(), table_rows(table))
                 outputs.add(dump_dir / f"{config.name}.csv", text)
         outputs.commit()
     finally:
         outputs.discard()
-    rate = len(events) / elapsed if elapsed > 0 else float("inf")
-    print(f"replayed {len(events)} events in {elapsed:.3f} s ({rate:.0f} events/s)", file=sys.stderr)
+    rate = events_n / elapsed if elapsed > 0 else float("inf")
+    print(f"replayed {events_n} events in {elapsed:.3f} s ({rate:.0f} events/s)", file=sys.stderr)
     return 0
