@@ -67,10 +67,10 @@ def char_words(text: Any, n_words: int) -> tuple[int, ...]:
     return words
 
 
-def _int(name: str, value: Any) -> Any:
-    if value is not None and value.__class__ is not int and not isinstance(value, int):
+def _int(name: str, value: Any) -> None:
+    """The check event_inputs makes, for a value that is not exactly an int (a bool, a str, ...)."""
+    if not isinstance(value, int):
         raise TypeError(f"{name} must be an integer")
-    return value
 
 
 def _generate() -> Callable[[Mapping[str, Any]], tuple[Value, ...]]:
@@ -79,10 +79,13 @@ def _generate() -> Callable[[Mapping[str, Any]], tuple[Value, ...]]:
     lines = ["def order_inputs(values):", "    get = values.get"]
     for name, (reg, n_words) in EVENT_FIELD_REGS.items():
         if n_words == 1:
-            regs[reg] = f"_int({name!r}, get({name!r}))"
+            lines.append(f"    {name} = get({name!r})")
+            lines.append(f"    if {name}.__class__ is not int and {name} is not None:")
+            lines.append(f"        _int({name!r}, {name})")
+            regs[reg] = name
             continue
-        lines.append(f"    v = get({name!r})")
-        lines.append(f"    {name} = (None,) * {n_words} if v is None else char_words(v, {n_words})")
+        lines.append(f"    {name} = get({name!r})")
+        lines.append(f"    {name} = (None,) * {n_words} if {name} is None else char_words({name}, {n_words})")
         for k in range(n_words):
             regs[reg + k] = f"{name}[{k}]"
     lines.append(f"    return ({', '.join(regs)},)")

@@ -92,16 +92,15 @@ def encode_entry(event: Event, inputs: Sequence[Value], decision: Decision) -> b
     if len(inputs) != N_EVENT_REGS:
         raise ValueError(f"an event has {N_EVENT_REGS} input words, got {len(inputs)}")
     nulls = 0
-    words = []
-    for i, v in enumerate(inputs):
-        if v is None:
-            nulls |= 1 << i
-            words.append(0)
-        else:
-            words.append(v)
+    words = list(inputs)
+    if None in words:  # on the order path every event has some (a NEW has no exec fields)
+        for i, v in enumerate(words):
+            if v is None:
+                nulls |= 1 << i
+                words[i] = 0
     failed = decision.failed
     head = _EVENT.pack(_KIND_EVENT, int(event), int(decision.accepted), len(failed), nulls, *words)
-    return head + struct.pack(f"<{len(failed)}H", *failed)
+    return head + struct.pack(f"<{len(failed)}H", *failed) if failed else head
 
 
 def _record(payload: bytes) -> bytes:
