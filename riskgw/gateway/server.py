@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from riskgw.gateway.deploy import Deployer
 
 OrderKey = tuple[int, int]  # (account_id, order_id)
+_ANSWER_OF = {Event.FILL: MsgType.FILL, Event.REJECT: MsgType.EXCH_REJECT, Event.CANCEL: MsgType.CANCELLED}
 MAX_RULES = FAILED_MASK_BYTES * 8
 
 
@@ -116,6 +117,9 @@ class Gateway:
         # a broker that sends the same order again on another connection (it lost the answer, e.g.
         # across a restart) gets the same answer again.
         self.decided: dict[OrderKey, tuple[tuple[Value, ...], Decision, BrokerSession | None]] = {}
+        # The exchange's answers on each order (type, exec_price, exec_quantity), to go with the
+        # recorded ACCEPTED when an order is sent again: its sender may have missed them too.
+        self.history: dict[OrderKey, list[tuple[MsgType, int, int]]] = {}
         self.exchange: ExchangeUplink | None = None
         self.exchange_address: tuple[str, int] | None = None  # set: reconnect when the link drops
         self.resyncing: set[OrderKey] = set()  # orders asked about with STATUS_REQUEST
@@ -144,6 +148,12 @@ class Gateway:
         """Rebuild the open-order book from journaled events, as the card's state was rebuilt."""
         for entry in entries:
             key = (int(entry.inputs[EventField.ACCOUNT_ID] or 0), int(entry.inputs[EventField.ORDER_ID] or 0))
+            answer = _ANSWER_OF.get(entry.event)
+            if answer is not None and key in self.decided:
+                price, qty = (
+                    int(entry.inputs[f] or 0) for f in (EventField.EXEC_PRICE, EventField.EXEC_QUANTITY)
+                )
+                self.history.setdefault(key, []).append((answer, price, qty))
             if entry.event is Event.NEW:
                 self.decided[key] = (tuple(entry.inputs), entry.decision, None)
                 if entry.decision.accepted:
@@ -494,6 +504,8 @@ class Gateway:
             order.session = session
             order.user = session.user.name if session.user else None
         self.queue(session, MsgType.ACCEPTED, **order_values(frame))
+        for msg_type, price, qty in self.history.get(key, ()):
+            self.queue(session, msg_type, **order_values(frame), exec_price=price, exec_quantity=qty)
 
     def cancel_request(self, session: BrokerSession, frame: Frame) -> None:
         key = (frame["account_id"], frame["order_id"])
@@ -543,6 +555,8 @@ class Gateway:
         self.counters.exchange_events += 1
         exec_values = {"exec_price": frame["exec_price"], "exec_quantity": frame["exec_quantity"]}
         self._run(event, {**order.values, **exec_values})
+        if key in self.decided:
+            self.history.setdefault(key, []).append((frame.type, frame["exec_price"], frame["exec_quantity"]))
         if event is Event.FILL:
             order.remaining -= frame["exec_quantity"]
         if event is not Event.FILL or order.remaining <= 0:
