@@ -55,7 +55,7 @@ RULES = sorted((ROOT / "rules").glob("*.sql"))
 DATA = DataSet(n_accounts=20, n_securities=64, holdings_per_account=16)
 # The simulated card reads its tables back register by register (for the state hash on failback):
 # a small data set keeps a failback to about a minute.
-SIM_DATA = DataSet(n_accounts=6, n_securities=32, holdings_per_account=4)
+SIM_DATA = DataSet(n_accounts=6, n_securities=40, holdings_per_account=8)
 
 
 def percentiles(values: list[float]) -> dict[str, float]:

@@ -73,7 +73,9 @@ class Beating(Protocol):
 @dataclass(frozen=True)
 class Settings:
     policy: Policy = "failover"
-    heartbeat_timeout_ms: float = 500.0  # a HEARTBEAT that does not move for longer is a dead card
+    # a HEARTBEAT that does not move for longer is a dead card; the simulated card, running far below
+    # 250 MHz, steps it only a few times a second
+    heartbeat_timeout_ms: float = 2_000.0
     failback: Failback = "manual"
     hash_every: int = 10_000  # events between state-hash comparisons (0: never)
     probation_events: int = 1_000  # clean events in SHADOW before a card may decide again

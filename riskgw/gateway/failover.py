@@ -3,7 +3,7 @@
     [failover]
     standby = true                 # the software engine beside the card (default: on unless card = "soft")
     policy = "failover"            # on a mismatch: failover | halt | alarm
-    heartbeat_timeout_ms = 500     # a card heartbeat that stops for longer is a dead card
+    heartbeat_timeout_ms = 2000    # a card heartbeat that stops for longer is a dead card
     failback = "manual"            # auto: a recovered card decides again after probation;
                                    # manual: when an operator runs `riskgw ctl failback`
     hash_every = 10000             # events between state-hash comparisons (0: never)
