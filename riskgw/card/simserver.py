@@ -96,15 +96,18 @@ def build(params: CardParams, log: Any = sys.stderr) -> Path:
         print(f"riskgw sim-card: building {TOP} in {bdir} (once per parameter set)", file=log, flush=True)
         stamp_file.unlink(missing_ok=True)
         runner = get_runner("verilator")
-        runner.build(
-            sources=sources,
-            hdl_toplevel=TOP,
-            parameters=params.hdl(),
-            build_dir=bdir,
-            build_args=BUILD_ARGS,
-            timescale=("1ns", "1ps"),
-            log_file=bdir / "build.log",
-        )
+        try:
+            runner.build(
+                sources=sources,
+                hdl_toplevel=TOP,
+                parameters=params.hdl(),
+                build_dir=bdir,
+                build_args=BUILD_ARGS,
+                timescale=("1ns", "1ps"),
+                log_file=bdir / "build.log",
+            )
+        except (RuntimeError, OSError, SystemExit) as exc:
+            raise UserError(f"building the card model failed ({exc}); see {bdir / 'build.log'}") from None
         stamp_file.write_text(stamp)
     return bdir
 
