@@ -13,7 +13,6 @@ or, after a full run of every benchmark, when one of the report's six figures is
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import platform
@@ -21,7 +20,6 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -106,16 +104,19 @@ def machine() -> dict[str, Any]:
     }
 
 
-def run_bench(name: str, argv: list[str]) -> int:
+def command(module: str, argv: list[str]) -> list[str]:
+    return [sys.executable, "-m", f"bench.{module}", *argv]
+
+
+def run_bench(name: str, argv: list[str], say: Any) -> int:
+    """One benchmark in a process of its own: a crash (a segfault in a native extension, an
+    exhausted memory) ends that step, not the run, and no state leaks from one step to the next."""
     module, extra = VARIANTS.get(name, (name, []))
-    try:
-        code = importlib.import_module(f"bench.{module}").main([*extra, *argv])
-    except SystemExit as exc:  # argparse and friends
-        code = exc.code if isinstance(exc.code, int) else 1
-    except Exception:
-        traceback.print_exc()
-        code = 1
-    return int(code or 0)
+    code = subprocess.run(command(module, [*extra, *argv]), cwd=ROOT, check=False).returncode
+    if code < 0:
+        say(f"bench.{name}: killed by signal {-code}")
+        return 1
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             bench_argv = ["--quick", *QUICK_ARGS.get(name, [])] if args.quick else []
             progress.step(f"bench.{name} {' '.join(bench_argv)}".rstrip())
             t0, load0 = time.perf_counter(), list(os.getloadavg())
-            code = run_bench(name, bench_argv)
+            code = run_bench(name, bench_argv, progress.say)
             out = RESULTS / f"{name}.json"
             fresh = out.exists() and out.stat().st_mtime >= started
             if code == 0 and not fresh:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import types
 from pathlib import Path
 from typing import Any
 
@@ -221,33 +220,31 @@ def test_plots_are_written_for_the_figures_that_have_inputs(tmp_path: Path) -> N
         assert f"](figures/{name})" in text
 
 
-def test_run_fails_a_bench_that_writes_no_fresh_result(
+def test_run_fails_a_bench_that_writes_no_fresh_result_or_crashes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    def fake(writes: bool) -> types.ModuleType:
-        mod = types.ModuleType("fake")
+    # each benchmark is a process: here one that writes its result, one that writes none and one
+    # that dies of a signal, as a crashing native extension would
+    scripts = {
+        "good": f"open({str(tmp_path / 'good.json')!r}, 'w').write('{{}}')",
+        "silent": "pass",
+        "crash": "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)",
+    }
 
-        def main(argv: list[str]) -> int:
-            if writes:
-                (tmp_path / f"{mod.__name__.split('.')[-1]}.json").write_text("{}")
-            return 0
+    def command(module: str, argv: list[str]) -> list[str]:
+        return [sys.executable, "-c", scripts[module]]
 
-        mod.main = main  # type: ignore[attr-defined]
-        return mod
-
-    good, silent = fake(True), fake(False)
-    good.__name__, silent.__name__ = "bench.good", "bench.silent"
-    monkeypatch.setitem(sys.modules, "bench.good", good)
-    monkeypatch.setitem(sys.modules, "bench.silent", silent)
-    monkeypatch.setattr(run, "BENCHES", ("good", "silent"))
+    monkeypatch.setattr(run, "command", command)
+    monkeypatch.setattr(run, "BENCHES", ("good", "silent", "crash"))
     monkeypatch.setattr(run, "RESULTS", tmp_path)
     assert run.main(["--no-report", "good"]) == 0
     assert run.main(["--no-report"]) == 1
     err = capsys.readouterr().err
     assert "bench.silent: exited 0 but wrote no fresh" in err
+    assert "bench.crash: killed by signal 11" in err
     assert "] bench.good: started (load " in err  # progress: one line per step, elapsed time first
     machine = json.loads((tmp_path / "machine.json").read_text())
-    assert machine["steps"]["silent"]["exit"] == 1 and machine["steps"]["good"]["exit"] == 0
+    assert [machine["steps"][n]["exit"] for n in ("good", "silent", "crash")] == [0, 1, 1]
     assert len(machine["steps"]["good"]["load_before"]) == 3
 
 
