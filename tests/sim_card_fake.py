@@ -14,7 +14,15 @@ from types import FrameType
 
 import zmq
 
-from riskgw.card.simproto import PROTO_VERSION, READY_PREFIX, decode, encode, error, zmq_endpoint
+from riskgw.card.simproto import (
+    ERROR_PREFIX,
+    PROTO_VERSION,
+    READY_PREFIX,
+    decode,
+    encode,
+    error,
+    zmq_endpoint,
+)
 
 
 def main() -> int:
@@ -25,7 +33,8 @@ def main() -> int:
     parser.add_argument("--exit-before-ready", action="store_true")
     args = parser.parse_args()
     if args.exit_before_ready:
-        print("fake: cannot build the model", flush=True)
+        print(f"{ERROR_PREFIX}cannot build the model", flush=True)
+        print("** TESTS=1 PASS=0 FAIL=1 **", flush=True)  # noise after the reason
         return 7
     stop: list[int] = []
 

@@ -114,7 +114,7 @@ def test_a_stopped_simulator_ends_at_the_deadline(server: SimProcess) -> None:
 
 def test_exit_before_ready_says_why() -> None:
     proc = fake("--exit-before-ready")
-    with pytest.raises(CardError, match=r"exited with status 7.*cannot build the model"):
+    with pytest.raises(CardError, match=r"exited with status 7; its last output: cannot build the model$"):
         proc.wait_ready(30)
 
 

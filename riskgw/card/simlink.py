@@ -24,7 +24,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from riskgw.card.driver import CardError
-from riskgw.card.simproto import PROTO_VERSION, READY_PREFIX, Message, decode, encode
+from riskgw.card.simproto import ERROR_PREFIX, PROTO_VERSION, READY_PREFIX, Message, decode, encode
 
 SLICE_MS = 20  # how often a waiting call looks at the process and the connection
 PER_ACCESS_S = 0.01  # time a register access may add to a call's deadline (simulated AXI-Lite is slow)
@@ -85,7 +85,8 @@ class SimProcess:
         how = (
             f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with status {code}"
         )
-        last = [line for line in self.tail if line.strip()][-3:]
+        said = [line[len(ERROR_PREFIX) :] for line in self.tail if line.startswith(ERROR_PREFIX)]
+        last = said[-1:] or [line.strip() for line in self.tail if line.strip()][-3:]
         detail = f"; its last output: {' | '.join(last)}" if last else ""
         return f"the simulated card {how}{detail}"
 

@@ -22,7 +22,7 @@ import zmq
 from cocotb.triggers import Timer
 
 from riskgw.card.cocotb_bench import CLOCK_NS, CardBench
-from riskgw.card.simproto import PROTO_VERSION, READY_PREFIX, decode, encode, error
+from riskgw.card.simproto import ERROR_PREFIX, PROTO_VERSION, READY_PREFIX, decode, encode, error
 
 IDLE_CYCLES = 128  # an eighth of a HEARTBEAT step (2**HEARTBEAT_SHIFT cycles)
 IDLE_SHARE = 0.25  # while idle, simulate at most this share of the time (the rest waits on the socket)
@@ -137,7 +137,13 @@ async def serve(dut: Any) -> None:
     ctx = zmq.Context()
     sock = ctx.socket(zmq.REP)
     sock.setsockopt(zmq.LINGER, 0)
-    sock.bind(endpoint)
+    try:
+        sock.bind(endpoint)
+    except zmq.ZMQError as exc:
+        print(f"{ERROR_PREFIX}cannot listen on {endpoint}: {exc}", flush=True)
+        sock.close()
+        ctx.term()
+        raise
     bound = sock.getsockopt_string(zmq.LAST_ENDPOINT)
     print(f"{READY_PREFIX}{bound}", flush=True)
     service = Service(bench, params)

@@ -28,6 +28,7 @@ from typing import Any
 
 PROTO_VERSION = 1
 READY_PREFIX = "riskgw sim-card: ready on "
+ERROR_PREFIX = "riskgw sim-card: error: "  # the line that says why a server stopped
 
 Message = tuple[dict[str, Any], list[bytes]]
 
