@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import platform
 import random
@@ -63,8 +64,8 @@ def percentiles(values: list[float]) -> dict[str, float]:
         return {"p50": 0.0, "p99": 0.0, "max": 0.0, "n": 0}
     ordered = sorted(values)
 
-    def at(q: float) -> float:
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    def at(q: float) -> float:  # nearest rank
+        return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
     return {
         "p50": round(at(0.50), 4),
@@ -130,8 +131,15 @@ class DoubleFaults:
 
 
 def soak(
-    faults: SimFaults | DoubleFaults, n_orders: int, n_kills: int, n_stalls: int, seed: int
+    faults: SimFaults | DoubleFaults,
+    first: CardDriver,
+    n_orders: int,
+    n_kills: int,
+    n_stalls: int,
+    seed: int,
+    last_failback: bool = True,
 ) -> dict[str, Any]:
+    """The soak; with last_failback False no card comes back after the last fault (a shorter run)."""
     image = compile_files(RULES).image
     data = SIM_DATA if faults.name == "sim" else DATA
     data_dir = data.write(Path(tempfile.mkdtemp(prefix="rgw-failover-")) / "data")
@@ -140,7 +148,7 @@ def soak(
         policy="failover", failback="auto", probation_events=50, hash_every=hash_every, rejoin_ms=0
     )
     log: list[str] = []
-    lock = LockstepCard(faults.new_card(), standby_card(), settings, faults.new_card, log.append)
+    lock = LockstepCard(first, standby_card(), settings, faults.new_card, log.append)
     lock.load_image(image)
     load_data_dir(lock, data_dir)
     reference = SoftCard()
@@ -176,7 +184,7 @@ def soak(
         event = Event[str(row[0])]
         inputs = event_inputs(fields)
         lock.poll()
-        if lock.wants_rejoin():
+        if lock.wants_rejoin() and (last_failback or any(p >= i for p in plan)):
             for card in lock.take_retired():
                 faults.cleanup(card)
                 with contextlib.suppress(CardError, OSError):
@@ -244,20 +252,21 @@ def soak(
 
 def pick(
     card: str, timeout_s: float, say: Callable[[str], None]
-) -> tuple[SimFaults | DoubleFaults, str | None]:
-    if card == "faulty":
-        return DoubleFaults(timeout_s), None
-    try:
-        faults = SimFaults(timeout_s)
-        probe = faults.new_card()
-        probe.load_image(compile_files(RULES).image)
-        probe.close()
-        return faults, None
-    except (CardError, OSError, ImportError) as exc:
-        if card == "sim":
-            raise
-        say(f"the simulated card cannot run here ({exc}); the soak uses the software double")
-        return DoubleFaults(timeout_s), str(exc)
+) -> tuple[SimFaults | DoubleFaults, CardDriver, str | None]:
+    """The faults to inject, the first card, and why it is not the simulated card (if it is not)."""
+    if card != "faulty":
+        try:
+            sim = SimFaults(timeout_s)
+            return sim, sim.new_card(), None
+        except (CardError, OSError, ImportError) as exc:
+            if card == "sim":
+                raise
+            say(f"the simulated card cannot run here ({exc}); the soak uses the software double")
+            why: str | None = str(exc)
+    else:
+        why = None
+    double = DoubleFaults(timeout_s)
+    return double, double.new_card(), why
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -274,13 +283,13 @@ def main(argv: list[str] | None = None) -> int:
     def say(text: str) -> None:
         print(f"bench.failover: {text}", file=sys.stderr, flush=True)
 
-    faults, why = pick(args.card, args.timeout_ms / 1e3, say)
+    faults, first, why = pick(args.card, args.timeout_ms / 1e3, say)
     if faults.name == "sim":  # each fault costs a failback of about a minute
         n_orders, n_kills, n_stalls = (120, 1, 1) if args.quick else (600, 6, 2)
     else:
         n_orders, n_kills, n_stalls = (600, 4, 1) if args.quick else (4_000, 20, 4)
     say(f"{faults.name} card, {n_orders} orders, {n_kills} kills, {n_stalls} stalls")
-    result = soak(faults, n_orders, n_kills, n_stalls, args.seed)
+    result = soak(faults, first, n_orders, n_kills, n_stalls, args.seed, last_failback=not args.quick)
     result["sim_unavailable"] = why
     result["quick"] = args.quick
     result["timeout_ms"] = args.timeout_ms
