@@ -246,7 +246,9 @@ def outputs() -> dict[Path, str]:
         PROTO_PACKAGE: render_proto_package(),
         PROTO_DOC: render_protocol_doc(),
         CARD_PACKAGE: regmap_gen.render_card_package(),
-        CARD_DOC: regmap_gen.render_card_doc(CARD_DOC.read_text(encoding="utf-8") if CARD_DOC.exists() else ""),
+        CARD_DOC: regmap_gen.render_card_doc(
+            CARD_DOC.read_text(encoding="utf-8") if CARD_DOC.exists() else ""
+        ),
     }
 
 
