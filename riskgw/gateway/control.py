@@ -57,7 +57,7 @@ def handle(gateway: Gateway, token: str, request: Any) -> dict[str, Any]:
     if cmd in ("failover", "failback"):
         return _standby(gateway, cmd)
     if cmd not in ("kill", "resume"):
-        known = ", ".join(("kill", "resume", "status", *_DEPLOY_COMMANDS))
+        known = ", ".join(("kill", "resume", "status", "failover", "failback", *_DEPLOY_COMMANDS))
         return {"ok": False, "error": f"unknown command {cmd!r} (commands: {known})"}
     account, user, everything = request.get("account"), request.get("user"), request.get("all") is True
     if sum((account is not None, user is not None, everything)) != 1:
