@@ -699,7 +699,7 @@ def fig_gateway(s: Section, inputs: dict[str, Input], facts: dict[str, Any], plo
                     "journal",
                     "offered /s",
                     "answered / sent",
-                    *(f"{p} µs" for p in GW_PERCENTILES),
+                    *(f"{p.replace('_', '.')} µs" for p in GW_PERCENTILES),
                     "held",
                     "load 1 min",
                 ],
@@ -755,9 +755,10 @@ def fig_gateway(s: Section, inputs: dict[str, Input], facts: dict[str, Any], plo
         if lowest and _num(lowest[0]) is not None:
             s.body.append(
                 f"FIX p50 ÷ binary p50 (soft card, lowest rate, first journal mode): "
-                f"{ratio(fix.get('p50_us'), lowest[0])}."
+                f"{ratio(fix.get('p50_us'), lowest[0])} (FIX is timed closed loop, one order at a "
+                "time; the binary protocol open loop at a rate: not the same load)."
             )
-    s.body.append(machine_line(facts, "gateway", "gateway_sim", "fix"))
+    s.body.append(machine_line(facts, "gateway", "fix"))
     if plot.plt is None or (not rows and not fix):
         return
     fig, axes = plot.plt.subplots(1, 2, figsize=(11, 4.6), gridspec_kw={"width_ratios": [2, 1]})

@@ -191,7 +191,8 @@ def test_failover_and_gateway_figures_read_their_results(tmp_path: Path) -> None
         "| soft | none | 20,000 | 40,000 / 40,000 | 40.0 | 80.0 | 150.0 | 300.0 | 900.0 | yes | 3.5 |" in text
     )
     assert "Soft card at 20,000/s: p99 150.0 µs, budget 200 µs (p99 ÷ budget: 0.8x)." in text
-    assert "FIX p50 ÷ binary p50 (soft card, lowest rate, first journal mode): 3.0x." in text
+    assert "FIX p50 ÷ binary p50 (soft card, lowest rate, first journal mode): 3.0x (FIX is timed" in text
+    assert "| p50 µs | p90 µs | p99 µs | p99.9 µs | max µs |" in text
     # figure 5 needs the simulated card too
     assert "**Missing input: no simulated-card run" in text
     assert code == 1
