@@ -1063,6 +1063,10 @@ def render(inputs: dict[str, Input], out_dir: Path, draw: bool = True) -> tuple[
         ["figure", "status"],
         [[f"{s.number}. {s.title}", status(s)] for s in sections],
     )
+    heads = headline(inputs)
+    if heads:
+        lines += ["", "Against the reference, from this run's inputs (details in each figure):", ""]
+        lines += [f"- {h}" for h in heads]
     lines.append("")
     for s in sections:
         lines += [f"## Figure {s.number}. {s.title}", ""]
@@ -1082,6 +1086,78 @@ def render(inputs: dict[str, Input], out_dir: Path, draw: bool = True) -> tuple[
         lines.append("")
     lines += baselines_section(inputs, facts)
     return "\n".join(lines).rstrip() + "\n", sections
+
+
+BASELINE_NAMES = {"riskgw_fast": "riskgw's fast path", "sqlite": "SQLite", "openpit": "openpit"}
+
+
+def headline(inputs: dict[str, Input]) -> list[str]:
+    """A few ratios against the reference, each only when its inputs are here."""
+    out: list[str] = []
+    hdl = inputs["hdl"].data or {}
+    sizes = hdl.get("flows_by_table_rows") or {}
+    if sizes:
+        n = max(int(k) for k in sizes)
+        flows = sizes[str(n)].get("flows", {})
+        orders = [c for c in (_cycles(flows[f]) for f in ("buy order", "sell order") if f in flows) if c]
+        worst = [c for c in (_cycles(f) for f in flows.values()) if c]
+        if orders and worst:
+            o, w = max(orders), max(worst)
+            out.append(
+                f"DOE at {n:,} orders per account: order check {o:g} cycles ({o * NS_PER_CYCLE:g} ns at "
+                f"{MHZ} MHz; their 2 µs ÷ ours: {ratio(REF_ORDER_US[0] * 1000, o * NS_PER_CYCLE)}); slowest "
+                f"flow {w:g} cycles ({w * NS_PER_CYCLE:g} ns, "
+                f"their 2.7 µs ÷ ours: {ratio(REF_FLOWS_US[1] * 1000, w * NS_PER_CYCLE)}); jitter within a "
+                f"flow at most {sizes[str(n)].get('max_jitter_within_a_flow_cycles', 'n/a')} cycles "
+                "(theirs: within 100 ns)."
+            )
+    for key, ref_ns, what in (
+        ("rules_sweep", REF_RULES_NS, "4 -> 128 rules"),
+        ("nesting_sweep", REF_NESTING_NS, "nesting 2 -> 20"),
+    ):
+        sweep = hdl.get(key) or {}
+        if len(sweep) >= 2:
+            xs = sorted(int(k) for k in sweep)
+            a, b = _cycles(sweep[str(xs[0])]), _cycles(sweep[str(xs[-1])])
+            if a is not None and b is not None:
+                out.append(
+                    f"DOE {what}: +{b - a:g} cycles (+{(b - a) * NS_PER_CYCLE:g} ns); theirs +{ref_ns} ns."
+                )
+    eng = inputs["engine"].data or {}
+    levels = eng.get("levels") or {}
+    if levels:
+        n = max(int(k) for k in levels)
+        nat = levels[str(n)].get("engine_native", {}).get("all", {})
+        if nat:
+            out.append(
+                f"Software engine (native) at {n:,} orders per account: p50 {fmt(nat.get('p50_us'), 2)} µs, "
+                f"p99 {fmt(nat.get('p99_us'), 2)} µs per event, on one shared core of a loaded machine."
+            )
+    for n, lv in sorted(
+        ((inputs["baselines"].data or {}).get("levels") or {}).items(), key=lambda kv: int(kv[0])
+    ):
+        r = lv.get("ratios") or {}
+        parts = [
+            f"{BASELINE_NAMES.get(name, name)} p50 {v['p50_latency_x']}x riskgw native's"
+            for name, v in r.items()
+            if isinstance(v, dict) and v.get("p50_latency_x") is not None
+        ]
+        if parts:
+            out.append(f"Same checks at {int(n):,} orders per account: " + "; ".join(parts) + ".")
+    for m in gateway_modes(inputs):
+        out.append(
+            f"Gateway, {m.get('card')} card, journal {m.get('journal_sync')}: highest rate held "
+            f"{fmt(m.get('highest_rate_held'), 0)} orders/s."
+        )
+    fo = (inputs["failover"].data or {}).get("failover_ms") or {}
+    if fo:
+        d = inputs["failover"].data or {}
+        out.append(
+            f"Failover p50 {fmt(fo.get('p50'), 2)} ms, max {fmt(fo.get('max'), 2)} ms over "
+            f"{fmt(fo.get('n'), 0)} failovers; lost {d.get('lost', 'n/a')}, "
+            f"duplicated {d.get('duplicated', 'n/a')}."
+        )
+    return out
 
 
 def paragraphs(body: list[str]) -> list[str]:

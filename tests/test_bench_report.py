@@ -143,6 +143,12 @@ def test_doe_cycles_become_ns_at_250_mhz_and_ratios_against_the_reference(tmp_pa
     assert "Growth 4 -> 128: 180 ns at 250 MHz; the reference's: +100 ns (ours ÷ theirs: 1.8x)" in text
     assert "Growth 2 -> 20: 68 ns at 250 MHz" in text
     assert "not a claim about a real card" in text
+    # the summary's headline, from the largest size measured
+    assert (
+        "- DOE at 1,000,000 orders per account: order check 20 cycles "
+        "(80 ns at 250 MHz; their 2 µs ÷ ours: 25.0x)" in text
+    )
+    assert "- DOE 4 -> 128 rules: +45 cycles (+180 ns); theirs +100 ns." in text
 
 
 def test_sizes_not_measured_are_said_not_filled_in(tmp_path: Path) -> None:
