@@ -72,7 +72,7 @@ demo: $(STAMP)
 bench: $(STAMP) bench-extra
 	$(RUN) $(PY) -m bench.run
 
-## bench-quick: the short form of every benchmark and the report (CI runs it, about 3 minutes)
+## bench-quick: the short form of every benchmark and the report (CI runs it; minutes, plus Verilator builds on a fresh clone)
 bench-quick: $(STAMP) bench-extra
 	$(RUN) $(PY) -m bench.run --quick
 
