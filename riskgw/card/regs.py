@@ -355,6 +355,11 @@ class CardRegs:
         # A register write waits until the command before it has completed, so a batch of rows
         # never overwrites ROW_WORDS under a LOAD_ROW still reading them.
         writes: list[tuple[int, int]] = [(d.addr("ROW_TABLE"), config.id)]
+        # The row registers keep their values, so a row writes only the words that differ from
+        # the row before it (rows of one table share many: the account of its holdings, NULLs).
+        row_words = [d.addr("ROW_WORDS", i) for i in range(2 * ROW_WORDS)]
+        held: list[int | None] = [None] * (2 * ROW_WORDS)
+        held_nulls: int | None = None
         n = 0
         try:
             for words in rows:
@@ -370,9 +375,13 @@ class CardRegs:
                 for i, v in enumerate(words):
                     if v is not None:
                         nulls &= ~(1 << i)
-                        writes.append((d.addr("ROW_WORDS", 2 * i), v & M32))
-                        writes.append((d.addr("ROW_WORDS", 2 * i + 1), v >> 32 & M32))
-                writes.append((d.addr("ROW_NULLS"), nulls))
+                        for half, word in ((2 * i, v & M32), (2 * i + 1, v >> 32 & M32)):
+                            if held[half] != word:
+                                writes.append((row_words[half], word))
+                                held[half] = word
+                if held_nulls != nulls:
+                    writes.append((d.addr("ROW_NULLS"), nulls))
+                    held_nulls = nulls
                 writes.append((d.addr("CMD"), int(DoeCmd.LOAD_ROW)))
                 self._cmds += 1
                 n += 1

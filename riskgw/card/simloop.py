@@ -59,33 +59,17 @@ class Service:
         except (KeyError, TypeError, ValueError) as exc:
             return error(f"bad request: {exc}")
 
-    # The accesses of a run of writes (or of reads) are queued at once, so the AXI-Lite master
-    # pipelines them instead of paying a round trip through the scheduler each; a read after a
-    # write waits for the write's response, as on a bus that handles one access at a time.
+    # Accesses run one after another on the lean AXI-Lite master (riskgw/card/cocotb_bench.py
+    # LeanAxil), two clock edges each when the card is ready: a batch costs no task per access.
 
     async def _writes(self, writes: list[tuple[int, int]]) -> None:
-        tasks = [cocotb.start_soon(self.bench.axil_write(a, v)) for a, v in writes]
-        for task in tasks:
-            await task
+        await self.bench.axil_access(writes)
 
     async def _reads(self, addrs: list[int]) -> list[int]:
-        tasks = [cocotb.start_soon(self.bench.axil_read(a)) for a in addrs]
-        return [await task for task in tasks]
+        return await self.bench.axil_access([(a, None) for a in addrs])
 
     async def _access(self, ops: list[list[int | None]]) -> list[int]:
-        values: list[int] = []
-        i = 0
-        while i < len(ops):
-            j = i
-            reading = ops[i][1] is None
-            while j < len(ops) and (ops[j][1] is None) == reading:
-                j += 1
-            if reading:
-                values += await self._reads([int(a or 0) for a, _ in ops[i:j]])
-            else:
-                await self._writes([(int(a or 0), int(v or 0)) for a, v in ops[i:j]])
-            i = j
-        return values
+        return await self.bench.axil_access([(int(a or 0), None if v is None else int(v)) for a, v in ops])
 
     async def stream(self, header: dict[str, Any], blobs: list[bytes]) -> list[bytes]:
         sessions = [int(s) for s in header["sessions"]]
@@ -125,7 +109,7 @@ async def serve(dut: Any) -> None:
     params = json.loads(os.environ["RGW_SIM_PARAMS"])
     # the bus models log every access and frame at INFO: thousands of lines a second
     logging.getLogger(dut._log.name).setLevel(logging.WARNING)
-    bench = CardBench(dut)
+    bench = CardBench(dut, lean_axil=True)
     await bench.start()
     stop: list[int] = []
 

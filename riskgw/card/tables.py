@@ -5,11 +5,14 @@ The file formats are those of `riskgw replay --data` (docs/replay.md), and so ar
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
 from pathlib import Path
 
 from riskgw.card.driver import CardDriver
-from riskgw.engine.csvdata import read_table
+from riskgw.engine.csvdata import DataRow, read_table
 from riskgw.engine.engine import DuplicateKeyError
+from riskgw.engine.table import Key
 from riskgw.errors import InputError
 
 
@@ -33,9 +36,22 @@ def load_data_dir(card: CardDriver, data_dir: Path) -> int:
         data_file = by_table.get(config.name)
         if data_file is None:
             continue
-        for row in read_table(data_file, config):
+        rows = read_table(data_file, config)
+        # in chunks: a card behind a link (the simulated card) pays a round trip per call
+        while chunk := list(itertools.islice(rows, _CHUNK)):
             try:
-                n += card.load_rows(config.id, [row.words])
-            except DuplicateKeyError:
-                raise InputError(str(data_file), row.line, f"duplicate key in table {config.name}") from None
+                n += card.load_rows(config.id, [row.words for row in chunk])
+            except DuplicateKeyError as exc:
+                line = _duplicate_line(chunk, config.key, exc.key)
+                raise InputError(str(data_file), line, f"duplicate key in table {config.name}") from None
     return n
+
+
+_CHUNK = 4096  # rows per load_rows call
+
+
+def _duplicate_line(rows: Sequence[DataRow], key_cols: Sequence[int], key: Key) -> int:
+    """The line of the row load_rows stopped at: the second row of the chunk with `key`, or the
+    first when the key was already in the table."""
+    lines = [row.line for row in rows if tuple(row.words[c] for c in key_cols) == key]
+    return lines[1] if len(lines) > 1 else lines[0] if lines else 0
