@@ -192,8 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exchange", metavar="HOST:PORT", help="the exchange (default 127.0.0.1:9100)")
     p.add_argument(
         "--card",
-        choices=["soft", "pynq", "auto"],
-        help="the executor (default soft: the software engine; pynq: a U200; auto: a U200 when present,"
+        metavar="{soft,sim,sim:tcp://HOST:PORT,pynq,auto}",
+        help="the executor (default soft: the software engine; sim: a simulated card started here;"
+        " sim:tcp://HOST:PORT: a running `riskgw sim-card`; pynq: a U200; auto: a U200 when present,"
         " else the simulated card when built in, else soft)",
     )
     p.add_argument("--journal", metavar="PATH", help="journal file (default gateway.journal)")

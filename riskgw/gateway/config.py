@@ -2,7 +2,7 @@
 
     listen = "127.0.0.1:9000"          # broker listener
     exchange = "127.0.0.1:9100"        # the exchange to connect to
-    card = "soft"                      # the executor (only the software engine for now)
+    card = "soft"                      # soft, sim (started here), sim:tcp://HOST:PORT, pynq, auto
     rules = ["rules/*.sql"]            # rule files, globs allowed; relative to this file
     data = "data"                      # initial tables, one <table>.csv each
     journal = "gateway.journal"
@@ -49,7 +49,25 @@ from riskgw.gateway.link import parse_host_port
 if TYPE_CHECKING:  # `riskgw ctl` reads this module and needs none of the engine
     from riskgw.gateway.failover import FailoverConfig
 
-CARDS = ("soft", "pynq", "auto")
+CARDS = ("soft", "sim", "pynq", "auto")
+SIM_PREFIX = "sim:"  # sim:tcp://HOST:PORT, a running `riskgw sim-card`
+
+
+def check_card(card: str) -> None:
+    """UserError (one line) unless `card` names a card serve can run on."""
+    if card.startswith(SIM_PREFIX):
+        from riskgw.card.simproto import zmq_endpoint
+
+        address = card[len(SIM_PREFIX) :]
+        try:
+            zmq_endpoint(address)
+        except ValueError as exc:
+            raise UserError(f"card {card!r}: {exc}") from None
+        if address.rpartition(":")[2] in ("0", "*"):
+            raise UserError(f"card {card!r}: give the port the running sim-card listens on")
+        return
+    if card not in CARDS:
+        raise UserError(f"card {card!r} is not available (cards: {', '.join(CARDS)}, sim:tcp://HOST:PORT)")
 
 
 @dataclass(frozen=True)
@@ -183,8 +201,7 @@ def build_config(args: argparse.Namespace) -> GatewayConfig:
     if args.exchange or "exchange" in file:
         config.exchange = _address(args.exchange or file["exchange"], "exchange")
     config.card = args.card or str(file.get("card", "soft"))
-    if config.card not in CARDS:
-        raise UserError(f"card {config.card!r} is not available (cards: {', '.join(CARDS)})")
+    check_card(config.card)
     if args.data:
         config.data = Path(args.data)
     elif "data" in file:

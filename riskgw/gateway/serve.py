@@ -9,6 +9,7 @@ import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from riskgw.card.driver import CardDriver
@@ -20,7 +21,7 @@ from riskgw.doe.compiler import compile_files
 from riskgw.engine.cbuild import compiler
 from riskgw.errors import UserError
 from riskgw.gateway.audit import AuditLog
-from riskgw.gateway.config import CARDS, GatewayConfig, build_config
+from riskgw.gateway.config import CARDS, SIM_PREFIX, GatewayConfig, build_config
 from riskgw.gateway.control import start_control
 from riskgw.gateway.deploy import Deployer, DeployStore, deployments_dir, initial_version, replay_journal
 from riskgw.gateway.failover import FailoverConfig, watch, with_standby
@@ -100,7 +101,8 @@ class Running:
             gw.audit.close()
 
 
-def make_card(kind: str) -> CardDriver:
+def make_card(kind: str, data: Path | None = None, log: Callable[[str], None] = _say) -> CardDriver:
+    """The card `kind` names; a simulated card started here gets tables big enough for `data`."""
     if kind == "soft":
         # The generated-C backend when a C compiler is there: the same decisions, in a fraction of the time.
         return SoftCard("native" if compiler() else "fast")
@@ -108,7 +110,11 @@ def make_card(kind: str) -> CardDriver:
         from riskgw.card.pynq import PynqCard  # pynq itself loads only here
 
         return PynqCard.open()
-    raise UserError(f"card {kind!r} is not available (cards: soft, pynq)")
+    if kind == "sim" or kind.startswith(SIM_PREFIX):
+        from riskgw.card.simgw import open_sim_card  # ZeroMQ and the card model load only here
+
+        return open_sim_card(kind, data, log)
+    raise UserError(f"card {kind!r} is not available (cards: soft, sim, sim:tcp://HOST:PORT, pynq)")
 
 
 async def start_gateway(config: GatewayConfig, log: Callable[[str], None] = _say) -> Running:
@@ -117,10 +123,15 @@ async def start_gateway(config: GatewayConfig, log: Callable[[str], None] = _say
         raise UserError(f"{len(image.rules)} rules: the REJECTED frame's mask holds at most {MAX_RULES}")
     if config.card == "auto":
         config.card = resolve_auto(CARDS, log)
-    card = make_card(config.card)
+    kind, data = config.card, config.data
+
+    def new_card() -> CardDriver:
+        return make_card(kind, data, log) if kind.startswith("sim") else make_card(kind)
+
+    card = new_card()
     failover = config.failover or FailoverConfig()
     if failover.wanted(config.card):
-        card = with_standby(card, lambda: make_card(config.card), failover.settings, log)
+        card = with_standby(card, new_card, failover.settings, log)
     card.load_image(image)
     rows = load_data_dir(card, config.data) if config.data else 0
     header = JournalHeader(image.digest(), card.state_hash())
