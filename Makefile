@@ -17,14 +17,28 @@ venv: $(STAMP)
 # QuickFIX (the fix extra) has no binary wheel and compiles from source for minutes. Its wheel is built
 # once per machine into WHEELS, a cache outside the clone (CI's fresh clones and every later
 # `make venv` take it from there), at -O1 without debug info: its 6 MB SWIG wrapper is most of the build.
-QUICKFIX := quickfix==1.16.*
+# One fix is applied (local version +riskgw.1): QuickFIX 1.16's threaded acceptor lets the exception
+# from a malformed first message on a connection end the process; patched, it drops the connection.
+QUICKFIX := 1.16.0
+QF_LOCAL := $(QUICKFIX)+riskgw.1
 WHEELS   ?= $(HOME)/.cache/riskgw/wheels
+QF_SRC    = $(WHEELS)/src/quickfix-$(QUICKFIX)
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	CXXFLAGS="-O1 -g0 -DNDEBUG -fwrapv" $(PY) -m pip wheel --quiet --no-deps --find-links $(WHEELS) '$(QUICKFIX)' -w $(WHEELS)
-	$(PY) -m pip install --quiet --prefer-binary --find-links $(WHEELS) -e '.[sim,dev,fix]'
+	@ls $(WHEELS)/quickfix-$(QF_LOCAL)-*.whl >/dev/null 2>&1 || { \
+	  echo "building QuickFIX $(QF_LOCAL) into $(WHEELS) (minutes, once per machine)" && \
+	  rm -rf $(WHEELS)/src && mkdir -p $(WHEELS)/src && \
+	  $(PY) -m pip download --quiet --no-deps --no-binary :all: 'quickfix==$(QUICKFIX)' -d $(WHEELS)/src && \
+	  tar -xzf $(WHEELS)/src/quickfix-$(QUICKFIX).tar.gz -C $(WHEELS)/src && \
+	  sed -i 's/^version = $(QUICKFIX)$$/version = $(QF_LOCAL)/' $(QF_SRC)/setup.cfg && \
+	  sed -i 's/^      if (!setSession(msg)) {$$/      bool found = false;\n      try { found = setSession(msg); } catch (std::exception \&) {}\n      if (!found) {/' \
+	    $(QF_SRC)/C++/ThreadedSocketConnection.cpp && \
+	  grep -q 'found = setSession' $(QF_SRC)/C++/ThreadedSocketConnection.cpp && \
+	  CXXFLAGS="-O1 -g0 -DNDEBUG -fwrapv" $(PY) -m pip wheel --quiet --no-deps $(QF_SRC) -w $(WHEELS) && \
+	  rm -rf $(WHEELS)/src; }
+	$(PY) -m pip install --quiet --prefer-binary --find-links $(WHEELS) 'quickfix==$(QF_LOCAL)' -e '.[sim,dev,fix]'
 	@touch $@
 
 ## pynq-env: .venv-pynq, riskgw with the fpga extra (pynq 3.0.1) apart from .venv, for tests/test_pynq_env.py

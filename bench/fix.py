@@ -88,7 +88,8 @@ def _broker(port: int, orders: int, store: Path) -> list[int]:
 
     app = App()
     settings = quickfix.SessionSettings(str(cfg))
-    initiator = quickfix.SocketInitiator(app, quickfix.FileStoreFactory(settings), settings)
+    store = quickfix.FileStoreFactory(settings)  # kept alive: QuickFIX holds a reference to it
+    initiator = quickfix.SocketInitiator(app, store, settings)
     initiator.start()
     if not logged_on.wait(30):
         raise SystemExit("the broker could not log on to the gateway")

@@ -101,6 +101,7 @@ class Broker(quickfix.Application):  # type: ignore[misc]
         self.sid: Any = None
         self.admin: list[dict[int, str]] = []  # every admin message received, in order
         self.initiator: Any = None
+        self.keep: tuple[Any, ...] = ()
         self._ids = itertools.count(1)
 
     def _put(self, kind: str, fields: dict[int, str]) -> None:
@@ -282,7 +283,9 @@ async def connect(
     )
     broker = Broker(asyncio.get_running_loop(), password)
     settings = quickfix.SessionSettings(str(cfg))
-    broker.initiator = quickfix.SocketInitiator(broker, quickfix.FileStoreFactory(settings), settings)
+    store = quickfix.FileStoreFactory(settings)
+    broker.keep = (settings, store)  # QuickFIX holds references to these, not copies
+    broker.initiator = quickfix.SocketInitiator(broker, store, settings)
     broker.initiator.start()
     _LIVE.append(broker)
     if logon:

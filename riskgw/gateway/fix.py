@@ -35,6 +35,8 @@ try:
 except ImportError:  # the optional extra is not installed
     quickfix = None
 
+PATCHED = "+riskgw"  # in the version of the QuickFIX build that survives malformed first messages
+
 BEGIN_STRING = "FIX.4.4"
 APP_MESSAGES = {"D", "F", "G"}
 # The fields read from inbound application messages (all three types).
@@ -79,6 +81,15 @@ def _settings_text(config: FixConfig, store: Path, port: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _quickfix_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("quickfix")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("", 0))
@@ -86,13 +97,13 @@ def _free_port() -> int:
 
 
 class FixAcceptor:
-    """QuickFIX's SocketAcceptor (one thread for every connection) with one FixSession per
-    configured session.
+    """QuickFIX's ThreadedSocketAcceptor (a thread per connection, so a stalled peer holds up no
+    other session) with one FixSession per configured session.
 
-    Not the ThreadedSocketAcceptor: QuickFIX 1.16's threaded connection lets the exception from a
-    first message that is not FIX escape its thread, which ends the process; the single-threaded
-    one drops that connection. The price: a peer that sends part of a first message and stalls
-    holds up the other sessions for up to a second per stall.
+    The build `make venv` installs (quickfix 1.16.0+riskgw.1) drops a connection whose first
+    message is malformed; QuickFIX 1.16 itself lets that exception end the process. The
+    single-threaded SocketAcceptor does not have that bug but has another: its stop() from another
+    thread races its own thread over the listening socket and crashes now and then.
     """
 
     def __init__(
@@ -104,7 +115,12 @@ class FixAcceptor:
         log: Callable[[str], None],
     ) -> None:
         if quickfix is None:
-            raise UserError("FIX needs the quickfix package: pip install 'riskgw[fix]' (or make venv)")
+            raise UserError("FIX needs the quickfix package: run make venv (it builds QuickFIX once)")
+        if PATCHED not in _quickfix_version():
+            log(
+                f"FIX: quickfix {_quickfix_version()} is not the build make venv installs: "
+                "a malformed first message on a connection can end the gateway"
+            )
         self.gateway = gateway
         self.config = config
         self.store = store
@@ -118,6 +134,7 @@ class FixAcceptor:
             self._add(sc, ids)
         self._app = _Application(self)
         self._acceptor: Any = None
+        self._keep: tuple[Any, ...] = ()
 
     def _add(self, sc: FixSessionConfig, ids: OrderIds) -> None:
         key = (sc.sender_comp_id, sc.target_comp_id)
@@ -139,14 +156,18 @@ class FixAcceptor:
             cfg = self.store / "acceptor.cfg"
             cfg.write_text(_settings_text(self.config, self.store, port), encoding="utf-8")
             settings = quickfix.SessionSettings(str(cfg))
-            acceptor = quickfix.SocketAcceptor(self._app, quickfix.FileStoreFactory(settings), settings)
+            store = quickfix.FileStoreFactory(settings)
+            acceptor = quickfix.ThreadedSocketAcceptor(self._app, store, settings)
             try:
                 acceptor.start()
             except (quickfix.RuntimeError, quickfix.ConfigError) as exc:
+                del acceptor  # before the settings and store it refers to
                 if attempt + 1 == tries:
                     raise UserError(f"cannot open the FIX port {port}: {exc}") from None
                 continue
-            self._acceptor, self.port = acceptor, port
+            # The C++ acceptor keeps references, not copies, of its settings and store factory:
+            # they must live as long as it does.
+            self._acceptor, self._keep, self.port = acceptor, (settings, store), port
             return
 
     async def stop(self) -> None:

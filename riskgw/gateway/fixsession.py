@@ -401,6 +401,7 @@ class FixSession(BrokerSession):
         rest = pending.quantity - order.cum_qty
         if rest <= 0:
             order.status = "4"
+            self.by_order_id.pop(order.order_id, None)
             text = "cancelled: the replacement's quantity was filled before the cancel"
             self._send(
                 [self._report(order, "4", cl_ord_id=pending.cl_ord_id, orig=order.cl_ord_id, text=text)]
