@@ -6,17 +6,19 @@ runs out, nothing asserts on time.
 
 from __future__ import annotations
 
+import socket
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from fix_support import connect, fix_port, fix_stack, price_text, utc, wait_until
+from fix_support import connect, fix_config, fix_port, fix_stack, price_text, utc, wait_until
 from gateway_support import RULES, SMALL, Client, held_order, run_async
 
 from riskgw.doe.compiler import compile_files
 from riskgw.doe.isa import Event
 from riskgw.engine.engine import Engine, event_inputs
 from riskgw.engine.replay import load_data
+from riskgw.errors import UserError
 from riskgw.exchange.sim import Behaviour
 from riskgw.gateway.fixsession import parse_utc_ns
 from riskgw.gateway.journal import scan
@@ -344,5 +346,19 @@ def test_binary_and_fix_brokers_share_one_book(tmp_path: Path) -> None:
             assert stack.exchange.orders_seen == 2
             await binary.close()
             await broker.logout()
+
+    run_async(script())
+
+
+def test_a_fix_port_in_use_is_a_one_line_error(tmp_path: Path) -> None:
+    async def script() -> None:
+        with socket.socket() as taken:
+            taken.bind(("", 0))
+            taken.listen()
+            config = fix_config()
+            config.port = taken.getsockname()[1]
+            with pytest.raises(UserError, match=f"cannot open the FIX port {config.port}: .*in use"):
+                async with fix_stack(tmp_path, FILL_ALL, fix=config):
+                    pass
 
     run_async(script())

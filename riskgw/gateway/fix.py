@@ -155,13 +155,20 @@ class FixAcceptor:
             port = self.config.port or _free_port()
             cfg = self.store / "acceptor.cfg"
             cfg.write_text(_settings_text(self.config, self.store, port), encoding="utf-8")
-            settings = quickfix.SessionSettings(str(cfg))
-            store = quickfix.FileStoreFactory(settings)
-            acceptor = quickfix.ThreadedSocketAcceptor(self._app, store, settings)
             try:
+                settings = quickfix.SessionSettings(str(cfg))
+                store = quickfix.FileStoreFactory(settings)
+            except quickfix.ConfigError as exc:
+                raise UserError(f"FIX settings {cfg}: {exc}") from None
+            acceptor = None
+            try:
+                acceptor = quickfix.ThreadedSocketAcceptor(self._app, store, settings)
                 acceptor.start()
-            except (quickfix.RuntimeError, quickfix.ConfigError) as exc:
-                del acceptor  # before the settings and store it refers to
+            except quickfix.ConfigError as exc:
+                acceptor = None
+                raise UserError(f"FIX settings {cfg}: {exc}") from None
+            except quickfix.RuntimeError as exc:
+                acceptor = None  # before the settings and store it refers to
                 if attempt + 1 == tries:
                     raise UserError(f"cannot open the FIX port {port}: {exc}") from None
                 continue
