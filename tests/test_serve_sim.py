@@ -14,7 +14,7 @@ from gateway_support import RULES, USERS, Client, order, run_async
 from sim_card_support import Server, sim_card
 
 from riskgw.card.select import card_kind, resolve_auto
-from riskgw.card.simgw import data_rows, rows_for
+from riskgw.card.simgw import DataShape, bucket, data_shape, fits, rows_for
 from riskgw.cli import main as cli_main
 from riskgw.doe.compiler import compile_files
 from riskgw.doe.isa import Event
@@ -33,14 +33,24 @@ REST_ALL = Behaviour(fill=0.0, partial=0.0, reject=0.0)
 TINY = DataSet(n_accounts=6, n_securities=16, holdings_per_account=6)  # fits 256 rows per table
 
 
-def test_rows_are_sized_from_the_largest_table(tmp_path: Path) -> None:
+def test_rows_are_sized_for_the_data_and_the_doe_hash(tmp_path: Path) -> None:
+    image = compile_files(RULES).image
     DataSet(n_accounts=3, n_securities=40, holdings_per_account=5).write(tmp_path / "d")
-    assert data_rows(tmp_path / "d") == 40
-    assert data_rows(None) == 0
-    assert rows_for(0) == rows_for(170) == 256
-    assert rows_for(171) == 512
-    # the reference data set: 20 accounts x 1024 holdings
-    assert rows_for(20 * 1024) == 32768
+    shape = data_shape(image, tmp_path / "d")
+    assert shape.most_rows == 40 and rows_for(shape) == 256
+    assert data_shape(image, None) == DataShape(0, ())
+    assert rows_for(DataShape(171, ())) == 512  # half as much again for the rows events add
+    # a bucket of four ways takes four keys; a fifth that hashes there needs another table size
+    same = [k for k in range(1, 200_000) if bucket((k,), 9) == bucket((1,), 9)][:5]
+    assert fits(DataShape(4, ((*((k,) for k in same[:4]),),)), 256, 4)
+    crowded = DataShape(5, (tuple((k,) for k in same),))
+    assert not fits(crowded, 256, 4) and fits(crowded, rows_for(crowded), 4)
+    # the reference data set: its 20 x 1024 holdings overflow buckets at 32768 and 65536 rows
+    DataSet().write(tmp_path / "ref")
+    ref = data_shape(image, tmp_path / "ref")
+    assert ref.most_rows == 20 * 1024
+    assert not fits(ref, 32768, 4) and not fits(ref, 65536, 4)
+    assert rows_for(ref) == 131072 and fits(ref, 131072, 4)
 
 
 @pytest.mark.parametrize(
@@ -73,7 +83,7 @@ def test_a_card_with_too_small_tables_is_refused(sim_card: Server, tmp_path: Pat
         rules=list(RULES), card=f"sim:{sim_card.address}", data=tmp_path / "data", journal=tmp_path / "j"
     )
     with pytest.raises(
-        UserError, match=r"its tables hold 256 rows, the data has a table of 320:.*--rows 512"
+        UserError, match=r"tables \(256 rows\) cannot hold .* 320 rows\): run it with --rows 512"
     ):
         run_async(start_gateway(config, lambda _text: None))
 

@@ -11,7 +11,8 @@ duplicate check is made here, on the host, exactly as the software engine makes 
 A bus may offer `access_many(ops)`: reads and writes mixed, in order, in one call ((addr, value)
 writes, (addr, None) reads; the values read come back). Reading a table is a READ command per
 cell, so over a bus with a round trip per call (ZeroMQ) it batches them; without it each cell
-costs two calls.
+costs two calls. A simulated bus may also offer `run_cycles(n)`: its clock advances only while the
+simulator is asked to work, so a reset lets it run the cycles the DOE needs to clear its tables.
 """
 
 from __future__ import annotations
@@ -222,6 +223,10 @@ class CardRegs:
     def reset(self) -> None:
         """Reset the DOE (tables, program, constants) and the counters; rx stays disabled."""
         self.bus.write32(CONTROL_BLOCK.addr("CONTROL"), int(Control.RESET))
+        run_cycles = getattr(self.bus, "run_cycles", None)
+        if run_cycles is not None:  # a simulated card: its clock runs only while asked to
+            # the DOE clears 2 * ROWS hash buckets per table after a reset
+            run_cycles(2 * self.params.rows * self.params.tables)
         deadline = time.monotonic() + self.poll_timeout
         while self.status() & Status.DOE_BUSY:
             if time.monotonic() > deadline:

@@ -1,48 +1,98 @@
 """The simulated card for `riskgw serve --card sim | sim:tcp://HOST:PORT`.
 
 `sim` starts a `riskgw sim-card` process of its own (building the model the first time a parameter
-set is used) with tables sized for the data the gateway loads; `sim:tcp://HOST:PORT` uses a server
-already running and checks that its tables can hold that data. Failures are one-line UserErrors.
+set is used) with tables sized for the data the gateway loads: enough rows, and an index in which
+no hash bucket of the DOE overflows with the data's keys; `sim:tcp://HOST:PORT` uses a server
+already running and checks the same of its tables. Failures are one-line UserErrors.
 """
 
 from __future__ import annotations
 
+import collections
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from riskgw.card.doeport import DoeParams
 from riskgw.card.driver import CardError
 from riskgw.card.simcard import SimCard
 from riskgw.card.simserver import CardParams
+from riskgw.doe.image import Image
+from riskgw.engine.csvdata import read_table
 from riskgw.errors import UserError
 from riskgw.gateway.config import SIM_PREFIX
 
 MIN_ROWS = 256
-HEADROOM = 1.5  # rows events add (orders) and a hash index that is not too full: 2 * ROWS buckets
+MAX_ROWS = 1 << 20  # the DOE's cell read-back address holds 20 row bits with 8 tables of 16 columns
+HEADROOM = 1.5  # room for the rows events add (orders)
+M64 = (1 << 64) - 1
 
 
-def data_rows(data: Path | None) -> int:
-    """Rows of the largest table file in `data` (0 without data)."""
+@dataclass(frozen=True)
+class DataShape:
+    """What sizing a card needs to know of the data: its largest table, and each keyed table's keys."""
+
+    most_rows: int
+    keys: tuple[tuple[tuple[int, ...], ...], ...]  # per keyed table, its rows' keys (no NULL in them)
+
+
+def data_shape(image: Image, data: Path | None) -> DataShape:
     if data is None or not data.is_dir():
-        return 0
+        return DataShape(0, ())
     most = 0
-    for path in data.iterdir():
-        if path.suffix.lower() == ".csv":
-            with path.open("rb") as f:
-                most = max(most, sum(1 for line in f if line.strip()) - 1)
-    return most
+    keys: list[tuple[tuple[int, ...], ...]] = []
+    for config in image.tables:
+        path = data / f"{config.name}.csv"
+        if config.hidden or not path.exists():
+            continue
+        rows = list(read_table(path, config))
+        most = max(most, len(rows))
+        if config.key:
+            table_keys = (tuple(row.words[c] for c in config.key) for row in rows)
+            keys.append(tuple(k for k in table_keys if None not in k))  # type: ignore[misc]
+    return DataShape(most, tuple(keys))
 
 
-def rows_for(n_rows: int) -> int:
-    """Rows per table (a power of two) for tables of up to `n_rows` rows with headroom."""
-    want = max(MIN_ROWS, math.ceil(n_rows * HEADROOM))
-    return 1 << (want - 1).bit_length()
+def bucket(key: Sequence[int], cl_buckets: int) -> int:
+    """hdl/rgw_doe_hash.sv: the hash bucket of a key in an index of 2**cl_buckets buckets."""
+    x = 0
+    for i, w in enumerate(key):
+        w &= M64
+        s = (13 * i) % 64
+        x ^= ((w << s) | (w >> (64 - s))) & M64 if s else w
+    x ^= x >> 31
+    x ^= x >> 17
+    out = 0
+    while x:
+        out ^= x & ((1 << cl_buckets) - 1)
+        x >>= cl_buckets
+    return out
 
 
-def open_sim_card(kind: str, data: Path | None, log: Callable[[str], None]) -> SimCard:
-    """The card `sim` (started here) or `sim:tcp://HOST:PORT` (running) names."""
-    n_rows = data_rows(data)
+def fits(shape: DataShape, rows: int, ways: int) -> bool:
+    """Every table's rows fit in `rows` and no hash bucket gets more keys than it has ways (the
+    DOE's hash folds structured keys unevenly, so this depends on ROWS in no simple way)."""
+    if shape.most_rows > rows:
+        return False
+    cl_buckets = (rows - 1).bit_length() + 1  # 2 * ROWS buckets
+    for keys in shape.keys:
+        if keys and max(collections.Counter(bucket(k, cl_buckets) for k in keys).values()) > ways:
+            return False
+    return True
+
+
+def rows_for(shape: DataShape, ways: int = DoeParams().ways) -> int:
+    """The smallest power-of-two rows per table, with headroom, that holds the data."""
+    rows = 1 << (max(MIN_ROWS, math.ceil(shape.most_rows * HEADROOM)) - 1).bit_length()
+    while rows < MAX_ROWS and not fits(shape, rows, ways):
+        rows *= 2
+    return rows
+
+
+def open_sim_card(kind: str, image: Image, data: Path | None, log: Callable[[str], None]) -> SimCard:
+    """The card `sim` (started here) or `sim:tcp://HOST:PORT` (running) names, for `image` and `data`."""
+    shape = data_shape(image, data)
     if kind.startswith(SIM_PREFIX):
         address = kind[len(SIM_PREFIX) :]
         try:
@@ -50,15 +100,15 @@ def open_sim_card(kind: str, data: Path | None, log: Callable[[str], None]) -> S
         except CardError as exc:
             raise UserError(f"--card {kind}: {exc}") from None
         rows = card.params.doe.rows
-        if n_rows > rows:
+        if not fits(shape, rows, card.params.doe.ways):
             card.close()
             raise UserError(
-                f"--card {kind}: its tables hold {rows} rows, the data has a table of {n_rows}:"
-                f" run it with --rows {rows_for(n_rows)}"
+                f"--card {kind}: its tables ({rows} rows) cannot hold the data (a table of"
+                f" {shape.most_rows} rows): run it with --rows {rows_for(shape, card.params.doe.ways)}"
             )
         log(f"simulated card at {address}: {rows} rows per table")
         return card
-    rows = rows_for(n_rows)
+    rows = rows_for(shape)
     params = CardParams(doe=DoeParams(rows=rows, rules=128))
     log(
         f"starting the simulated card ({rows} rows per table, {params.data_w}-bit TOE);"

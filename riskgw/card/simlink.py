@@ -28,6 +28,7 @@ from riskgw.card.simproto import ERROR_PREFIX, PROTO_VERSION, READY_PREFIX, Mess
 
 SLICE_MS = 20  # how often a waiting call looks at the process and the connection
 PER_ACCESS_S = 0.01  # time a register access may add to a call's deadline (simulated AXI-Lite is slow)
+PER_RUN_CYCLE_S = 0.001  # and a simulated cycle (the model alone runs tens of thousands a second)
 _TAIL = 40  # lines of the server's output kept for error messages
 
 
@@ -239,6 +240,11 @@ class SimBus:
         if len(values) != n_reads:
             raise CardError(f"the simulated card answered {len(values)} of {n_reads} reads")
         return values
+
+    def run_cycles(self, cycles: int) -> None:
+        """Let the card's clock run `cycles` cycles in one request: a simulated clock advances only
+        while the server simulates, so a host polling a register would wait far longer."""
+        self.link.call({"op": "run", "cycles": cycles}, timeout=self.link.timeout + cycles * PER_RUN_CYCLE_S)
 
     def read_many(self, addrs: Sequence[int]) -> list[int]:
         if not addrs:

@@ -52,6 +52,11 @@ class Service:
                 return encode({"ok": True, "values": await self._access(header["ops"])})
             if op == "stream":
                 return await self.stream(header, blobs)
+            if op == "run":
+                cycles = int(header["cycles"])
+                if cycles > 0:
+                    await Timer(cycles * CLOCK_NS, "ns")
+                return encode({"ok": True, "cycles": max(cycles, 0)})
             if op == "shutdown":
                 self.shutdown = True
                 return encode({"ok": True})

@@ -11,6 +11,7 @@ an `error` line.
     access    ops: [[addr, value or null]...]         values: [u32...] (one per null, in order)
     stream    sessions: [s...] + one part per packet  sessions: [s...] + one part per tx packet,
               min_tx, max_cycles                      cycles (simulated cycles the call took)
+    run       cycles                                  cycles (the clock ran that many, nothing else)
     shutdown  -                                       - (the server exits after the reply)
 
 `stream` queues the rx packets (packet i on session sessions[i]) in order, then collects tx

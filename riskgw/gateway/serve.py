@@ -18,6 +18,7 @@ from riskgw.card.select import resolve_auto
 from riskgw.card.soft import SoftCard
 from riskgw.card.tables import load_data_dir
 from riskgw.doe.compiler import compile_files
+from riskgw.doe.image import Image
 from riskgw.engine.cbuild import compiler
 from riskgw.errors import UserError
 from riskgw.gateway.audit import AuditLog
@@ -101,8 +102,10 @@ class Running:
             gw.audit.close()
 
 
-def make_card(kind: str, data: Path | None = None, log: Callable[[str], None] = _say) -> CardDriver:
-    """The card `kind` names; a simulated card started here gets tables big enough for `data`."""
+def make_card(
+    kind: str, data: Path | None = None, log: Callable[[str], None] = _say, image: Image | None = None
+) -> CardDriver:
+    """The card `kind` names; a simulated card gets tables that hold `data` for `image`."""
     if kind == "soft":
         # The generated-C backend when a C compiler is there: the same decisions, in a fraction of the time.
         return SoftCard("native" if compiler() else "fast")
@@ -113,7 +116,9 @@ def make_card(kind: str, data: Path | None = None, log: Callable[[str], None] = 
     if kind == "sim" or kind.startswith(SIM_PREFIX):
         from riskgw.card.simgw import open_sim_card  # ZeroMQ and the card model load only here
 
-        return open_sim_card(kind, data, log)
+        if image is None:
+            raise UserError(f"card {kind!r}: the simulated card is sized for a program and its data")
+        return open_sim_card(kind, image, data, log)
     raise UserError(f"card {kind!r} is not available (cards: soft, sim, sim:tcp://HOST:PORT, pynq)")
 
 
@@ -126,7 +131,7 @@ async def start_gateway(config: GatewayConfig, log: Callable[[str], None] = _say
     kind, data = config.card, config.data
 
     def new_card() -> CardDriver:
-        return make_card(kind, data, log) if kind.startswith("sim") else make_card(kind)
+        return make_card(kind, data, log, image) if kind.startswith("sim") else make_card(kind)
 
     card = new_card()
     failover = config.failover or FailoverConfig()
