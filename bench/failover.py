@@ -277,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
         "--timeout-ms", type=float, default=1000.0, help="the card driver's deadline per call"
     )
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--orders", type=int, help="orders in the soak (default: by card and --quick)")
+    parser.add_argument("--kills", type=int, help="kills to inject (default: by card and --quick)")
+    parser.add_argument("--stalls", type=int, help="stalls to inject (default: by card and --quick)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "failover.json"))
     args = parser.parse_args(argv)
 
@@ -288,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
         n_orders, n_kills, n_stalls = (120, 1, 1) if args.quick else (600, 6, 2)
     else:
         n_orders, n_kills, n_stalls = (600, 4, 1) if args.quick else (4_000, 20, 4)
+    n_orders = args.orders or n_orders
+    n_kills = n_kills if args.kills is None else args.kills
+    n_stalls = n_stalls if args.stalls is None else args.stalls
     say(f"{faults.name} card, {n_orders} orders, {n_kills} kills, {n_stalls} stalls")
     result = soak(faults, first, n_orders, n_kills, n_stalls, args.seed, last_failback=not args.quick)
     result["sim_unavailable"] = why
