@@ -182,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data-w", type=int, default=64, metavar="BITS", help="TOE stream width (default 64)")
     p.add_argument("--rows", type=int, default=256, help="rows per DOE table, a power of two (default 256)")
+    p.add_argument("--ways", type=int, default=4, help="slots per bucket of the DOE's hash index (default 4)")
     p.set_defaults(func=cmd_sim_card)
 
     p = sub.add_parser("serve", help="run the gateway: brokers in, risk checks on the card, orders out")

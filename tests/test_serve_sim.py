@@ -37,20 +37,20 @@ def test_rows_are_sized_for_the_data_and_the_doe_hash(tmp_path: Path) -> None:
     image = compile_files(RULES).image
     DataSet(n_accounts=3, n_securities=40, holdings_per_account=5).write(tmp_path / "d")
     shape = data_shape(image, tmp_path / "d")
-    assert shape.most_rows == 40 and rows_for(shape) == 256
+    assert shape.most_rows == 40 and rows_for(shape) == (256, 4)
     assert data_shape(image, None) == DataShape(0, ())
-    assert rows_for(DataShape(171, ())) == 512  # half as much again for the rows events add
+    assert rows_for(DataShape(171, ())) == (512, 4)  # half as much again for the rows events add
     # a bucket of four ways takes four keys; a fifth that hashes there needs another table size
     same = [k for k in range(1, 200_000) if bucket((k,), 9) == bucket((1,), 9)][:5]
     assert fits(DataShape(4, ((*((k,) for k in same[:4]),),)), 256, 4)
     crowded = DataShape(5, (tuple((k,) for k in same),))
-    assert not fits(crowded, 256, 4) and fits(crowded, rows_for(crowded), 4)
-    # the reference data set: its 20 x 1024 holdings overflow buckets at 32768 and 65536 rows
+    assert not fits(crowded, 256, 4) and rows_for(crowded) == (256, 8) and fits(crowded, 256, 8)
+    # the reference data set: its 20 x 1024 holdings overflow 4-way buckets at 32768 and 65536 rows
     DataSet().write(tmp_path / "ref")
     ref = data_shape(image, tmp_path / "ref")
     assert ref.most_rows == 20 * 1024
     assert not fits(ref, 32768, 4) and not fits(ref, 65536, 4)
-    assert rows_for(ref) == 131072 and fits(ref, 131072, 4)
+    assert fits(ref, 131072, 4) and rows_for(ref) == (32768, 8)
 
 
 @pytest.mark.parametrize(
@@ -172,4 +172,5 @@ def test_serve_starts_its_own_simulated_card(tmp_path: Path) -> None:
     want, want_state = engine_verdicts(tmp_path)
     got, kind, state, logged = gateway_verdicts(tmp_path, "sim")
     assert (got, kind, state) == (want, "sim", want_state)
-    assert any("starting the simulated card (256 rows per table" in line for line in logged)
+    started = "starting the simulated card (256 rows per table, 4 hash ways, 512-bit TOE)"
+    assert any(started in line for line in logged)

@@ -209,9 +209,12 @@ class CardRegs:
     def status(self) -> Status:
         return Status(self.bus.read32(CONTROL_BLOCK.addr("STATUS")))
 
-    def check_faults(self) -> None:
-        """CardError when the DOE lost a row (a full hash bucket or table): its state is wrong."""
-        status = self.status()
+    def check_faults(self, status: Status | None = None) -> None:
+        """CardError when the DOE lost a row (a full hash bucket or table): its state is wrong.
+
+        `status`: STATUS as just read, when the caller read it along with something else."""
+        if status is None:
+            status = self.status()
         if status & Status.INDEX_FULL:
             raise CardError("card fault: a hash bucket of the DOE's index was full and a row was lost")
         if status & Status.TABLE_FULL:

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from riskgw.card.driver import CardDriver, CardError
+from riskgw.card.regmap import CONTROL_BLOCK, Status
 from riskgw.card.regs import CardRegs
 from riskgw.card.simlink import SimBus, SimLink, SimProcess, sim_card_argv
 from riskgw.card.simserver import CardParams
@@ -35,6 +36,7 @@ from riskgw.gateway.protocol import HEADER, MsgType, ProtocolError, Reason, deco
 BROKER_SESSION = 1
 EXCH_SESSION = 2
 BATCH = 256  # events per round trip
+STATUS_ADDR = CONTROL_BLOCK.addr("STATUS")
 CYCLES_PER_EVENT = 10_000  # generous: a SCAN holds the table unit for a whole table's rows
 PER_EVENT_S = 0.25  # wall time an event may add to a call's deadline (a loaded machine is slow)
 
@@ -142,7 +144,7 @@ class SimCard(CardDriver):
     ) -> SimCard:
         """Start `riskgw sim-card` as a child process (building the model if it is not cached)."""
         p = params or CardParams()
-        extra = ["--data-w", str(p.data_w), "--rows", str(p.doe.rows)]
+        extra = ["--data-w", str(p.data_w), "--rows", str(p.doe.rows), "--ways", str(p.doe.ways)]
         process = SimProcess(sim_card_argv("tcp://127.0.0.1:0", extra), log=log)
         try:
             address = process.wait_ready(start_timeout)
@@ -191,11 +193,13 @@ class SimCard(CardDriver):
     def process_many(self, items: Sequence[tuple[Event, Sequence[Value]]]) -> list[Decision]:
         image = self._live()
         out: list[Decision] = []
+        status = Status(0)
         for start in range(0, len(items), BATCH):
-            out += self._batch(image, items[start : start + BATCH])
+            decisions, status = self._batch(image, items[start : start + BATCH])
+            out += decisions
         if items:
             self.regs.forget_keys()
-            self.regs.check_faults()
+            self.regs.check_faults(status)
         return out
 
     def state_hash(self) -> str:
@@ -221,7 +225,10 @@ class SimCard(CardDriver):
 
     # ------------------------------------------------------------------ frames
 
-    def _batch(self, image: Image, items: Sequence[tuple[Event, Sequence[Value]]]) -> list[Decision]:
+    def _batch(
+        self, image: Image, items: Sequence[tuple[Event, Sequence[Value]]]
+    ) -> tuple[list[Decision], Status]:
+        """The decisions, and STATUS read after the last answer (in the same round trip)."""
         sessions: list[int] = []
         packets: list[bytearray] = []
         sent: list[tuple[Event, int, bytes]] = []  # event, seq, frame
@@ -248,6 +255,7 @@ class SimCard(CardDriver):
                     "sessions": sessions,
                     "min_tx": need,
                     "max_cycles": CYCLES_PER_EVENT * max(need, len(blobs)) + 10_000,
+                    "reads": [STATUS_ADDR],
                 },
                 blobs,
                 timeout=self.link.timeout + PER_EVENT_S * len(items),
@@ -260,7 +268,11 @@ class SimCard(CardDriver):
             for session, data in zip(tx_sessions, tx, strict=True):
                 answers.take(int(session), data)
             sessions, blobs = [], []
-        return answers.decisions
+            values = reply.get("values")
+            if not isinstance(values, list) or len(values) != 1:
+                raise CardError("the simulated card did not read STATUS after the stream")
+            status = Status(int(values[0]))
+        return answers.decisions, status
 
 
 class _Answers:

@@ -27,6 +27,8 @@ MIN_ROWS = 256
 MAX_ROWS = 1 << 20  # the DOE's cell read-back address holds 20 row bits with 8 tables of 16 columns
 HEADROOM = 1.5  # room for the rows events add (orders)
 M64 = (1 << 64) - 1
+DATA_W = 512  # a NEW_ORDER frame in one beat: a fifth of the simulated cycles (and Python) of 64 bits
+WAYS = (4, 8)  # slots per hash bucket: the DOE's default, then twice as many
 
 
 @dataclass(frozen=True)
@@ -82,12 +84,18 @@ def fits(shape: DataShape, rows: int, ways: int) -> bool:
     return True
 
 
-def rows_for(shape: DataShape, ways: int = DoeParams().ways) -> int:
-    """The smallest power-of-two rows per table, with headroom, that holds the data."""
+def rows_for(shape: DataShape) -> tuple[int, int]:
+    """The fewest power-of-two rows per table, with headroom, that hold the data, and the hash ways
+    (4, or 8 when 4 overflow a bucket) that go with them. Fewer rows make a shorter reset: the DOE
+    clears 2 * ROWS buckets per table, and the simulated clock runs tens of thousands of cycles a
+    second."""
     rows = 1 << (max(MIN_ROWS, math.ceil(shape.most_rows * HEADROOM)) - 1).bit_length()
-    while rows < MAX_ROWS and not fits(shape, rows, ways):
+    while rows < MAX_ROWS:
+        for ways in WAYS:
+            if fits(shape, rows, ways):
+                return rows, ways
         rows *= 2
-    return rows
+    return rows, WAYS[-1]
 
 
 def open_sim_card(kind: str, image: Image, data: Path | None, log: Callable[[str], None]) -> SimCard:
@@ -104,14 +112,14 @@ def open_sim_card(kind: str, image: Image, data: Path | None, log: Callable[[str
             card.close()
             raise UserError(
                 f"--card {kind}: its tables ({rows} rows) cannot hold the data (a table of"
-                f" {shape.most_rows} rows): run it with --rows {rows_for(shape, card.params.doe.ways)}"
+                f" {shape.most_rows} rows): run it with --rows {rows_for(shape)[0]}"
             )
         log(f"simulated card at {address}: {rows} rows per table")
         return card
-    rows = rows_for(shape)
-    params = CardParams(doe=DoeParams(rows=rows, rules=128))
+    rows, ways = rows_for(shape)
+    params = CardParams(data_w=DATA_W, doe=DoeParams(rows=rows, ways=ways, rules=128))
     log(
-        f"starting the simulated card ({rows} rows per table, {params.data_w}-bit TOE);"
+        f"starting the simulated card ({rows} rows per table, {ways} hash ways, {params.data_w}-bit TOE);"
         " the first start of a build takes a few minutes"
     )
     try:

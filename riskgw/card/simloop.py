@@ -24,7 +24,7 @@ from cocotb.triggers import Timer
 from riskgw.card.cocotb_bench import CLOCK_NS, CardBench
 from riskgw.card.simproto import ERROR_PREFIX, PROTO_VERSION, READY_PREFIX, decode, encode, error
 
-IDLE_CYCLES = 128  # an eighth of a HEARTBEAT step (2**HEARTBEAT_SHIFT cycles)
+IDLE_CYCLES = 32  # a request that arrives while the idle clock runs waits at most this long
 IDLE_SHARE = 0.25  # while idle, simulate at most this share of the time (the rest waits on the socket)
 POLL_CYCLES = 16  # cycles between checks for tx packets while a stream call waits
 
@@ -102,9 +102,11 @@ class Service:
                 )
             await Timer(POLL_CYCLES * CLOCK_NS, "ns")
             cycles += POLL_CYCLES
-        return encode(
-            {"ok": True, "sessions": [s for s, _ in out], "cycles": cycles}, [data for _, data in out]
-        )
+        reply: dict[str, Any] = {"ok": True, "sessions": [s for s, _ in out], "cycles": cycles}
+        reads = [int(a) for a in header.get("reads", [])]
+        if reads:  # registers the host wants after the packets (STATUS): no round trip of their own
+            reply["values"] = await bench.axil_access([(a, None) for a in reads])
+        return encode(reply, [data for _, data in out])
 
 
 @cocotb.test()

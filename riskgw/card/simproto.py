@@ -10,7 +10,8 @@ an `error` line.
     write     writes: [[addr, value]...]              - (done in order)
     access    ops: [[addr, value or null]...]         values: [u32...] (one per null, in order)
     stream    sessions: [s...] + one part per packet  sessions: [s...] + one part per tx packet,
-              min_tx, max_cycles                      cycles (simulated cycles the call took)
+              min_tx, max_cycles, reads (optional)    cycles (simulated cycles the call took),
+                                                      values: the `reads` registers read after
     run       cycles                                  cycles (the clock ran that many, nothing else)
     shutdown  -                                       - (the server exits after the reply)
 

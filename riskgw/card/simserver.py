@@ -177,5 +177,8 @@ def run_sim_card(args: argparse.Namespace) -> int:
         zmq_endpoint(args.listen)
     except ValueError as exc:
         raise UserError(f"--listen {exc}") from None
-    params = CardParams(args.data_w, DoeParams(rows=args.rows, rules=128))
+    ways = getattr(args, "ways", 4)
+    if ways < 1 or ways & (ways - 1):
+        raise UserError(f"--ways {ways}: slots per hash bucket must be a power of two")
+    params = CardParams(args.data_w, DoeParams(rows=args.rows, ways=ways, rules=128))
     return run(params, args.listen)
