@@ -310,15 +310,15 @@ class LockstepCard(CardDriver):
     def poll(self) -> None:
         """The watchdog, called every few milliseconds between events: the heartbeat, and moving a
         card on probation to primary when its time has come. Failed cards wait in `take_retired`."""
-        now = self._clock()
         card = self.card
         heartbeat = self._heartbeat(card) if card is not None else None
         if heartbeat is not None:
             try:
                 beat = heartbeat()
-            except CardError as exc:
-                self._card_gone(f"driver error reading the heartbeat: {exc}", now)
+            except CardError as exc:  # detected when the read fails, which can take a while
+                self._card_gone(f"driver error reading the heartbeat: {exc}", self._clock())
                 return
+            now = self._clock()
             if beat != self._last_beat:
                 self._last_beat, self._last_beat_ns = beat, now
             elif now - self._last_beat_ns > self.settings.heartbeat_timeout_ms * 1e6:
