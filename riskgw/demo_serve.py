@@ -31,7 +31,7 @@ DEMO_USER = User("demo", "demo", None)
 # The documented defaults; `--ports any` takes free ports instead.
 DEFAULT_PORTS = {"broker": 9000, "exchange": 9100, "metrics": 9101, "control": 9102}
 READY = "riskgw demo: ready"
-SIM_CARD_START_S = 280.0  # the first Verilator build of the card is part of its start
+SIM_CARD_START_S = 600.0  # the card's first Verilator build, its reset and the data load are in its start
 
 
 @dataclass(frozen=True)
