@@ -10,7 +10,7 @@ VLT_BIN = $(shell $(PY) -c 'import os, verilator; print(os.path.join(os.path.dir
 RUN     = env -u VERILATOR_ROOT PATH="$(CURDIR)/$(VENV)/bin:$(VLT_BIN):$$PATH"
 JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: venv pynq-env test test-fast lint demo bench bench-quick bench-extra bench-hdl synth gen clean
+.PHONY: venv pynq-env test test-fast lint demo bench bench-quick bench-hdl synth gen clean
 
 venv: $(STAMP)
 
@@ -24,7 +24,7 @@ QF_LOCAL := $(QUICKFIX)+riskgw.1
 WHEELS   ?= $(HOME)/.cache/riskgw/wheels
 QF_SRC    = $(WHEELS)/src/quickfix-$(QUICKFIX)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	@ls $(WHEELS)/quickfix-$(QF_LOCAL)-*.whl >/dev/null 2>&1 || { \
@@ -38,7 +38,7 @@ $(STAMP): pyproject.toml
 	  grep -q 'found = setSession' $(QF_SRC)/C++/ThreadedSocketConnection.cpp && \
 	  CXXFLAGS="-O1 -g0 -DNDEBUG -fwrapv" $(PY) -m pip wheel --quiet --no-deps $(QF_SRC) -w $(WHEELS) && \
 	  rm -rf $(WHEELS)/src; }
-	$(PY) -m pip install --quiet --prefer-binary --find-links $(WHEELS) 'quickfix==$(QF_LOCAL)' -e '.[sim,dev,fix]'
+	$(PY) -m pip install --quiet --prefer-binary --find-links $(WHEELS) 'quickfix==$(QF_LOCAL)' -e '.[sim,dev,fix,bench]'
 	@touch $@
 
 ## pynq-env: .venv-pynq, riskgw with the fpga extra (pynq 3.0.1) apart from .venv, for tests/test_pynq_env.py
@@ -62,7 +62,7 @@ $(PYNQ_STAMP): pyproject.toml
 
 ## test: every test, cocotb benches included
 test: $(STAMP)
-	$(RUN) $(PY) -m pytest -q -n $(JOBS) --dist loadgroup
+	$(RUN) $(PY) -m pytest -q -n $(JOBS) --dist loadgroup --durations=25
 
 ## test-fast: Python tests only, no Verilator builds
 test-fast: $(STAMP)
@@ -83,16 +83,12 @@ demo: $(STAMP)
 	$(RUN) $(VENV)/bin/riskgw demo
 
 ## bench: every benchmark, full length -> bench/results/*.json, then bench/report.md and bench/figures/
-bench: $(STAMP) bench-extra
+bench: $(STAMP)
 	$(RUN) $(PY) -m bench.run
 
 ## bench-quick: the short form of every benchmark and the report (CI runs it; minutes, plus Verilator builds on a fresh clone)
-bench-quick: $(STAMP) bench-extra
+bench-quick: $(STAMP)
 	$(RUN) $(PY) -m bench.run --quick
-
-# the bench extra (matplotlib for the plots, openpit for its baseline), installed on demand
-bench-extra: $(STAMP)
-	@$(PY) -c 'import matplotlib, openpit' 2>/dev/null || $(PY) -m pip install --quiet -e '.[bench]'
 
 ## bench-hdl: DOE cycle counts in Verilator -> bench/results/hdl.json (BENCH_ARGS=--quick for the short form)
 bench-hdl: $(STAMP)

@@ -213,9 +213,6 @@ def test_failover_and_gateway_figures_read_their_results(tmp_path: Path) -> None
 
 
 def test_plots_are_written_for_the_figures_that_have_inputs(tmp_path: Path) -> None:
-    pytest.importorskip(
-        "matplotlib", reason="the bench extra draws the plots; `make bench-quick` checks them"
-    )
     docs = {"hdl": hdl_doc(), "engine": engine_doc(), "failover": failover_doc(), "fix": fix_doc()}
     _, text = make_report(tmp_path, plots=True, **docs)
     figures = tmp_path / "out" / "figures"
