@@ -157,6 +157,7 @@ def _summary(tally: Tally, rules: list[str], ports: Ports, metrics: str, workdir
         f"(riskgw_orders_total {_metric(metrics, 'riskgw_orders_total')}, journal commits "
         f"{_metric(metrics, 'riskgw_journal_commits_total')})"
     )
+    out.append(ports.fix_line())
     out.append(
         f"files: {workdir} (gateway.journal, audit.sqlite, metrics.txt, serve.log, data/); try\n"
         f'  riskgw log query "SELECT verdict, count(*) FROM decisions GROUP BY verdict" '

@@ -15,6 +15,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -23,13 +24,15 @@ from pathlib import Path
 from riskgw.errors import UserError
 from riskgw.exchange.sim import Behaviour, start_exchange
 from riskgw.gateway.config import TOKEN_ENV, GatewayConfig, User
+from riskgw.gateway.fixconfig import DEFAULT_TARGET as FIX_TARGET
+from riskgw.gateway.fixconfig import demo_fix_config
 from riskgw.gateway.serve import start_gateway
 from riskgw.scenario import DataSet
 
 REPO_RULES = Path(__file__).resolve().parent.parent / "rules"
 DEMO_USER = User("demo", "demo", None)
 # The documented defaults; `--ports any` takes free ports instead.
-DEFAULT_PORTS = {"broker": 9000, "exchange": 9100, "metrics": 9101, "control": 9102}
+DEFAULT_PORTS = {"broker": 9000, "exchange": 9100, "metrics": 9101, "control": 9102, "fix": 9878}
 READY = "riskgw demo: ready"
 SIM_CARD_START_S = 600.0  # the card's first Verilator build, its reset and the data load are in its start
 
@@ -40,11 +43,20 @@ class Ports:
     exchange: int
     metrics: int
     control: int
+    fix: int
 
     def line(self) -> str:
         return (
             f"{READY} broker=127.0.0.1:{self.broker} exchange=127.0.0.1:{self.exchange} "
-            f"metrics=http://127.0.0.1:{self.metrics}/metrics control=127.0.0.1:{self.control}"
+            f"metrics=http://127.0.0.1:{self.metrics}/metrics control=127.0.0.1:{self.control} "
+            f"fix=127.0.0.1:{self.fix}"
+        )
+
+    def fix_line(self) -> str:
+        """How a FIX engine connects to the demo's acceptor."""
+        return (
+            f"FIX 4.4 acceptor on 127.0.0.1:{self.fix}: BeginString=FIX.4.4 SenderCompID=BROKER1 "
+            f"TargetCompID={FIX_TARGET} (initiator side), every demo account, ResetOnLogon=Y; see docs/fix.md"
         )
 
     @classmethod
@@ -55,7 +67,15 @@ class Ports:
             exchange=int(fields["exchange"].rsplit(":", 1)[1]),
             metrics=int(fields["metrics"].rsplit(":", 1)[1].split("/", 1)[0]),
             control=int(fields["control"].rsplit(":", 1)[1]),
+            fix=int(fields["fix"].rsplit(":", 1)[1]),
         )
+
+
+def _free_port() -> int:
+    """A free TCP port on loopback, for the FIX acceptor (QuickFIX needs the number up front)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def sim_card_available() -> bool:
@@ -104,6 +124,7 @@ async def serve_demo(workdir: Path, card: str, ports: dict[str, int], seed: int,
     exchange_server, exchange = await start_exchange("127.0.0.1", ports["exchange"], Behaviour(seed=seed))
     if card == "sim" and not sim_card_available():
         raise UserError("the simulated card is not available in this checkout: use --card soft")
+    fix_config = demo_fix_config(ports["fix"] or _free_port())
     config = GatewayConfig(
         rules=sorted(REPO_RULES.glob("*.sql")),
         listen=("127.0.0.1", ports["broker"]),
@@ -117,6 +138,7 @@ async def serve_demo(workdir: Path, card: str, ports: dict[str, int], seed: int,
         control_token=token,
         metrics=("127.0.0.1", ports["metrics"]),
         audit=workdir / "audit.sqlite",
+        fix=fix_config,
     )
     if not config.rules:
         raise UserError(f"no example rules in {REPO_RULES}: run the demo from a riskgw checkout")
@@ -134,9 +156,11 @@ async def serve_demo(workdir: Path, card: str, ports: dict[str, int], seed: int,
         exchange=int(exchange_server.sockets[0].getsockname()[1]),
         metrics=running.metrics_port,
         control=running.control_port,
+        fix=fix_config.port,
     )
     gw = running.gateway
     print(f"riskgw demo: card {card}, up in {time.perf_counter() - t0:.1f} s, files in {workdir}", flush=True)
+    print(bound.fix_line(), flush=True)
     print(bound.line(), flush=True)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
