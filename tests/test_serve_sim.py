@@ -13,8 +13,9 @@ import pytest
 from gateway_support import RULES, USERS, Client, order, run_async
 from sim_card_support import Server, sim_card
 
+from riskgw.card.doeport import hash_bucket
 from riskgw.card.select import card_kind, resolve_auto
-from riskgw.card.simgw import DataShape, bucket, data_shape, fits, rows_for
+from riskgw.card.simgw import DataShape, data_shape, fits, rows_for
 from riskgw.cli import main as cli_main
 from riskgw.doe.compiler import compile_files
 from riskgw.doe.isa import Event
@@ -41,7 +42,7 @@ def test_rows_are_sized_for_the_data_and_the_doe_hash(tmp_path: Path) -> None:
     assert data_shape(image, None) == DataShape(0, ())
     assert rows_for(DataShape(171, ())) == (512, 4)  # half as much again for the rows events add
     # a bucket of four ways takes four keys; a fifth that hashes there needs another table size
-    same = [k for k in range(1, 200_000) if bucket((k,), 9) == bucket((1,), 9)][:5]
+    same = [k for k in range(1, 200_000) if hash_bucket((k,), 9) == hash_bucket((1,), 9)][:5]
     assert fits(DataShape(4, ((*((k,) for k in same[:4]),),)), 256, 4)
     crowded = DataShape(5, (tuple((k,) for k in same),))
     assert not fits(crowded, 256, 4) and rows_for(crowded) == (256, 8) and fits(crowded, 256, 8)

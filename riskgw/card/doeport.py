@@ -6,12 +6,30 @@ use it, through the bare load port and through the card's DOE register window.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from riskgw.doe.image import Image
 from riskgw.doe.isa import REG_CONST_BASE, Event, Insn, Op
 
 M64 = (1 << 64) - 1
+
+
+def hash_bucket(key: Sequence[int], cl_buckets: int) -> int:
+    """hdl/rgw_doe_hash.sv: the bucket of a key (its words) in an index of 2**cl_buckets buckets."""
+    x = 0
+    for i, w in enumerate(key):
+        w &= M64
+        s = (13 * i) % 64
+        x ^= ((w << s) | (w >> (64 - s))) & M64 if s else w
+    x ^= x >> 31
+    x ^= x >> 17
+    out = 0
+    while x:
+        out ^= x & ((1 << cl_buckets) - 1)
+        x >>= cl_buckets
+    return out
+
 
 REGION_CTRL = 0x0
 REGION_PROG = 0x1

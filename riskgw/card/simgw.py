@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import collections
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from riskgw.card.doeport import DoeParams
+from riskgw.card.doeport import DoeParams, hash_bucket
 from riskgw.card.driver import CardError
 from riskgw.card.simcard import SimCard
 from riskgw.card.simserver import CardParams
@@ -56,22 +56,6 @@ def data_shape(image: Image, data: Path | None) -> DataShape:
     return DataShape(most, tuple(keys))
 
 
-def bucket(key: Sequence[int], cl_buckets: int) -> int:
-    """hdl/rgw_doe_hash.sv: the hash bucket of a key in an index of 2**cl_buckets buckets."""
-    x = 0
-    for i, w in enumerate(key):
-        w &= M64
-        s = (13 * i) % 64
-        x ^= ((w << s) | (w >> (64 - s))) & M64 if s else w
-    x ^= x >> 31
-    x ^= x >> 17
-    out = 0
-    while x:
-        out ^= x & ((1 << cl_buckets) - 1)
-        x >>= cl_buckets
-    return out
-
-
 def fits(shape: DataShape, rows: int, ways: int) -> bool:
     """Every table's rows fit in `rows` and no hash bucket gets more keys than it has ways (the
     DOE's hash folds structured keys unevenly, so this depends on ROWS in no simple way)."""
@@ -79,7 +63,7 @@ def fits(shape: DataShape, rows: int, ways: int) -> bool:
         return False
     cl_buckets = (rows - 1).bit_length() + 1  # 2 * ROWS buckets
     for keys in shape.keys:
-        if keys and max(collections.Counter(bucket(k, cl_buckets) for k in keys).values()) > ways:
+        if keys and max(collections.Counter(hash_bucket(k, cl_buckets) for k in keys).values()) > ways:
             return False
     return True
 

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "doe"))
 from test_doe import compiled, random_events, random_rows, rules_image, signed
 
 from riskgw.card.cocotb_bench import CardBench
-from riskgw.card.doeport import REGION_COUNT, DoeParams, addr, cell_addr, image_writes
+from riskgw.card.doeport import REGION_COUNT, DoeParams, addr, cell_addr, hash_bucket, image_writes
 from riskgw.card.regmap import (
     BLOCKS,
     CARD_MAGIC,
@@ -476,18 +476,6 @@ async def run_seed_rules(dut) -> None:  # type: ignore[no-untyped-def]
     await differential(dut, image, rows, frames, seed=5, idle=0.1, stall=0.5)
 
 
-def bucket(key: int, cl_buckets: int) -> int:
-    """The DOE's hash index bucket of a one-word key (hdl/rgw_doe_hash.sv)."""
-    x = key & ((1 << 64) - 1)
-    x ^= x >> 31
-    x ^= x >> 17
-    idx = 0
-    while x:
-        idx ^= x & ((1 << cl_buckets) - 1)
-        x >>= cl_buckets
-    return idx
-
-
 @cocotb.test()
 async def run_full(dut) -> None:  # type: ignore[no-untyped-def]
     """A hash bucket with no free way and a table with no free row: STATUS shows INDEX_FULL and
@@ -507,7 +495,9 @@ async def run_full(dut) -> None:  # type: ignore[no-untyped-def]
         await card.wait_cmds()
 
     await card.load_image(image)
-    same = [k for k in range(1, 100_000) if bucket(k, cl_buckets) == bucket(1, cl_buckets)][: ways + 1]
+    same = [k for k in range(1, 100_000) if hash_bucket([k], cl_buckets) == hash_bucket([1], cl_buckets)][
+        : ways + 1
+    ]
     await load(same)
     assert await card.doe_read(addr(REGION_COUNT, t.id)) == ways
     status = await card.axil_read(CONTROL_BLOCK.addr("STATUS"))
@@ -521,7 +511,7 @@ async def run_full(dut) -> None:  # type: ignore[no-untyped-def]
     # keys spread over the buckets, so only the rows run out
     spread: dict[int, list[int]] = {}
     for k in range(1, 100_000):
-        spread.setdefault(bucket(k, cl_buckets), []).append(k)
+        spread.setdefault(hash_bucket([k], cl_buckets), []).append(k)
     keys = [k for ks in spread.values() for k in ks[:2]][: card.p.rows + 1]
     await load(keys)
     assert await card.doe_read(addr(REGION_COUNT, t.id)) == card.p.rows

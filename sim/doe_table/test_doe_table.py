@@ -16,6 +16,7 @@ import pytest
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
+from riskgw.card.doeport import hash_bucket
 from riskgw.doe.isa import INT64_MAX, INT64_MIN, ScanMode
 
 M64 = (1 << 64) - 1
@@ -23,22 +24,6 @@ Value = int | None
 
 LOOKUP, READ, ALLOC, WRITE, SCAN, RB_CELL, RB_COUNT = range(7)
 LATENCY = {LOOKUP: 2, READ: 2, ALLOC: 2, WRITE: 1, RB_CELL: 2, RB_COUNT: 1}
-
-
-def bucket(words: list[int], cl_buckets: int) -> int:
-    """rgw_doe_hash in Python."""
-    x = 0
-    for i, w in enumerate(words):
-        w &= M64
-        s = (13 * i) % 64
-        x ^= ((w << s) | (w >> (64 - s))) & M64 if s else w
-    x ^= x >> 31
-    x ^= x >> 17
-    out = 0
-    while x:
-        out ^= x & ((1 << cl_buckets) - 1)
-        x >>= cl_buckets
-    return out
 
 
 @dataclass
@@ -84,7 +69,7 @@ class Model:
         if n == 0 or any(w is None for w in k):
             return None
         words = tuple(w & M64 for w in k)  # type: ignore[operator]
-        for wkey, row in self.index[t].get(bucket(list(words), self.p.cl_buckets), []):
+        for wkey, row in self.index[t].get(hash_bucket(words, self.p.cl_buckets), []):
             if wkey == words:
                 return row
         return None
@@ -97,7 +82,7 @@ class Model:
         row = self.count[t]
         if n and all(w is not None for w in k):
             words = tuple(w & M64 for w in k)  # type: ignore[operator]
-            slots = self.index[t].setdefault(bucket(list(words), self.p.cl_buckets), [])
+            slots = self.index[t].setdefault(hash_bucket(words, self.p.cl_buckets), [])
             if any(k == words for k, _ in slots) or len(slots) == self.p.ways:
                 return None
             slots.append((words, row))
