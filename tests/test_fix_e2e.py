@@ -332,6 +332,85 @@ def test_reconnect_with_a_sequence_gap_and_cancel_on_disconnect(tmp_path: Path) 
     run_async(script(), timeout=60)
 
 
+def test_answers_and_cancels_for_orders_placed_before_a_restart(tmp_path: Path) -> None:
+    """The exchange keeps its book across the gateway's restart; a fill, F and G-then-F for orders
+    placed before it reach the broker with their ClOrdIDs and OrderIDs."""
+    keep = Behaviour(fill=0.0, partial=0.0, reject=0.0, cancel_on_disconnect=False)
+
+    async def script() -> None:
+        async with fix_stack(tmp_path, keep) as stack:
+            broker = await connect(tmp_path, fix_port(stack))
+            sym = [ticket(SMALL.held(1, k)) for k in range(3)]
+            broker.held("a1", account=1)
+            a1 = await broker.report("0", T11="a1")
+            broker.held("a2", account=1, k=1)
+            a2 = await broker.report("0", T11="a2")
+            broker.held("a3", account=1, k=2)
+            a3 = await broker.report("0", T11="a3")
+            new_price = price_text(ref_price(SMALL.held(1, 2)) - 1)
+            broker.replace("a3r", "a3", sym[2], 100, new_price)
+            await broker.report("5", T11="a3r", T41="a3", T37=a3[37])
+            assert stack.exchange.resting() == 3
+            # The gateway stops and logs the broker out: no cancel-on-disconnect for that.
+            await stack.restart()
+            await broker.stop()
+            assert stack.exchange.resting() == 3
+            again = await connect(tmp_path, fix_port(stack))
+            # Another account's sell that crosses a1: the fill for a1 reaches the session that placed it.
+            seller, k = next(
+                (a, k)
+                for a in range(2, SMALL.n_accounts)
+                for k in range(SMALL.holdings_per_account)
+                if SMALL.held(a, k) == SMALL.held(1, 0)
+            )
+            again.held("s1", account=seller, k=k, side="2")
+            reports = {}
+            for _ in range(3):
+                report = await again.recv("8")
+                reports[(report[11], report[150])] = report
+            assert set(reports) == {("s1", "0"), ("s1", "F"), ("a1", "F")}, reports
+            filled = reports[("a1", "F")]
+            assert (filled[37], filled[39], filled[14], filled[151]) == (a1[37], "2", "100", "0")
+            # F for orders placed before the restart, one of them replaced before it
+            again.replace("a2r", "a2", sym[1], 100, price_text(ref_price(SMALL.held(1, 1)) - 1))
+            await again.report("5", T11="a2r", T41="a2", T37=a2[37], T39="0")
+            again.cancel("a2-x", "a2r", sym[1])
+            await again.report("4", T11="a2-x", T41="a2r", T37=a2[37], T39="4")
+            again.cancel("a3r-x", "a3r", sym[2])
+            await again.report("4", T11="a3r-x", T41="a3r", T37=a3[37], T39="4", T44=new_price)
+            assert stack.exchange.resting() == 0 and stack.gateway.open == {}
+            # ClOrdIDs stay unique across the restart, and a1 is known to be filled
+            again.held("a1", account=1, k=3)
+            await again.report("8", T11="a1", T103="6")
+            again.cancel("a1-x", "a1", sym[0])
+            await again.recv("9", T434="1", T102="0", T39="2", T41="a1")
+            again.cancel("a2-y", "a2-x", sym[1])
+            await again.recv("9", T434="1", T102="0", T39="4")
+            await again.logout()
+
+    run_async(script(), timeout=60)
+
+
+def test_a_cancel_at_restart_is_stored_for_the_broker(tmp_path: Path) -> None:
+    """The exchange dropped the order with the gateway's link; the resync after the restart cancels
+    it, while the broker is away, and QuickFIX sends the Canceled report at its next Logon."""
+
+    async def script() -> None:
+        async with fix_stack(tmp_path, REST_ALL) as stack:
+            broker = await connect(tmp_path, fix_port(stack))
+            broker.held("c1", account=2)
+            placed = await broker.report("0", T11="c1")
+            await stack.restart()  # the gateway logs the broker out: no cancel-on-disconnect
+            await broker.stop()
+            await wait_until(lambda: not stack.gateway.open)
+            assert stack.gateway.counters.resync_cancels == 1
+            again = await connect(tmp_path, fix_port(stack))
+            await again.report("4", T11="c1", T37=placed[37], T39="4", T151="0")
+            await again.logout()
+
+    run_async(script(), timeout=60)
+
+
 def test_binary_and_fix_brokers_share_one_book(tmp_path: Path) -> None:
     async def script() -> None:
         async with fix_stack(tmp_path, FILL_ALL) as stack:

@@ -27,6 +27,7 @@ from typing import Any
 
 from riskgw.errors import UserError
 from riskgw.gateway.fixconfig import FixConfig, FixSessionConfig
+from riskgw.gateway.fixmap import OrderMap
 from riskgw.gateway.fixsession import FixSession, OrderIds, Outbound
 from riskgw.gateway.server import Gateway
 
@@ -128,6 +129,7 @@ class FixAcceptor:
         self.loop = asyncio.get_running_loop()
         self.port = 0
         self.ids = ids
+        self.orders = OrderMap(store)
         self.sessions: dict[tuple[str, str], FixSession] = {}
         self._ids: dict[tuple[str, str], Any] = {}  # (sender, target) as the broker sends -> SessionID
         for sc in config.sessions:
@@ -140,7 +142,9 @@ class FixAcceptor:
         key = (sc.sender_comp_id, sc.target_comp_id)
         sid = quickfix.SessionID(BEGIN_STRING, sc.target_comp_id, sc.sender_comp_id)
         self._ids[key] = sid
-        self.sessions[key] = FixSession(self.gateway, sc, self.config, ids, functools.partial(self.send, sid))
+        self.sessions[key] = FixSession(
+            self.gateway, sc, self.config, ids, functools.partial(self.send, sid), self.orders
+        )
 
     def session_for(self, sid: Any) -> FixSession | None:
         return self.sessions.get((sid.getTargetCompID().getValue(), sid.getSenderCompID().getValue()))
@@ -150,6 +154,14 @@ class FixAcceptor:
             self.store.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UserError(f"cannot create the FIX store {self.store}: {exc.strerror}") from None
+        self._restore()
+        try:
+            self._bind()
+        except UserError:
+            self.orders.close()
+            raise
+
+    def _bind(self) -> None:
         tries = BIND_TRIES if self.config.port == 0 else 1
         for attempt in range(tries):
             port = self.config.port or _free_port()
@@ -177,9 +189,20 @@ class FixAcceptor:
             self._acceptor, self._keep, self.port = acceptor, (settings, store), port
             return
 
+    def _restore(self) -> None:
+        """Give each session back its orders from before a restart (see riskgw.gateway.fixmap)."""
+        records = self.orders.load()
+        for (sender, _), session in self.sessions.items():
+            session.restore([r for r in records if r.get("s") == sender])
+        restored = sum(1 for o in self.gateway.open.values() if isinstance(o.session, FixSession))
+        if records:
+            self.log(f"FIX: {len(records)} order-map records read, {restored} open FIX orders restored")
+        self.orders.open()
+
     async def stop(self) -> None:
         """Log every broker out (waiting briefly for their Logouts), then stop QuickFIX."""
         if self._acceptor is None:
+            self.orders.close()
             return
         acceptor, self._acceptor = self._acceptor, None
         live = [quickfix.Session.lookupSession(sid) for sid in self._ids.values()]
@@ -190,6 +213,7 @@ class FixAcceptor:
         while any(s.isLoggedOn() for s in live) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         await self.loop.run_in_executor(None, acceptor.stop, True)
+        self.orders.close()
 
     # ------------------------------------------------------------------ loop thread
 

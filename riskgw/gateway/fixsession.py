@@ -27,6 +27,7 @@ from typing import Any
 from riskgw.doe.isa import EventField
 from riskgw.gateway.config import User
 from riskgw.gateway.fixconfig import FixConfig, FixSessionConfig, Instrument
+from riskgw.gateway.fixmap import OrderMap
 from riskgw.gateway.journal import Entry
 from riskgw.gateway.protocol import FAILED_MASK_BYTES, Frame, MsgType, Reason
 from riskgw.gateway.server import BrokerSession, Gateway
@@ -225,9 +226,11 @@ class FixSession(BrokerSession):
         fix: FixConfig,
         ids: OrderIds,
         send: Callable[[list[Outbound]], None],
+        orders: OrderMap | None = None,
     ) -> None:
         super().__init__(gateway)
         self.config = config
+        self.orders = orders
         self.fix = fix
         self.ids = ids
         self.send_fix = send
@@ -326,6 +329,19 @@ class FixSession(BrokerSession):
             return
         order.order_id = self.ids.take()
         order.fix_order_id = str(order.order_id)
+        self._record(
+            "new",
+            cl=cl_ord_id,
+            id=order.order_id,
+            acct=order.account,
+            aid=order.account_id,
+            sym=order.instrument.symbol,
+            ticket=order.instrument.ticket_id,
+            scale=order.instrument.price_scale,
+            side=order.side,
+            px=order.price,
+            qty=order.quantity,
+        )
         self.by_cl_ord_id[cl_ord_id] = order
         self.by_order_id[order.order_id] = order
         self._call(Request("new", order, cl_ord_id), self.gateway.new_order, self._new_frame(order, ts))
@@ -392,6 +408,14 @@ class FixSession(BrokerSession):
         if not request.answered:  # on its way to the exchange
             order.pending = pending
             self.by_cl_ord_id[cl_ord_id] = order
+            self._record(
+                pending.kind,
+                oid=order.fix_order_id,
+                cl=cl_ord_id,
+                px=pending.price,
+                qty=pending.quantity,
+                ts=pending.ts,
+            )
 
     def _replacement(self, order: FixOrder) -> None:
         """The original is cancelled: place what is left of the replace as a new order."""
@@ -409,10 +433,104 @@ class FixSession(BrokerSession):
             return
         self.by_order_id.pop(order.order_id, None)
         order.order_id = self.ids.take()
+        self._record(
+            "leg",
+            oid=order.fix_order_id,
+            cl=pending.cl_ord_id,
+            id=order.order_id,
+            px=pending.price,
+            qty=pending.quantity,
+            cum=order.cum_qty,
+            val=order.cum_value,
+        )
         self.by_order_id[order.order_id] = order
         request = Request("replacement", order, pending.cl_ord_id, pending=pending)
         frame = self._new_frame(order, pending.ts, pending.price, rest)
         self._call(request, self.gateway.new_order, frame)
+
+    def _record(self, kind: str, **fields: Any) -> None:
+        """Make a new mapping durable before the order it names reaches the card."""
+        if self.orders is not None:
+            self.orders.record(k=kind, s=self.config.sender_comp_id, **fields)
+
+    # ------------------------------------------------------------------ restart
+
+    def restore(self, records: list[dict[str, Any]]) -> None:
+        """Rebuild this session's orders from its order-map records and what the gateway restored
+        from the journal (decisions, exchange answers, open orders), so answers for orders placed
+        before a restart reach this session, and F or G for them work."""
+        orders: dict[str, FixOrder] = {}
+        legs: dict[str, int] = {}  # fix_order_id -> OrderQty already filled before the live leg
+        for record in records:
+            kind = record.get("k")
+            if kind == "new":
+                instrument = Instrument(record["sym"], record["ticket"], int(record["scale"]))
+                order = FixOrder(
+                    record["cl"],
+                    str(record["id"]),
+                    record["acct"],
+                    int(record["aid"]),
+                    instrument,
+                    record["side"],
+                    int(record["px"]),
+                    int(record["qty"]),
+                    int(record["id"]),
+                )
+                orders[order.fix_order_id] = order
+                legs[order.fix_order_id] = 0
+                self.by_cl_ord_id[order.cl_ord_id] = order
+                continue
+            order_or_none = orders.get(str(record.get("oid")))
+            if order_or_none is None:
+                continue
+            order = order_or_none
+            self.by_cl_ord_id[record["cl"]] = order
+            if kind == "leg":
+                key = (order.account_id, int(record["id"]))
+                decision = self.gateway.decided.get(key)
+                order.pending = None
+                order.cum_qty, order.cum_value = int(record["cum"]), int(record["val"])
+                order.order_id = int(record["id"])
+                legs[order.fix_order_id] = order.cum_qty
+                if decision is not None and decision[1].accepted:
+                    order.cl_ord_id = record["cl"]
+                    order.price, order.quantity = int(record["px"]), int(record["qty"])
+            elif kind in ("F", "G"):
+                order.pending = Pending(
+                    kind, record["cl"], int(record["px"]), int(record["qty"]), int(record["ts"])
+                )
+        for order in orders.values():
+            self._settle(order, legs[order.fix_order_id])
+
+    def _settle(self, order: FixOrder, before: int) -> None:
+        """Status and fills of a restored order from its live leg's journaled decision and answers."""
+        gw = self.gateway
+        key = (order.account_id, order.order_id)
+        decision = gw.decided.get(key)
+        if decision is None or not decision[1].accepted:
+            order.status, order.pending = "8", None  # refused, or never reached the card
+            return
+        order.cum_qty = before
+        last: MsgType | None = None
+        for msg_type, price, qty in gw.history.get(key, ()):
+            last = msg_type
+            if msg_type is MsgType.FILL:
+                order.cum_qty += qty
+                order.cum_value += qty * price
+        open_order = gw.open.get(key)
+        if open_order is not None:
+            order.status = "1" if order.cum_qty else "0"
+            open_order.session = self
+            open_order.user = self.config.sender_comp_id
+            self.by_order_id[order.order_id] = order
+            return
+        order.pending = None
+        if last is MsgType.CANCELLED:
+            order.status = "4"
+        elif last is MsgType.EXCH_REJECT:
+            order.status = "8"
+        else:
+            order.status = "2"
 
     def _call(self, request: Request, method: Callable[..., None], *args: Any) -> None:
         self._request = request
