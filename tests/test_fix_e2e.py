@@ -356,6 +356,13 @@ def test_answers_and_cancels_for_orders_placed_before_a_restart(tmp_path: Path) 
             await broker.stop()
             assert stack.exchange.resting() == 3
             again = await connect(tmp_path, fix_port(stack))
+            await wait_until(lambda: stack.gateway.status()["fix"]["sessions"][0]["logged_on"])
+            fix = stack.gateway.status()["fix"]
+            assert fix["port"] == fix_port(stack)
+            assert [(s["sender_comp_id"], s["logged_on"], s["open_orders"]) for s in fix["sessions"]] == [
+                ("BROKER1", True, 3),
+                ("BROKER2", False, 0),
+            ]
             # Another account's sell that crosses a1: the fill for a1 reaches the session that placed it.
             seller, k = next(
                 (a, k)

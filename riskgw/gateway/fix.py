@@ -187,7 +187,23 @@ class FixAcceptor:
             # The C++ acceptor keeps references, not copies, of its settings and store factory:
             # they must live as long as it does.
             self._acceptor, self._keep, self.port = acceptor, (settings, store), port
+            self.gateway.status_parts["fix"] = self.status
             return
+
+    def status(self) -> dict[str, Any]:
+        """The `fix` section of the gateway's status (`riskgw ctl status`)."""
+        sessions = []
+        for (sender, target), session in self.sessions.items():
+            mine = sum(1 for o in self.gateway.open.values() if o.session is session)
+            sessions.append(
+                {
+                    "sender_comp_id": sender,
+                    "target_comp_id": target,
+                    "logged_on": session.logged_on,
+                    "open_orders": mine,
+                }
+            )
+        return {"port": self.port, "store": str(self.store), "sessions": sessions}
 
     def _restore(self) -> None:
         """Give each session back its orders from before a restart (see riskgw.gateway.fixmap)."""
@@ -205,6 +221,7 @@ class FixAcceptor:
             self.orders.close()
             return
         acceptor, self._acceptor = self._acceptor, None
+        self.gateway.status_parts.pop("fix", None)
         live = [quickfix.Session.lookupSession(sid) for sid in self._ids.values()]
         live = [s for s in live if s is not None and s.isLoggedOn()]
         for s in live:

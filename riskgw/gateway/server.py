@@ -138,6 +138,7 @@ class Gateway:
         self.rule_stats = RuleStats()
         self.rule_stats.program(self._rule_names)
         self.deployer: Deployer | None = None  # set when the gateway keeps deployments
+        self.status_parts: dict[str, Callable[[], Any]] = {}  # more sections of status(), e.g. "fix"
         self.failed: BaseException | None = None  # set when the journal cannot be written
         self.stopped = asyncio.Event()
         self._log = log or (lambda text: print(f"gateway: {text}", file=sys.stderr, flush=True))
@@ -306,6 +307,7 @@ class Gateway:
             "card": self.card.status() if isinstance(self.card, LockstepCard) else None,
             "card_kind": card_kind(self.card),
             "counters": vars(self.counters).copy(),
+            **{name: part() for name, part in self.status_parts.items()},
         }
 
     # ------------------------------------------------------------------ outbox
