@@ -462,45 +462,52 @@ class FixSession(BrokerSession):
         orders: dict[str, FixOrder] = {}
         legs: dict[str, int] = {}  # fix_order_id -> OrderQty already filled before the live leg
         for record in records:
-            kind = record.get("k")
-            if kind == "new":
-                instrument = Instrument(record["sym"], record["ticket"], int(record["scale"]))
-                order = FixOrder(
-                    record["cl"],
-                    str(record["id"]),
-                    record["acct"],
-                    int(record["aid"]),
-                    instrument,
-                    record["side"],
-                    int(record["px"]),
-                    int(record["qty"]),
-                    int(record["id"]),
-                )
-                orders[order.fix_order_id] = order
-                legs[order.fix_order_id] = 0
-                self.by_cl_ord_id[order.cl_ord_id] = order
-                continue
-            order_or_none = orders.get(str(record.get("oid")))
-            if order_or_none is None:
-                continue
-            order = order_or_none
-            self.by_cl_ord_id[record["cl"]] = order
-            if kind == "leg":
-                key = (order.account_id, int(record["id"]))
-                decision = self.gateway.decided.get(key)
-                order.pending = None
-                order.cum_qty, order.cum_value = int(record["cum"]), int(record["val"])
-                order.order_id = int(record["id"])
-                legs[order.fix_order_id] = order.cum_qty
-                if decision is not None and decision[1].accepted:
-                    order.cl_ord_id = record["cl"]
-                    order.price, order.quantity = int(record["px"]), int(record["qty"])
-            elif kind in ("F", "G"):
-                order.pending = Pending(
-                    kind, record["cl"], int(record["px"]), int(record["qty"]), int(record["ts"])
-                )
+            try:
+                self._apply(record, orders, legs)
+            except (KeyError, TypeError, ValueError) as exc:  # a line edited by hand: it is skipped
+                self.gateway._log(f"{self.peer}: order-map record {record} skipped: {exc!r}")
         for order in orders.values():
             self._settle(order, legs[order.fix_order_id])
+
+    def _apply(self, record: dict[str, Any], orders: dict[str, FixOrder], legs: dict[str, int]) -> None:
+        """One order-map record: a new order, a replacement leg, or a cancel or replace sent."""
+        kind = record.get("k")
+        if kind == "new":
+            instrument = Instrument(record["sym"], record["ticket"], int(record["scale"]))
+            order = FixOrder(
+                record["cl"],
+                str(record["id"]),
+                record["acct"],
+                int(record["aid"]),
+                instrument,
+                record["side"],
+                int(record["px"]),
+                int(record["qty"]),
+                int(record["id"]),
+            )
+            orders[order.fix_order_id] = order
+            legs[order.fix_order_id] = 0
+            self.by_cl_ord_id[order.cl_ord_id] = order
+            return
+        found = orders.get(str(record.get("oid")))
+        if found is None:
+            return
+        self.by_cl_ord_id[record["cl"]] = found
+        if kind == "leg":
+            # The cancel half of a replace is done: a new leg, whose ClOrdID, price and OrderQty
+            # hold only if the rules accepted it.
+            decision = self.gateway.decided.get((found.account_id, int(record["id"])))
+            found.pending = None
+            found.cum_qty, found.cum_value = int(record["cum"]), int(record["val"])
+            found.order_id = int(record["id"])
+            legs[found.fix_order_id] = found.cum_qty
+            if decision is not None and decision[1].accepted:
+                found.cl_ord_id = record["cl"]
+                found.price, found.quantity = int(record["px"]), int(record["qty"])
+        elif kind in ("F", "G"):
+            found.pending = Pending(
+                kind, record["cl"], int(record["px"]), int(record["qty"]), int(record["ts"])
+            )
 
     def _settle(self, order: FixOrder, before: int) -> None:
         """Status and fills of a restored order from its live leg's journaled decision and answers."""
