@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -183,9 +182,6 @@ def test_card_parameters_are_the_doe_params_the_manifest_reports() -> None:
     assert ".CLOCK_MHZ(250)" in WRAPPER.read_text(encoding="utf-8").replace(" ", "")
 
 
-@pytest.mark.skipif(
-    shutil.which("verilator", path=hdl_lint.verilator_env()["PATH"]) is None, reason="no verilator"
-)
 def test_wrapper_lints_clean_with_rgw_card(tmp_path: Path) -> None:
     build_pkg = tmp_path / "rgw_build_pkg.sv"
     build_pkg.write_text(

@@ -40,7 +40,7 @@ def test_soft_card_matches_engine(tmp_path: Path) -> None:
         return a.accepted
 
     Session(DataSet(n_accounts=20, n_securities=64, holdings_per_account=16), n_orders=200).run(decide)
-    assert True in verdicts and False in verdicts
+    assert set(verdicts) == {True, False}, "the session accepts some orders and rejects others"
     assert card.snapshot().hash == card.state_hash() == engine.state_hash()
 
 

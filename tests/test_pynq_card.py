@@ -96,7 +96,7 @@ def test_pynq_card_decides_as_the_engine_through_the_rings(image: Image, tmp_pat
         return got.accepted
 
     Session(DataSet(**SMALL), n_orders=80).run(decide)
-    assert True in verdicts and False in verdicts
+    assert set(verdicts) == {True, False}, "the session accepts some orders and rejects others"
     assert [frame for _, frame in dma.sent] != [] and len(dma.sent) == len(verdicts)
 
     # a batch larger than the ring: a sync and a doorbell per ring's worth, never one per order
@@ -228,7 +228,7 @@ def test_pynq_card_over_the_simulated_card(image: Image, tmp_path: Path) -> None
             return got.accepted
 
         Session(DataSet(**SMALL), n_orders=40).run(decide)
-        assert True in verdicts and False in verdicts
+        assert set(verdicts) == {True, False}, "the session accepts some orders and rejects others"
         batch = [order(20_000 + i, 1 + i % 8, f"S{i % 16:05d}", 100 + i, 1 + i) for i in range(100)]
         assert card.process_many(batch) == soft.process_many(batch)
         assert card.state_hash() == soft.state_hash()
