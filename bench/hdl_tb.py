@@ -22,6 +22,7 @@ from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
 from cocotb.triggers import ReadOnly, RisingEdge, Timer
 
+from riskgw.card.cocotb_doe import cfg_access
 from riskgw.card.doeport import (
     CTRL_CLEAR,
     CTRL_LAST_CYCLES,
@@ -87,27 +88,7 @@ class Doe:
         await self.wait_idle()
 
     async def _access(self, a: int, write: bool, data: int = 0) -> int:
-        d = self.dut
-        d.s_cfg_valid.value = 1
-        d.s_cfg_write.value = int(write)
-        d.s_cfg_addr.value = a
-        d.s_cfg_data.value = data & M64
-        while True:
-            await ReadOnly()
-            ready = int(d.s_cfg_ready.value)
-            await RisingEdge(d.clk)
-            if ready:
-                break
-        d.s_cfg_valid.value = 0
-        if write:
-            return 0
-        while True:
-            await ReadOnly()
-            if int(d.m_cfg_rd_valid.value):
-                value = int(d.m_cfg_rd_data.value)
-                await RisingEdge(d.clk)
-                return value
-            await RisingEdge(d.clk)
+        return await cfg_access(self.dut, a, write, data)
 
     async def write(self, a: int, data: int) -> None:
         await self._access(a, True, data)

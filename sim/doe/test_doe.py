@@ -11,9 +11,10 @@ import cocotb
 import pytest
 import random_program
 from cocotb.clock import Clock
-from cocotb.triggers import ReadOnly, RisingEdge
+from cocotb.triggers import RisingEdge
 from cocotbext.axi.stream import define_stream
 
+from riskgw.card.cocotb_doe import cfg_access
 from riskgw.card.doeport import (
     CTRL_ID,
     CTRL_LAST_CYCLES,
@@ -91,27 +92,7 @@ class TB:
         ) | (self.p.lanes << 8), f"parameter register {params:#x} does not describe {self.p}"
 
     async def _access(self, a: int, write: bool, data: int = 0) -> int:
-        d = self.dut
-        d.s_cfg_valid.value = 1
-        d.s_cfg_write.value = int(write)
-        d.s_cfg_addr.value = a
-        d.s_cfg_data.value = data & M64
-        while True:
-            await ReadOnly()
-            ready = int(d.s_cfg_ready.value)
-            await RisingEdge(d.clk)
-            if ready:
-                break
-        d.s_cfg_valid.value = 0
-        if write:
-            return 0
-        while True:
-            await ReadOnly()
-            if int(d.m_cfg_rd_valid.value):
-                value = int(d.m_cfg_rd_data.value)
-                await RisingEdge(d.clk)
-                return value
-            await RisingEdge(d.clk)
+        return await cfg_access(self.dut, a, write, data)
 
     async def write(self, a: int, data: int) -> None:
         await self._access(a, True, data)
