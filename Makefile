@@ -66,7 +66,7 @@ test: $(STAMP)
 
 ## test-fast: Python tests only, no Verilator builds
 test-fast: $(STAMP)
-	$(RUN) $(PY) -m pytest -q -n $(JOBS) tests
+	$(RUN) $(PY) -m pytest -q -n $(JOBS) -m "not sim" tests
 
 lint: $(STAMP)
 	$(RUN) $(VENV)/bin/ruff check riskgw tests sim bench
