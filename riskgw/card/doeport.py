@@ -15,20 +15,28 @@ from riskgw.doe.isa import REG_CONST_BASE, Event, Insn, Op
 M64 = (1 << 64) - 1
 
 
+# hdl/rgw_doe_hash.sv's odd multiplier for each key word
+HASH_MULT = (
+    0x9E3779B97F4A7C15,
+    0xC2B2AE3D27D4EB4F,
+    0x165667B19E3779F9,
+    0x85EBCA77C2B2AE63,
+    0x27D4EB2F165667C5,
+    0xFF51AFD7ED558CCD,
+)
+
+
 def hash_bucket(key: Sequence[int], cl_buckets: int) -> int:
-    """hdl/rgw_doe_hash.sv: the bucket of a key (its words) in an index of 2**cl_buckets buckets."""
-    x = 0
-    for i, w in enumerate(key):
-        w &= M64
-        s = (13 * i) % 64
-        x ^= ((w << s) | (w >> (64 - s))) & M64 if s else w
-    x ^= x >> 31
-    x ^= x >> 17
-    out = 0
-    while x:
-        out ^= x & ((1 << cl_buckets) - 1)
-        x >>= cl_buckets
-    return out
+    """hdl/rgw_doe_hash.sv: the bucket of a key (its words) in an index of 2**cl_buckets buckets.
+
+    Vector multiply-shift: each word times its own odd constant, summed modulo 2**64, and the top
+    `cl_buckets` bits of the sum. Words are two's complement (a negative word hashes as its 64-bit
+    pattern). The DOE takes at most six key words.
+    """
+    if len(key) > len(HASH_MULT):
+        raise ValueError(f"a key of {len(key)} words: the DOE's hash takes at most {len(HASH_MULT)}")
+    x = sum((w & M64) * m for w, m in zip(key, HASH_MULT, strict=False)) & M64
+    return x >> (64 - cl_buckets)
 
 
 REGION_CTRL = 0x0
