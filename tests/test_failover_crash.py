@@ -6,11 +6,14 @@ reaches the exchange twice, and the journal's events give SQLite's state."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
 import signal
+import socket
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +27,7 @@ from riskgw.engine.replay import load_data
 from riskgw.exchange.sim import Behaviour, start_exchange
 from riskgw.gateway.control import request
 from riskgw.gateway.journal import scan
-from riskgw.gateway.protocol import MsgType
+from riskgw.gateway.protocol import Frame, FrameReader, MsgType, encode
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -133,8 +136,6 @@ def _rules(mask_bytes: bytes) -> tuple[int, ...]:
 def write_config(tmp_path: Path, exchange_port: int) -> Path:
     config = tmp_path / "gw.toml"
     # the control port must be known before the gateway says where it listens: take a free one
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         control = s.getsockname()[1]
@@ -292,5 +293,121 @@ def test_gateway_killed_three_times_under_load(tmp_path: Path) -> None:
             engine.process(entry.event, entry.inputs)
         assert engine.state_hash() == status["state_hash"]
         assert same_state(engine.image, engine.snapshot(), run) is None
+
+    run_async(script(), timeout=170)
+
+
+class StalledExchange:
+    """An exchange that reads nothing until told to: the gateway's forwards back up, past the
+    kernel's socket buffers (kept small here) into the gateway's own memory."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # accepted sockets inherit it
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.sock.setblocking(False)
+        self.port = self.sock.getsockname()[1]
+        self.orders: Counter[tuple[int, int]] = Counter()  # NEW_ORDERs received, on any connection
+
+    async def accept(self) -> socket.socket:
+        conn, _ = await asyncio.wait_for(asyncio.get_running_loop().sock_accept(self.sock), 60)
+        return conn
+
+    async def serve(self, conn: socket.socket, holding: set[tuple[int, int]] | None = None) -> None:
+        """Read the connection to its end, counting NEW_ORDERs; answer STATUS_REQUESTs: an order
+        received and in `holding` rests in full, any other is not held."""
+        loop = asyncio.get_running_loop()
+        reader = FrameReader()
+        seq = 0
+        try:
+            while data := await loop.sock_recv(conn, 1 << 16):
+                for frame in reader.feed(data):
+                    assert isinstance(frame, Frame), frame
+                    key = (frame["account_id"], frame["order_id"])
+                    if frame.type is MsgType.NEW_ORDER:
+                        self.orders[key] += 1
+                    elif frame.type is MsgType.STATUS_REQUEST and holding is not None:
+                        seq += 1
+                        left = 100 if key in holding and self.orders[key] else 0
+                        status = dict(order_id=key[1], account_id=key[0], exec_quantity=left)
+                        await loop.sock_sendall(conn, encode(MsgType.ORDER_STATUS, seq, **status))
+        except ConnectionError:
+            pass
+        finally:
+            conn.close()
+
+
+def test_no_accepted_leaves_before_its_forward(tmp_path: Path) -> None:
+    """kill -9 while the exchange does not read: every order whose ACCEPTED the broker received
+    reaches the exchange, once, although the gateway still held forwards of orders it accepted."""
+    SMALL.write(tmp_path / "data")
+
+    async def script() -> None:
+        exchange = StalledExchange()
+        gw = Gateway(write_config(tmp_path, exchange.port))
+        await gw.start()
+        first = await exchange.accept()
+        broker = Broker()
+        await broker.connect(gw.port)
+        # a few orders, then cancel requests for those accepted (forwarded, never answered) until
+        # the forwards fill the kernel's buffers, then orders whose forwards wait behind them
+        n = 1500
+        for order_id in range(1, 41):
+            broker.send(order_id, held_order(order_id, order_id % SMALL.n_accounts, k=order_id % 16))
+        assert await broker.read_until(set(broker.sent))
+        assert broker.client is not None
+        first_accepted = [o for o, a in broker.answers.items() if a[0][0] is MsgType.ACCEPTED]
+        # (a kernel takes up to about 4 MB for a socket the peer does not read: 200,000 frames of
+        # 24 bytes are more)
+        cancels = [
+            (o, broker.sent[o]["account_id"])
+            for o in first_accepted
+            for _ in range(200_000 // len(first_accepted))
+        ]
+        for order_id, account in cancels:
+            broker.client.send(MsgType.CANCEL_REQUEST, order_id=order_id, account_id=account)
+        for order_id in range(41, n + 1):
+            broker.send(order_id, held_order(order_id, order_id % SMALL.n_accounts, k=order_id % 16))
+        # every answer the gateway lets out, until it is quiet
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(broker.read_until(set(broker.sent)), 3)
+        accepted = {
+            (broker.sent[o]["account_id"], o)
+            for o, a in broker.answers.items()
+            if a[0][0] is MsgType.ACCEPTED
+        }
+        await gw.kill9()
+        await broker.client.close()  # type: ignore[union-attr]
+        # the killed gateway's socket still hands the exchange all the kernel had of it
+        await asyncio.wait_for(exchange.serve(first), 30)
+        _, decided = journal_state(tmp_path)
+        accepted_here = {key for key, d in decided.items() if d.accepted}
+        assert accepted, "no ACCEPTED left the gateway: the test shows nothing"
+        assert all(exchange.orders[key] == 1 for key in accepted), sorted(accepted - set(exchange.orders))[:5]
+        assert len(accepted_here) > len(accepted), "every forward reached the kernel: the test shows nothing"
+
+        # a restart: the exchange holds what it received; the rest is cancelled through the card,
+        # and a broker that sends its unanswered orders again learns their fate from the record
+        received = set(exchange.orders)
+        restart = asyncio.get_running_loop().create_task(gw.start())
+        second = await exchange.accept()
+        serving = asyncio.get_running_loop().create_task(exchange.serve(second, holding=received))
+        await restart
+        await broker.connect(gw.port)
+        resent = broker.unanswered()
+        for order_id in resent:
+            broker.send(order_id, broker.sent[order_id])
+        assert await broker.read_until(set(resent))
+        status = await gw.status()
+        await gw.stop()
+        await asyncio.wait_for(serving, 30)
+
+        assert sorted(broker.answers) == list(range(1, n + 1))
+        assert all(len(a) == 1 for a in broker.answers.values()), "an order was answered twice"
+        assert max(exchange.orders.values()) == 1, "an order reached the exchange twice"
+        _, decided = journal_state(tmp_path)
+        assert set(exchange.orders) <= {key for key, d in decided.items() if d.accepted}
+        assert status["counters"]["resync_cancels"] == len(accepted_here - received)
 
     run_async(script(), timeout=170)

@@ -23,9 +23,10 @@ import asyncio
 import hmac
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from riskgw.card.driver import CardDriver
 from riskgw.card.lockstep import LockstepCard
@@ -47,8 +48,10 @@ from riskgw.gateway.rulestats import RuleStats
 
 if TYPE_CHECKING:
     from riskgw.gateway.deploy import Deployer
+    from riskgw.gateway.snapshot import Snapshotter
 
 OrderKey = tuple[int, int]  # (account_id, order_id)
+DECIDED_WINDOW = 100_000  # done orders whose answers a repeat of the order gets (Gateway.decided)
 _ANSWER_OF = {Event.FILL: MsgType.FILL, Event.REJECT: MsgType.EXCH_REJECT, Event.CANCEL: MsgType.CANCELLED}
 MAX_RULES = FAILED_MASK_BYTES * 8
 
@@ -93,6 +96,25 @@ class Counters:
     resync_cancels: int = 0  # orders open here that the exchange no longer held after a reconnect
     resync_mismatches: int = 0  # orders the exchange held less (or more) of than the gateway
     repeated: int = 0  # NEW_ORDERs identical to one already decided, answered again
+    replies_held: int = 0  # sessions' replies held until the exchange's socket drained (see flush)
+
+
+def _write(link: FrameLink, frames: list[bytes | None], now: float) -> None:
+    """Write a connection's frames with one call; None closes it there (later frames are dropped)."""
+    transport = link.transport
+    if transport is None or transport.is_closing():
+        return
+    closing = None in frames
+    if closing:
+        frames = frames[: frames.index(None)]
+    data = cast(list[bytes], frames)
+    if len(data) == 1:
+        transport.write(data[0])
+    elif data:
+        transport.writelines(data)  # one write for a socket; one frame at a time for a FIX session
+    link.last_tx = now
+    if closing:
+        link.close()
 
 
 class Gateway:
@@ -113,13 +135,19 @@ class Gateway:
         self.watchdog: asyncio.Task[None] | None = None
         self.syncer: JournalSyncer | None = None  # journal_sync = "interval"
         self.open: dict[OrderKey, OpenOrder] = {}
-        # Every NEW decided, by account and order id, with its inputs and the session that sent it:
+        # NEWs decided, by account and order id, with their inputs and the session that sent them:
         # a broker that sends the same order again on another connection (it lost the answer, e.g.
-        # across a restart) gets the same answer again.
+        # across a restart) gets the same answer again. Kept: every open order, and the last
+        # `decided_window` orders that are done (rejected, filled, cancelled, rejected by the
+        # exchange); an older one's record is dropped and its account's `forgotten` id rises to
+        # its id, so an order sent again with an id at or below it is refused, never run twice.
         self.decided: dict[OrderKey, tuple[tuple[Value, ...], Decision, BrokerSession | None]] = {}
         # The exchange's answers on each order (type, exec_price, exec_quantity), to go with the
         # recorded ACCEPTED when an order is sent again: its sender may have missed them too.
         self.history: dict[OrderKey, list[tuple[MsgType, int, int]]] = {}
+        self.decided_window = DECIDED_WINDOW
+        self._done: deque[OrderKey] = deque()  # orders done, oldest first, whose records are kept
+        self.forgotten: dict[int, int] = {}  # account -> highest order id whose record was dropped
         self.exchange: ExchangeUplink | None = None
         self.exchange_address: tuple[str, int] | None = None  # set: reconnect when the link drops
         self.resyncing: set[OrderKey] = set()  # orders asked about with STATUS_REQUEST
@@ -138,11 +166,17 @@ class Gateway:
         self.rule_stats = RuleStats()
         self.rule_stats.program(self._rule_names)
         self.deployer: Deployer | None = None  # set when the gateway keeps deployments
+        self.snapshots: Snapshotter | None = None  # set when the gateway takes state snapshots
         self.status_parts: dict[str, Callable[[], Any]] = {}  # more sections of status(), e.g. "fix"
         self.failed: BaseException | None = None  # set when the journal cannot be written
         self.stopped = asyncio.Event()
         self._log = log or (lambda text: print(f"gateway: {text}", file=sys.stderr, flush=True))
-        self._outbox: list[tuple[FrameLink, bytes | None]] = []  # None: close the link there
+        # Frames waiting for the next flush, by connection in the order they were first queued
+        # to (None: close the connection there), and the connections queued an ACCEPTED since.
+        self._out: dict[FrameLink, list[bytes | None]] = {}
+        self._accepting: set[FrameLink] = set()
+        # Sessions' frames held until the exchange's socket drains (see flush), in order.
+        self._held: dict[FrameLink, list[bytes | None]] = {}
         self._flush_pending = False
 
     def restore_open_orders(self, entries: Sequence[Entry]) -> None:
@@ -160,14 +194,32 @@ class Gateway:
                 if entry.decision.accepted:
                     values = _order_from_inputs(entry.inputs)
                     self.open[key] = OpenOrder(values, None, values["quantity"])
+                else:
+                    self._order_done(key)
             elif entry.event is Event.FILL:
                 order = self.open.get(key)
                 if order is not None:
                     order.remaining -= int(entry.inputs[EventField.EXEC_QUANTITY] or 0)
                     if order.remaining <= 0:
                         del self.open[key]
-            else:
-                self.open.pop(key, None)
+                        self._order_done(key)
+            elif self.open.pop(key, None) is not None:
+                self._order_done(key)
+
+    def _order_done(self, key: OrderKey) -> None:
+        """An order is done (no longer open): its record joins the window of done orders kept, and
+        the oldest one past `decided_window` is dropped."""
+        done = self._done
+        done.append(key)
+        while len(done) > self.decided_window:
+            old = done.popleft()
+            if old in self.open:
+                continue  # its id was decided again (a rejected order's, with other fields): it is open
+            self.decided.pop(old, None)
+            self.history.pop(old, None)
+            account, order_id = old
+            if order_id > self.forgotten.get(account, order_id - 1):
+                self.forgotten[account] = order_id
 
     async def connect_exchange(self) -> ExchangeUplink:
         """Open the exchange link (OSError when the exchange cannot be reached)."""
@@ -313,16 +365,29 @@ class Gateway:
     # ------------------------------------------------------------------ outbox
 
     def queue(self, link: FrameLink, msg_type: MsgType, **values: Any) -> None:
-        self._outbox.append((link, link.frame(msg_type, **values)))
-        self._schedule()
+        out = self._out.get(link)
+        if out is None:
+            out = self._out[link] = []
+            self._schedule()
+        out.append(link.frame(msg_type, **values))
+        if msg_type is MsgType.ACCEPTED:
+            self._accepting.add(link)
 
     def queue_body(self, link: FrameLink, msg_type: MsgType, body: bytes) -> None:
-        self._outbox.append((link, link.frame_body(msg_type, body)))
-        self._schedule()
+        out = self._out.get(link)
+        if out is None:
+            out = self._out[link] = []
+            self._schedule()
+        out.append(link.frame_body(msg_type, body))
+        if msg_type is MsgType.ACCEPTED:
+            self._accepting.add(link)
 
     def queue_close(self, link: FrameLink) -> None:
-        self._outbox.append((link, None))
-        self._schedule()
+        out = self._out.get(link)
+        if out is None:
+            out = self._out[link] = []
+            self._schedule()
+        out.append(None)
 
     def _schedule(self) -> None:
         if not self._flush_pending:
@@ -330,7 +395,13 @@ class Gateway:
             asyncio.get_running_loop().call_soon(self.flush)
 
     def flush(self) -> None:
-        """Commit the journal, then send what waited for it."""
+        """Commit the journal, then write what waited for it: the exchange's frames first, then
+        each other connection's, one write per connection.
+
+        A session's frames that carry an ACCEPTED wait (with every later frame to that session)
+        while the exchange's socket holds a forward in user space: they leave when the kernel has
+        taken all of it (`release_held`). So an ACCEPTED never leaves before its order's NEW_ORDER
+        is in the kernel's socket buffer, where a killed gateway cannot lose it."""
         self._flush_pending = False
         try:
             if self.syncer is not None and self.syncer.failed is not None:
@@ -341,7 +412,9 @@ class Gateway:
                 self.commit_latency.observe_ns(time.perf_counter_ns() - start)
         except OSError as exc:
             # Without the journal no reply may leave: drop them, tell every broker why, and stop.
-            self._outbox.clear()
+            self._out.clear()
+            self._accepting.clear()
+            self._held.clear()
             if self.failed is None:
                 self.failed = exc
                 self._log(f"cannot write the journal {self.journal.path}: {exc.strerror}; stopping")
@@ -350,14 +423,34 @@ class Gateway:
                     session.close()
                 self.stopped.set()
             return
-        outbox, self._outbox = self._outbox, []
+        out, self._out = self._out, {}
+        accepting, self._accepting = self._accepting, set()
         now = asyncio.get_running_loop().time()
-        for link, data in outbox:
-            if data is None:
-                link.close()
-            elif link.transport is not None and not link.transport.is_closing():
-                link.transport.write(data)
-                link.last_tx = now
+        exchange = self.exchange
+        if exchange is not None:
+            frames = out.pop(exchange, None)
+            if frames is not None:
+                _write(exchange, frames, now)
+        blocked = exchange is not None and exchange.backed_up
+        held = self._held
+        for link, frames in out.items():
+            if link in held:
+                held[link].extend(frames)  # behind what already waits: frames leave in order
+            elif blocked and link in accepting:
+                held[link] = frames
+                self.counters.replies_held += 1
+            else:
+                _write(link, frames, now)
+
+    def release_held(self) -> None:
+        """The exchange's socket took every byte given to it (or the link is gone, and the resync
+        of its reconnect settles the orders whose forwards it lost): the held frames leave."""
+        if not self._held:
+            return
+        held, self._held = self._held, {}
+        now = asyncio.get_running_loop().time()
+        for link, frames in held.items():
+            _write(link, frames, now)
 
     # ------------------------------------------------------------------ card
 
@@ -452,6 +545,15 @@ class Gateway:
         if known is not None and known[2] is not session and self._same_inputs(values, known[0]):
             self._answer_again(session, frame, key, known[1])
             return
+        if known is None and key[1] <= self.forgotten.get(key[0], key[1] - 1):
+            self.protocol_error(
+                session,
+                frame,
+                f"order {key[1]} of account {key[0]}: ids up to {self.forgotten[key[0]]} belong to "
+                f"orders done before the last {self.decided_window} (their answers are no longer "
+                "kept); a new order needs a higher id",
+            )
+            return
         if self.kill.blocks(session.user.name, values["account_id"]):
             self._reject(session, frame, Reason.KILL_SWITCH)
             return
@@ -472,8 +574,9 @@ class Gateway:
             self.protocol_error(session, frame, f"ticket_id: {exc}")
             return
         decision = self._run(Event.NEW, values, inputs, session.user.name)
-        self.decided[key] = (tuple(inputs), decision, session)
+        self.decided[key] = (inputs, decision, session)
         if not decision.accepted:
+            self._order_done(key)
             self.counters.rejected += 1
             self._reject(session, frame, Reason.RULE, decision)
             return
@@ -563,6 +666,7 @@ class Gateway:
             order.remaining -= frame["exec_quantity"]
         if event is not Event.FILL or order.remaining <= 0:
             del self.open[key]
+            self._order_done(key)
         if order.session is None:
             return
         if order.body is None:
@@ -640,9 +744,30 @@ class BrokerSession(FrameLink):
 
 
 class ExchangeUplink(FrameLink):
+    """The exchange link. Its transport keeps nothing in user space without telling: with a high
+    water mark of 0, any byte the kernel did not take pauses it, and resume_writing says when the
+    kernel has taken them all (the gateway's flush holds ACCEPTEDs meanwhile)."""
+
     def __init__(self, gateway: Gateway) -> None:
         super().__init__()
         self.gateway = gateway
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        assert self.transport is not None
+        self.transport.set_write_buffer_limits(high=0, low=0)
+
+    @property
+    def backed_up(self) -> bool:
+        """Frames written to the link still wait in user space (the kernel's buffer was full)."""
+        transport = self.transport
+        return transport is not None and transport.get_write_buffer_size() > 0
+
+    def pause_writing(self) -> None:
+        pass  # the gateway's flush asks `backed_up` after each write
+
+    def resume_writing(self) -> None:
+        self.gateway.release_held()
 
     def frames_received(self, items: list[Frame | ProtocolError]) -> None:
         for item in items:
@@ -654,6 +779,7 @@ class ExchangeUplink(FrameLink):
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
         gw = self.gateway
+        gw.release_held()
         if gw.exchange is self:
             gw.exchange = None
             if gw.exchange_address is not None and not gw.closing:
