@@ -21,6 +21,11 @@
 
     [failover]                         # the card's hot standby: riskgw/gateway/failover.py
     policy = "failover"
+    [snapshots]                        # state snapshots: a restart replays only the journal after one
+    every_events = 100000              # journal records between two (0: not by count)
+    every_seconds = 600                # seconds between two, when records came in meanwhile (0: never)
+    keep = 3                           # the newest ones kept
+    dir = "gateway.journal.snapshots"  # default: the journal's path + ".snapshots"
     [fix] ...                          # the FIX 4.4 acceptor (off when not set): see fixconfig.py
 
     [users.broker1]
@@ -48,6 +53,7 @@ from riskgw.gateway.link import parse_host_port
 
 if TYPE_CHECKING:  # `riskgw ctl` reads this module and needs none of the engine
     from riskgw.gateway.failover import FailoverConfig
+    from riskgw.gateway.snapshot import SnapshotSettings
 
 CARDS = ("soft", "sim", "pynq", "auto")
 SIM_PREFIX = "sim:"  # sim:tcp://HOST:PORT, a running `riskgw sim-card`
@@ -102,10 +108,17 @@ class GatewayConfig:
     audit: Path | None = None
     failover: FailoverConfig | None = None  # [failover]; None: the defaults
     fix: FixConfig | None = None  # [fix]: the FIX acceptor; None: off
+    snapshots: SnapshotSettings = field(default_factory=lambda: _snapshot_settings())
 
     @property
     def kill_path(self) -> Path:
         return self.kill_file or self.journal.with_name(self.journal.name + ".kill")
+
+
+def _snapshot_settings() -> SnapshotSettings:
+    from riskgw.gateway.snapshot import SnapshotSettings
+
+    return SnapshotSettings()
 
 
 def _address(text: Any, what: str) -> tuple[str, int]:
@@ -177,6 +190,7 @@ _KEYS = {
     "audit",
     "failover",
     "fix",
+    "snapshots",
 }
 TOKEN_ENV = "RISKGW_CONTROL_TOKEN"
 JOURNAL_SYNC = ("commit", "interval", "none")
@@ -269,6 +283,10 @@ def build_config(args: argparse.Namespace) -> GatewayConfig:
         config.failover = parse_failover(file["failover"])
     if "fix" in file:
         config.fix = parse_fix(file["fix"], base, _accounts)
+    if "snapshots" in file:
+        from riskgw.gateway.snapshot import parse_snapshots
+
+        config.snapshots = parse_snapshots(file["snapshots"], base)
     if not config.users and config.fix is None:
         raise UserError("no users: give --user NAME:PASSWORD:ACCOUNTS or [users.NAME] in the config file")
     return config

@@ -11,6 +11,7 @@ One JSON object per line each way; the server answers one request and closes the
     {"token": "...", "cmd": "deploy", "files": [["10_funds.sql", "..."]], "message": "...", "who": "..."}
     {"token": "...", "cmd": "rollback", "version": 2}
     {"token": "...", "cmd": "deployments"}
+    {"token": "...", "cmd": "snapshot"}      # a state snapshot now; answers when it is on disk
 
 Answers are {"ok": true, ...} or {"ok": false, "error": "..."}. `riskgw ctl` is the client, and
 `riskgw deploy` / `riskgw rollback` / `riskgw deployments` (riskgw.gateway.deploy) for programs.
@@ -31,15 +32,21 @@ if TYPE_CHECKING:  # the server pulls in the engine; `riskgw ctl` needs none of 
 
 _MAX_LINE = 64 << 20  # a deploy request carries the rule files' text
 _DEPLOY_COMMANDS = ("deploy", "rollback", "deployments")
+_ASYNC_COMMANDS = (*_DEPLOY_COMMANDS, "snapshot")
 
 
 async def handle_async(gateway: Gateway, token: str, request: Any) -> dict[str, Any]:
-    """`handle`, and the deployment commands, which wait for a compile before their swap."""
-    if not isinstance(request, dict) or request.get("cmd") not in _DEPLOY_COMMANDS:
+    """`handle`, and the commands that wait: deployments (a compile before their swap) and
+    snapshots (the file written)."""
+    if not isinstance(request, dict) or request.get("cmd") not in _ASYNC_COMMANDS:
         return handle(gateway, token, request)
     given = str(request.get("token", "")).encode()
     if not hmac.compare_digest(given, token.encode()):
         return {"ok": False, "error": "bad token"}
+    if request.get("cmd") == "snapshot":
+        if gateway.snapshots is None:
+            return {"ok": False, "error": "this gateway takes no snapshots (see [snapshots] in the config)"}
+        return await gateway.snapshots.take_now()
     if gateway.deployer is None:
         return {"ok": False, "error": "this gateway does not keep deployments"}
     return await gateway.deployer.handle(request)
@@ -57,7 +64,7 @@ def handle(gateway: Gateway, token: str, request: Any) -> dict[str, Any]:
     if cmd in ("failover", "failback"):
         return _standby(gateway, cmd)
     if cmd not in ("kill", "resume"):
-        known = ", ".join(("kill", "resume", "status", "failover", "failback", *_DEPLOY_COMMANDS))
+        known = ", ".join(("kill", "resume", "status", "failover", "failback", *_ASYNC_COMMANDS))
         return {"ok": False, "error": f"unknown command {cmd!r} (commands: {known})"}
     account, user, everything = request.get("account"), request.get("user"), request.get("all") is True
     if sum((account is not None, user is not None, everything)) != 1:

@@ -5,6 +5,7 @@
     riskgw ctl [--control HOST:PORT] status
     riskgw ctl [--control HOST:PORT] failover     # the software engine decides from now on
     riskgw ctl [--control HOST:PORT] failback     # bring the card back; it decides again after probation
+    riskgw ctl [--control HOST:PORT] snapshot     # a state snapshot now (a restart replays from it)
 
 The token comes from the environment variable RISKGW_CONTROL_TOKEN or from --token-file, never
 from the command line, where other users could read it.
@@ -52,11 +53,18 @@ def run_ctl(args: argparse.Namespace) -> int:
             message["all"] = True
         if getattr(args, "cancel_open", False):
             message["cancel_open"] = True
-    answer = asyncio.run(request(host, port, message))
+    timeout = 600.0 if args.action == "snapshot" else 10.0  # a large state takes a while to write
+    answer = asyncio.run(request(host, port, message, timeout))
     if not answer.get("ok"):
         raise UserError(f"the gateway refused: {answer.get('error', 'no reason given')}")
     if args.action == "status":
         print(json.dumps({k: v for k, v in answer.items() if k != "ok"}, indent=2, sort_keys=True))
+    elif args.action == "snapshot":
+        print(
+            f"ok: snapshot {answer.get('file')} at journal record {answer.get('records')} "
+            f"({answer.get('bytes')} bytes, order path held {answer.get('capture_us')} µs, "
+            f"written in {answer.get('write_s')} s)"
+        )
     elif args.action in ("failover", "failback"):
         card = answer.get("card", {})
         print(f"ok: {answer.get('message')} (primary: {card.get('primary')}, mode: {card.get('mode')})")
@@ -87,4 +95,7 @@ def add_parser(sub: Any) -> None:
     actions.add_parser("failover", help="the software engine decides from now on (lifts a halt)")
     actions.add_parser(
         "failback", help="bring the card back: it decides again after probation (lifts a halt)"
+    )
+    actions.add_parser(
+        "snapshot", help="write a state snapshot now; a restart replays only the journal after it"
     )

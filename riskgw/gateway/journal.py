@@ -21,6 +21,10 @@ fsync, and the gateway sends no reply for a record before the commit that holds 
 A crash can leave a torn last record. `scan` stops at the first record that is short, fails its
 CRC or does not parse; `open_journal` reports what it cut and truncates the file there, so a bad
 tail is never replayed and never silently dropped.
+
+A state snapshot (riskgw.gateway.snapshot) holds what replaying the journal up to a `Position` (a
+record boundary) rebuilds; `open_journal(..., start=position)` then reads only the records after
+it, and a restart replays that tail instead of the whole file.
 """
 
 from __future__ import annotations
@@ -70,6 +74,15 @@ class DeployMark:
     version: int
     image_digest: str  # hex SHA-256 of the new program image
     state_hash: str  # hex state hash right after the swap (tables migrated and loaded)
+
+
+@dataclass(frozen=True)
+class Position:
+    """A record boundary of a journal: the bytes before it and the records they hold."""
+
+    offset: int  # bytes from the start of the file
+    records: int  # records before it, the header included
+    events: int  # event records among them (deployment records are the rest)
 
 
 @dataclass
@@ -129,7 +142,8 @@ def _decode_deploy(payload: bytes, position: int) -> DeployMark:
     return DeployMark(position, version, digest.hex(), state.hex())
 
 
-def _decode_entry(payload: bytes) -> Entry:
+def decode_entry(payload: bytes) -> Entry:
+    """An event record's payload, as `encode_entry` wrote it; ValueError when it is not one."""
     if len(payload) < _EVENT.size or payload[0] != _KIND_EVENT:
         raise ValueError("not an event record")
     _kind, event, accepted, n_failed, nulls, *words = _EVENT.unpack_from(payload)
@@ -140,11 +154,37 @@ def _decode_entry(payload: bytes) -> Entry:
     return Entry(Event(event), inputs, Decision(bool(accepted), tuple(failed)))
 
 
-def scan(path: Path) -> Scan:
-    """Every valid record of a journal, stopping at the first bad one."""
-    data = path.read_bytes()
-    pos = 0
+def read_header(path: Path) -> JournalHeader:
+    """The journal's header record; ValueError when the file does not start with one."""
+    with path.open("rb") as f:
+        frame = f.read(_FRAME.size)
+        if len(frame) < _FRAME.size:
+            raise ValueError("no journal header")
+        length, crc = _FRAME.unpack(frame)
+        payload = f.read(min(length, _MAX_RECORD))
+    if len(payload) != length or zlib.crc32(payload) != crc:
+        raise ValueError("a torn or corrupt journal header")
+    return _decode_header(payload)
+
+
+def scan(path: Path, start: Position | None = None) -> Scan:
+    """Every valid record of a journal, stopping at the first bad one.
+
+    From `start` (a record boundary after the header): only the records after it, the header read
+    from the start of the file; `good_bytes` and `total_bytes` still count from the file's start.
+    """
     header: JournalHeader | None = None
+    if start is None:
+        data = path.read_bytes()
+        pos = 0
+    else:
+        header = read_header(path)
+        with path.open("rb") as f:
+            if os.fstat(f.fileno()).st_size < start.offset:
+                raise ValueError(f"the journal ends before offset {start.offset}")
+            f.seek(start.offset)
+            data = f.read()
+        pos = 0
     entries: list[Entry] = []
     marks: list[DeployMark] = []
     problem: str | None = None
@@ -170,25 +210,29 @@ def scan(path: Path) -> Scan:
             elif payload[:1] == bytes([_KIND_DEPLOY]):
                 marks.append(_decode_deploy(payload, len(entries)))
             else:
-                entries.append(_decode_entry(payload))
+                entries.append(decode_entry(payload))
         except ValueError as exc:
             problem = f"a record that does not parse ({exc})"
             break
         pos = end
-    return Scan(header, entries, pos, len(data), problem, marks)
+    base = 0 if start is None else start.offset
+    return Scan(header, entries, base + pos, base + len(data), problem, marks)
 
 
 class Journal:
     """An open journal, positioned at its end. `append` buffers; `commit` writes and fsyncs once."""
 
-    def __init__(self, path: Path, fd: int, fsync: bool = True) -> None:
+    def __init__(self, path: Path, fd: int, fsync: bool = True, at: Position | None = None) -> None:
         self.path = path
         self._fd = fd
         self._fsync = fsync
         self._buf = bytearray()
-        self.records = 0
+        self.records = 0  # appended since the journal was opened
         self.commits = 0
         self.broken: OSError | None = None
+        self._opened_at = at or Position(0, 0, 0)  # the file's end when it was opened
+        self._deploys = 0  # deployment records among `records`
+        self.written = self._opened_at.offset  # bytes in the file (what commits wrote)
 
     def append(self, event: Event, inputs: Sequence[Value], decision: Decision) -> None:
         self._buf += _record(encode_entry(event, inputs, decision))
@@ -198,6 +242,14 @@ class Journal:
         """Record a program swap between the events appended before and after it."""
         self._buf += _record(encode_deploy(version, image_digest, state_hash))
         self.records += 1
+        self._deploys += 1
+
+    def position(self) -> Position | None:
+        """Where the journal ends, when everything appended is written (None while some is not)."""
+        if self._buf or self.broken is not None:
+            return None
+        at = self._opened_at
+        return Position(self.written, at.records + self.records, at.events + self.records - self._deploys)
 
     @property
     def pending(self) -> int:
@@ -215,6 +267,7 @@ class Journal:
             while self._buf:
                 n = os.write(self._fd, self._buf)
                 del self._buf[:n]
+                self.written += n
             if self._fsync:
                 os.fsync(self._fd)
         except OSError as exc:
@@ -241,39 +294,53 @@ class Opened:
     marks: list[DeployMark] = field(default_factory=list)  # program swaps among the entries
 
 
-def open_journal(path: Path, header: JournalHeader, fsync: bool = True) -> Opened:
+def open_journal(
+    path: Path, header: JournalHeader, fsync: bool = True, start: Position | None = None
+) -> Opened:
     """Open (or create) the journal for a gateway running `header`'s image on `header`'s tables.
 
-    Refuses (UserError) a journal written for another program image or other initial tables.
+    With `start` (where a snapshot the caller checked left off) only the records after it are read
+    and returned. Refuses (UserError) a journal written for another program image or other initial
+    tables.
     """
     cut: str | None = None
     entries: list[Entry] = []
     marks: list[DeployMark] = []
+    at = Position(0, 0, 0)
     try:
         exists = path.exists() and path.stat().st_size > 0
         if exists:
-            found = scan(path)
+            try:
+                found = scan(path, start)
+            except ValueError as exc:  # from `start`: the header is torn, or the file is too short
+                raise UserError(
+                    f"{path} is not a riskgw journal ({exc}): give another --journal path"
+                ) from None
             if found.header is None:
                 # Nothing valid at all: more likely a wrong path than a torn header; keep the file.
                 raise UserError(
                     f"{path} is not a riskgw journal ({found.problem}): give another --journal path"
                 )
+            before = start or Position(0, 0, 0)
             if found.problem is not None:
                 cut = (
                     f"journal {path}: cut {found.total_bytes - found.good_bytes} bytes at offset "
-                    f"{found.good_bytes} after {len(found.entries)} events: {found.problem}"
+                    f"{found.good_bytes} after {before.events + len(found.entries)} events: {found.problem}"
                 )
                 os.truncate(path, found.good_bytes)
             _check_header(path, found.header, header)
             entries = found.entries
             marks = found.marks
+            tail = len(entries) + len(marks) + (0 if start is not None else 1)  # the header is a record
+            at = Position(found.good_bytes, before.records + tail, before.events + len(entries))
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     except OSError as exc:
         raise UserError(f"cannot open journal {path}: {exc.strerror}") from None
-    journal = Journal(path, fd, fsync)
+    journal = Journal(path, fd, fsync, at)
     if not exists:
         journal._buf += _record(encode_header(header))
         journal.commit()
+        journal._opened_at = Position(journal.written, 1, 0)
         _fsync_dir(path)
     return Opened(journal, entries, cut, marks)
 

@@ -80,6 +80,8 @@ def render(gw: Gateway) -> str:
     lines.extend(gw.rule_stats.metric_lines())
     if gw.deployer is not None:
         lines.extend(gw.deployer.metric_lines())
+    if gw.snapshots is not None:
+        lines.extend(gw.snapshots.metric_lines())
     metric(
         "riskgw_protocol_errors_total",
         "counter",

@@ -7,6 +7,7 @@ import asyncio
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from riskgw.gateway.kill import KillSwitches
 from riskgw.gateway.metrics import render, start_metrics
 from riskgw.gateway.protocol import MsgType, Reason
 from riskgw.gateway.server import MAX_RULES, BrokerSession, Gateway
+from riskgw.gateway.snapshot import Loaded, Snapshotter, pick, restore_orders, snapshots_dir
 
 
 def _say(text: str) -> None:
@@ -49,6 +51,7 @@ class Running:
     stopped: bool = False
     fix: Any = None  # the FIX acceptor (riskgw.gateway.fix.FixAcceptor), when [fix] is set
     watchdog: asyncio.Task[None] | None = None  # the hot standby's, when there is one
+    snapshot: Loaded | None = None  # the snapshot the state was rebuilt from (None: the whole journal)
 
     @property
     def metrics_port(self) -> int:
@@ -79,6 +82,8 @@ class Running:
             await self.fix.stop()
         if gw.watchdog is not None:
             gw.watchdog.cancel()
+        if gw.snapshots is not None:
+            await gw.snapshots.close()
         self.server.close()
         for extra in (self.control, self.metrics):
             if extra is not None:
@@ -100,6 +105,12 @@ class Running:
         gw.card.close()
         if gw.audit is not None:
             gw.audit.close()
+
+
+def snapshot_card(card: CardDriver) -> bool:
+    """Whether the card's tables can be copied without a long read over its bus: the software
+    engine's, alone or as the card's standby."""
+    return isinstance(card, SoftCard | LockstepCard)
 
 
 def make_card(
@@ -137,21 +148,38 @@ async def start_gateway(config: GatewayConfig, log: Callable[[str], None] = _say
     failover = config.failover or FailoverConfig()
     if failover.wanted(config.card):
         card = with_standby(card, new_card, failover.settings, log)
-    card.load_image(image)
-    rows = load_data_dir(card, config.data) if config.data else 0
+
+    def initial_state() -> int:
+        card.load_image(image)
+        return load_data_dir(card, config.data) if config.data else 0
+
+    rows = initial_state()
     header = JournalHeader(image.digest(), card.state_hash())
-    opened = open_journal(config.journal, header, fsync=config.fsync and config.journal_sync == "commit")
+    store = DeployStore(deployments_dir(config.journal))
+    snapshots = config.snapshots
+    resumed: Loaded | None = None
+    begun = time.monotonic()
+    if snapshot_card(card):
+        # The newest good snapshot of this journal, loaded into the card; the journal after it is
+        # all that is replayed.
+        resumed = pick(
+            snapshots_dir(config.journal, snapshots), config.journal, header, store, card, initial_state, log
+        )
+    start = None if resumed is None else resumed.meta.position
+    opened = open_journal(
+        config.journal, header, fsync=config.fsync and config.journal_sync == "commit", start=start
+    )
     if opened.cut:
         log(opened.cut)
     # The journal's events run under the programs that decided them: deployments are redone
     # where the journal recorded them.
-    store = DeployStore(deployments_dir(config.journal))
     try:
         version = initial_version(store, image, config.rules, config.data)
         replay_journal(card, opened.entries, opened.marks, store, config.journal)
     except UserError:
         opened.journal.close()
         raise
+    replay_s = time.monotonic() - begun
     try:
         kill = KillSwitches.load(config.kill_path)
     except UserError:
@@ -159,14 +187,41 @@ async def start_gateway(config: GatewayConfig, log: Callable[[str], None] = _say
         raise
     gateway = Gateway(card, opened.journal, config.users, config.heartbeat_ms, log, config.heartbeat_timeout)
     gateway.kill = kill
-    gateway.deployer = Deployer(gateway, store, [version, *(m.version for m in opened.marks)], log)
+    versions = [version] if resumed is None else list(resumed.meta.versions)
+    gateway.deployer = Deployer(gateway, store, [*versions, *(m.version for m in opened.marks)], log)
     if config.audit is not None:
         try:
             gateway.audit = AuditLog(config.audit)
         except UserError:
             opened.journal.close()
             raise
+    if resumed is not None:
+        restore_orders(gateway, resumed.orders)
     gateway.restore_open_orders(opened.entries)
+    if resumed is not None:
+        p = resumed.meta.position
+        log(
+            f"loaded snapshot {resumed.path.name} at record {p.records} (event {p.events}, byte {p.offset}), "
+            f"replayed {len(opened.entries)} events after it in {replay_s:.2f} s"
+        )
+    if snapshot_card(card):
+        deployer = gateway.deployer
+        gateway.snapshots = Snapshotter(
+            gateway, snapshots, header, lambda: deployer.history, log, durable=config.fsync
+        )
+        if resumed is not None:
+            gateway.snapshots.loaded = {
+                "file": str(resumed.path),
+                "records": resumed.meta.position.records,
+                "replayed": len(opened.entries),
+                "seconds": round(replay_s, 3),
+            }
+        gateway.status_parts["snapshots"] = gateway.snapshots.status
+    elif snapshots.automatic:
+        log(
+            f"snapshots off: card {config.card} has no software standby, and reading its tables would "
+            "hold the order path (set [failover] standby = true)"
+        )
     loop = asyncio.get_running_loop()
     host, port = config.exchange
     gateway.exchange_address = config.exchange
@@ -204,19 +259,23 @@ async def start_gateway(config: GatewayConfig, log: Callable[[str], None] = _say
             opened.journal.close()
             raise
     running = Running(gateway, server, len(opened.entries), opened.cut, control, metrics)
+    running.snapshot = resumed
     if config.fix is not None:
         from riskgw.gateway.fix import start_fix  # QuickFIX loads only when FIX is configured
         from riskgw.gateway.fixsession import OrderIds, first_order_id
 
+        first = first_order_id(opened.entries)
+        if resumed is not None:  # FIX orders before the snapshot are known by their decisions
+            first = max(first, 1 + max((oid for _, oid in gateway.decided), default=0))
         try:
-            running.fix = await start_fix(
-                gateway, config.fix, config.journal, OrderIds(first_order_id(opened.entries)), log
-            )
+            running.fix = await start_fix(gateway, config.fix, config.journal, OrderIds(first), log)
         except UserError:
             await running.stop()
             raise
     if isinstance(card, LockstepCard):
         running.watchdog = loop.create_task(watch(card))
+    if gateway.snapshots is not None:
+        gateway.snapshots.start()
     gateway.watchdog = loop.create_task(gateway.watch_heartbeats())
     gateway.resync()  # orders open before a restart: the exchange says which still are
     if config.fsync and config.journal_sync == "interval":
