@@ -51,7 +51,7 @@ def test_the_simulated_card_holds_the_reference_data_in_four_ways(reference: Dat
     assert fits(reference, 65536, WAYS)
 
 
-@pytest.mark.parametrize("rows", [256, 4096, 131072])
+@pytest.mark.parametrize("rows", [256, 4096, 32768, 131072])
 def test_sequential_order_ids_spread(rows: int) -> None:
     """Order ids 1..N, N up to a full table (the index has two buckets a row): no bucket overflows,
     as the order table fills one row per order."""
