@@ -6,12 +6,14 @@ deployment history, and the gateway's order state (every NEW decided, the exchan
 each order, the open-order book). Kill switches, the FIX order map and the audit store have files
 of their own and are not part of it.
 
-Taking one costs the order path only a copy (`capture`): it runs on the event loop between two
-events, when everything journaled is written, and copies the card's tables (the engine's
-`snapshot`) and the order dictionaries. A worker thread then serialises the copy, fsyncs the
-journal up to the position, and writes the file atomically: a temporary name, fsync, rename,
-fsync of the directory. A process killed while writing leaves only a `.tmp` file, removed at the
-next start.
+Taking one costs the order path a fork(2): between two events, when everything journaled is
+written, the gateway forks, and the child, which sees the memory as it was at that instant (copy
+on write), copies the card's tables (the engine's `snapshot`) and the order state, fsyncs the
+journal up to the position, writes the file atomically (a temporary name, fsync, rename, fsync of
+the directory), prunes, answers in JSON on a pipe and exits. Its serialising and its garbage never
+hold the gateway's GIL. Only a software engine's tables (a soft card, or a card's software
+standby) are snapshotted this way: a card's own would be read over its bus. A process killed while
+writing leaves only a `.tmp` file, removed at the next start; the child dies with the gateway.
 
 File layout (integers little-endian)::
 
@@ -20,7 +22,7 @@ File layout (integers little-endian)::
     +--------+-----+-------+--------------+------------------+---------+--------------------+
     crc: CRC-32 of the 48 bytes before it.  body: u32 meta_len, meta (JSON), then the tables
     (per table: its columns' words as i64, its columns' NULL bytes, its key index as i64 keys
-    then i64 rows), then the orders (decided, answers, open; see `_encode_orders`).
+    then i64 rows), then the order state (see `_encode_orders`).
 
 The meta says which journal the snapshot follows (the journal's header: program image and initial
 state), where (offset, records, events), and the CRC-32 of the last `WINDOW` journal bytes before
@@ -33,10 +35,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import datetime
+import gc
 import hashlib
+import itertools
 import json
 import os
+import signal
 import struct
 import time
 import zlib
@@ -47,16 +53,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from riskgw.card.driver import CardDriver, CardError
 from riskgw.card.lockstep import LockstepCard, Restorable, load_snapshot
 from riskgw.doe.image import Image
-from riskgw.doe.isa import Event
+from riskgw.doe.isa import N_EVENT_REGS
 from riskgw.engine.engine import Decision
 from riskgw.engine.state import Snapshot
 from riskgw.engine.table import Key, TableState, Value
 from riskgw.errors import UserError
-from riskgw.gateway.journal import JournalHeader, Position, decode_entry, encode_entry, read_header
+from riskgw.gateway.journal import JournalHeader, Position, read_header
 from riskgw.gateway.protocol import MsgType
 
 if TYPE_CHECKING:
@@ -72,11 +79,7 @@ _CRC = struct.Struct("<I")
 _HEAD_SIZE = _PREFIX.size + _CRC.size
 _U32 = struct.Struct("<I")
 _COUNT = struct.Struct("<Q")
-_DECIDED = struct.Struct("<qqH")  # account, order id, length of the encoded NEW that follows
-_ANSWERS = struct.Struct("<qqI")  # account, order id, number of answers that follow
-_ANSWER = struct.Struct("<Bqq")  # message type, exec price, exec quantity
-_OPEN = struct.Struct("<qqq")  # account, order id, quantity still open
-_PAIR = struct.Struct("<qq")
+_PR_SET_PDEATHSIG = 1  # prctl(2)
 _CHUNK = 1 << 20  # bytes the writer gathers before a write (and a chance for the loop to run)
 
 OrderKey = tuple[int, int]
@@ -271,40 +274,45 @@ def _table_chunks(state: TableState, width: int) -> Iterator[bytes]:
         yield np.array([r for _, r in items[lo : lo + 65536]], dtype="<i8").tobytes()
 
 
+def _i64(values: Any, shape: tuple[int, ...] = (-1,)) -> bytes:
+    return np.asarray(values, dtype="<i8").reshape(shape).tobytes()
+
+
 def _encode_orders(c: Captured) -> Iterator[bytes]:
-    """decided: u64 n, then per order (account, order id, length) and its NEW encoded as the
-    journal encodes it; answers: u64 n, then per order (account, order id, n) and n answers
-    (type, exec price, exec quantity); open: u64 n, then (account, order id, quantity open); done:
-    u64 n, then (account, order id), oldest first; forgotten: u64 n, then (account, order id)."""
-    buf = bytearray(_COUNT.pack(len(c.decided)))
-    for (account, order_id), value in c.decided.items():
-        payload = encode_entry(Event.NEW, value[0], value[1])
-        buf += _DECIDED.pack(account, order_id, len(payload))
-        buf += payload
-        if len(buf) >= _CHUNK:
-            yield bytes(buf)
-            buf.clear()
-    buf += _COUNT.pack(len(c.answers))
-    for (account, order_id), items in c.answers.items():
-        buf += _ANSWERS.pack(account, order_id, len(items))
-        for msg_type, price, qty in items:
-            buf += _ANSWER.pack(int(msg_type), price, qty)
-        if len(buf) >= _CHUNK:
-            yield bytes(buf)
-            buf.clear()
-    buf += _COUNT.pack(len(c.open))
-    for (account, order_id), remaining in c.open.items():
-        buf += _OPEN.pack(account, order_id, remaining)
-    buf += _COUNT.pack(len(c.done))
-    for account, order_id in c.done:
-        buf += _PAIR.pack(account, order_id)
-        if len(buf) >= _CHUNK:
-            yield bytes(buf)
-            buf.clear()
-    buf += _COUNT.pack(len(c.forgotten))
-    for account, order_id in c.forgotten.items():
-        buf += _PAIR.pack(account, order_id)
-    yield bytes(buf)
+    """The order state, column by column (every count u64, every number i64 unless said):
+
+    decided: n, total failed-rule ids; keys (n x 2: account, order id); input words (n x
+      N_EVENT_REGS, 0 where NULL); NULL bytes (n x N_EVENT_REGS, u8); accepted (n, u8); failed
+      counts (n, u16); the failed-rule ids of each in turn (u16)
+    answers: n, total answers m; keys (n x 2); counts (n); answers (m x 3: type, price, quantity)
+    open: n; (n x 3: account, order id, quantity open)
+    done: n; keys (n x 2), oldest first.    forgotten: n; (n x 2: account, highest id dropped)
+    """
+    n = len(c.decided)
+    inputs = [v[0] for v in c.decided.values()]
+    decisions = [v[1] for v in c.decided.values()]
+    flat = list(itertools.chain.from_iterable(inputs))
+    if len(flat) != n * N_EVENT_REGS:
+        raise SnapshotError(f"a decided order without {N_EVENT_REGS} input words")
+    failed = list(itertools.chain.from_iterable(d.failed for d in decisions))
+    yield _COUNT.pack(n) + _COUNT.pack(len(failed))
+    yield _i64(list(c.decided), (n, 2))
+    yield _i64([0 if v is None else v for v in flat])
+    yield np.fromiter((v is None for v in flat), np.uint8, len(flat)).tobytes()
+    yield np.fromiter((d.accepted for d in decisions), np.uint8, n).tobytes()
+    yield np.fromiter((len(d.failed) for d in decisions), "<u2", n).tobytes()
+    yield np.asarray(failed, dtype="<u2").tobytes()
+    answers = list(itertools.chain.from_iterable(c.answers.values()))
+    yield _COUNT.pack(len(c.answers)) + _COUNT.pack(len(answers))
+    yield _i64(list(c.answers), (len(c.answers), 2))
+    yield _i64([len(items) for items in c.answers.values()])
+    yield _i64([(int(t), price, qty) for t, price, qty in answers], (len(answers), 3))
+    yield _COUNT.pack(len(c.open))
+    yield _i64([(a, o, left) for (a, o), left in c.open.items()], (len(c.open), 3))
+    yield _COUNT.pack(len(c.done))
+    yield _i64(c.done, (len(c.done), 2))
+    yield _COUNT.pack(len(c.forgotten))
+    yield _i64(list(c.forgotten.items()), (len(c.forgotten), 2))
 
 
 def _window_crc(journal: Path, offset: int) -> int:
@@ -412,6 +420,17 @@ def read_meta(path: Path) -> Meta:
         raise SnapshotError(f"its description does not parse ({exc})") from None
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 class _Reader:
     def __init__(self, data: memoryview) -> None:
         self.data = data
@@ -445,7 +464,8 @@ def read_snapshot(path: Path) -> Loaded:
         (n,) = r.unpack(_U32)
         meta = Meta.from_json(json.loads(bytes(r.take(n))))
         tables = tuple(_read_table(r, t) for t in meta.tables)
-        orders = _read_orders(r)
+        with _collector_paused():  # millions of new objects, none of them garbage
+            orders = _read_orders(r)
     except (ValueError, struct.error) as exc:
         if isinstance(exc, SnapshotError):
             raise
@@ -465,33 +485,57 @@ def _read_table(r: _Reader, t: dict[str, int]) -> TableState:
     return TableState(n, words, nulls, index)
 
 
+def _array(r: _Reader, n: int, dtype: str, width: int = 1) -> npt.NDArray[Any]:
+    size = np.dtype(dtype).itemsize
+    return (
+        np.frombuffer(r.take(size * n * width), dtype=dtype).reshape(n, width)
+        if width > 1
+        else (np.frombuffer(r.take(size * n), dtype=dtype))
+    )
+
+
+def _pairs(r: _Reader, n: int, width: int = 2) -> list[tuple[int, ...]]:
+    return list(map(tuple, _array(r, n, "<i8", width).tolist()))
+
+
 def _read_orders(r: _Reader) -> Orders:
     orders = Orders({}, {}, {})
+    n, n_failed = r.unpack(_COUNT) + r.unpack(_COUNT)
+    keys = _pairs(r, n)
+    words = _array(r, n, "<i8", N_EVENT_REGS).astype(object)
+    words[_array(r, n, "u1", N_EVENT_REGS).astype(bool)] = None
+    inputs = list(map(tuple, words.tolist()))
+    accepted = _array(r, n, "u1").tolist()
+    counts = _array(r, n, "<u2").tolist()
+    failed = _array(r, n_failed, "<u2").tolist()
+    known: dict[tuple[bool, tuple[int, ...]], Decision] = {}  # most orders share a few decisions
+    at = 0
+    for key, words_of, ok, k in zip(keys, inputs, accepted, counts, strict=True):
+        ids = tuple(failed[at : at + k])
+        at += k
+        decision = known.get((bool(ok), ids))
+        if decision is None:
+            decision = known[(bool(ok), ids)] = Decision(bool(ok), ids)
+        orders.decided[(key[0], key[1])] = (words_of, decision)
+    if at != n_failed:
+        raise SnapshotError("its failed-rule ids do not add up")
+    n, m = r.unpack(_COUNT) + r.unpack(_COUNT)
+    keys = _pairs(r, n)
+    counts = _array(r, n, "<i8").tolist()
+    types = {int(t): t for t in MsgType}
+    answers = [(types[t], price, qty) for t, price, qty in _array(r, m, "<i8", 3).tolist()]
+    at = 0
+    for key, k in zip(keys, counts, strict=True):
+        orders.answers[(key[0], key[1])] = answers[at : at + k]
+        at += k
+    if at != m:
+        raise SnapshotError("its answers do not add up")
     (n,) = r.unpack(_COUNT)
-    for _ in range(n):
-        account, order_id, length = r.unpack(_DECIDED)
-        entry = decode_entry(bytes(r.take(length)))
-        orders.decided[(account, order_id)] = (entry.inputs, entry.decision)
+    orders.open = {(a, o): left for a, o, left in _array(r, n, "<i8", 3).tolist()}
     (n,) = r.unpack(_COUNT)
-    for _ in range(n):
-        account, order_id, k = r.unpack(_ANSWERS)
-        items = []
-        for _ in range(k):
-            msg_type, price, qty = r.unpack(_ANSWER)
-            items.append((MsgType(msg_type), price, qty))
-        orders.answers[(account, order_id)] = items
+    orders.done = [(a, o) for a, o in _array(r, n, "<i8", 2).tolist()]
     (n,) = r.unpack(_COUNT)
-    for _ in range(n):
-        account, order_id, remaining = r.unpack(_OPEN)
-        orders.open[(account, order_id)] = remaining
-    (n,) = r.unpack(_COUNT)
-    for _ in range(n):
-        account, order_id = r.unpack(_PAIR)
-        orders.done.append((account, order_id))
-    (n,) = r.unpack(_COUNT)
-    for _ in range(n):
-        account, order_id = r.unpack(_PAIR)
-        orders.forgotten[account] = order_id
+    orders.forgotten = {a: o for a, o in _array(r, n, "<i8", 2).tolist()}
     return orders
 
 
@@ -656,6 +700,28 @@ def pick(
 # ----------------------------------------------------------------------------- the gateway's side
 
 
+def _reap(pid: int, answers: int) -> dict[str, Any]:
+    """Wait for a snapshot process (in a thread): its JSON answer, or why it gave none."""
+    data = bytearray()
+    try:
+        while chunk := os.read(answers, 65536):
+            data += chunk
+    finally:
+        os.close(answers)
+    _, status = os.waitpid(pid, 0)
+    if not data:
+        return {"ok": False, "error": f"the snapshot process ended without an answer (wait status {status})"}
+    answer: dict[str, Any] = json.loads(data)
+    return answer
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this process when the gateway dies: a snapshot must not outlive it."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 class Snapshotter:
     """Takes the gateway's snapshots: every `every_events` journal events or `every_seconds`
     seconds (when events came in meanwhile), and on `riskgw ctl snapshot`; keeps the newest `keep`."""
@@ -677,7 +743,7 @@ class Snapshotter:
         self._log = log
         self._durable = durable
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot")
-        self._writing: asyncio.Future[tuple[Path, int]] | None = None
+        self._writing: asyncio.Future[dict[str, Any]] | None = None
         self._task: asyncio.Task[None] | None = None
         self.taken = 0
         self.failures = 0
@@ -708,7 +774,7 @@ class Snapshotter:
             if due_count or due_time:
                 await self._take_soon()
 
-    async def _take_soon(self, tries: int = 200) -> asyncio.Future[tuple[Path, int]] | None:
+    async def _take_soon(self, tries: int = 200) -> asyncio.Future[dict[str, Any]] | None:
         """Capture at the first turn of the loop when the journal holds nothing unwritten."""
         for _ in range(tries):
             started = self._start()
@@ -717,43 +783,48 @@ class Snapshotter:
             await asyncio.sleep(0)
         return None
 
-    def _start(self) -> asyncio.Future[tuple[Path, int]] | None:
+    def _start(self) -> asyncio.Future[dict[str, Any]] | None:
+        """Fork a process that writes the snapshot, when the journal holds nothing unwritten.
+
+        The child sees the gateway's memory as it was at the fork (copy on write) and has the
+        process to itself: the order path pays the fork, not the copy, the serialising (which
+        holds the GIL) or the garbage collector's passes over it.
+        """
         gw = self.gateway
-        captured = capture(gw, self._versions(), self.header)
-        if captured is None:
+        if gw.journal.position() is None:
             return None
-        self.last_capture_us = captured.capture_ns / 1000
-        self.max_capture_us = max(self.max_capture_us, self.last_capture_us)
+        versions = list(self._versions())
+        read_end, write_end = os.pipe()
+        start = time.perf_counter_ns()
+        pid = os.fork()
+        if pid == 0:  # the child: it never returns
+            os.close(read_end)
+            self._child(write_end, versions)
+        took_us = (time.perf_counter_ns() - start) / 1000
+        os.close(write_end)
+        self.last_capture_us = took_us
+        self.max_capture_us = max(self.max_capture_us, took_us)
         self._last_records = gw.journal.records
         self._last_time = time.monotonic()
-        loop = asyncio.get_running_loop()
         begun = time.monotonic()
-        future = loop.run_in_executor(self._pool, self._write, captured)
+        future = asyncio.get_running_loop().run_in_executor(self._pool, _reap, pid, read_end)
         self._writing = future
 
-        def done(f: asyncio.Future[tuple[Path, int]]) -> None:
+        def done(f: asyncio.Future[dict[str, Any]]) -> None:
             self._writing = None
             if f.cancelled():
                 return
             exc = f.exception()
-            if exc is not None:
+            answer = f.result() if exc is None else {"ok": False, "error": str(exc)}
+            if not answer.get("ok"):
                 self.failures += 1
-                self.last_error = str(exc) if not isinstance(exc, OSError) else (exc.strerror or str(exc))
-                self._log(f"snapshot at record {captured.meta.position.records} failed: {self.last_error}")
+                self.last_error = str(answer.get("error"))
+                self._log(f"snapshot failed: {self.last_error}")
                 return
-            path, size = f.result()
             self.taken += 1
-            p = captured.meta.position
             self.last = {
-                "file": str(path),
-                "records": p.records,
-                "events": p.events,
-                "offset": p.offset,
-                "bytes": size,
-                "created": captured.meta.created,
-                "version": captured.meta.versions[-1] if captured.meta.versions else None,
-                "state_hash": captured.meta.state_hash,
-                "capture_us": round(self.last_capture_us, 1),
+                **{k: v for k, v in answer.items() if k != "ok"},
+                "capture_us": round(took_us, 1),
                 "write_s": round(time.monotonic() - begun, 3),
             }
             self.last_error = None
@@ -761,10 +832,36 @@ class Snapshotter:
         future.add_done_callback(done)
         return future
 
-    def _write(self, captured: Captured) -> tuple[Path, int]:
-        path, size = write_snapshot(captured, self.gateway.journal.path, self.directory, self._durable)
-        prune(self.directory, self.header, self.settings.keep)
-        return path, size
+    def _child(self, out: int, versions: list[int]) -> None:
+        """The forked writer: capture, write, prune, answer on `out` in JSON, exit."""
+        answer: dict[str, Any]
+        try:
+            gc.disable()  # short-lived: a collection would only copy the parent's pages
+            _die_with_parent()
+            captured = capture(self.gateway, versions, self.header)
+            if captured is None:
+                raise SnapshotError("the journal held records not yet written")
+            path, size = write_snapshot(captured, self.gateway.journal.path, self.directory, self._durable)
+            prune(self.directory, self.header, self.settings.keep)
+            p, meta = captured.meta.position, captured.meta
+            answer = {
+                "ok": True,
+                "file": str(path),
+                "records": p.records,
+                "events": p.events,
+                "offset": p.offset,
+                "bytes": size,
+                "created": meta.created,
+                "version": meta.versions[-1] if meta.versions else None,
+                "state_hash": meta.state_hash,
+            }
+        except BaseException as exc:  # everything ends in the answer: the child must reach _exit
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            answer = {"ok": False, "error": f"{type(exc).__name__}: {why}"}
+        try:
+            os.write(out, json.dumps(answer).encode())
+        finally:
+            os._exit(0)
 
     async def take_now(self) -> dict[str, Any]:
         """A snapshot now (`riskgw ctl snapshot`): waits for one being written, then takes one."""
@@ -776,10 +873,9 @@ class Snapshotter:
         future = await self._take_soon()
         if future is None:
             return {"ok": False, "error": "the journal kept records unwritten; try again"}
-        try:
-            await asyncio.shield(future)
-        except (OSError, SnapshotError) as exc:
-            return {"ok": False, "error": f"the snapshot could not be written: {exc}"}
+        answer = await asyncio.shield(future)
+        if not answer.get("ok"):
+            return {"ok": False, "error": f"the snapshot could not be written: {answer.get('error')}"}
         return {"ok": True, **(self.last or {})}
 
     async def close(self) -> None:
