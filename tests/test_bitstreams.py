@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 BITS = REPO / "bitstreams"
 WRAPPER = BITS / "rtl" / "rgw_card_krnl.sv"
 CARD = REPO / "hdl" / "rgw_card.sv"
+RING_DMA = REPO / "hdl" / "rgw_ring_dma.sv"
 GIT = "0123456789abcdef0123456789abcdef01234567"
 
 # ---------------------------------------------------------------- parsing the HDL and the Tcl
@@ -100,6 +101,10 @@ WRAPPER_PARAMS = {"DATA_W": vitis.DATA_W}
 AXIL = {"awaddr", "awprot", "awvalid", "awready", "wdata", "wstrb", "wvalid", "wready", "bresp", "bvalid"}
 AXIL |= {"bready", "araddr", "arprot", "arvalid", "arready", "rdata", "rresp", "rvalid", "rready"}
 AXIS = {"tdata", "tkeep", "tvalid", "tready", "tlast", "tuser"}
+# AXI4 master: what Vivado needs to infer an aximm interface, plus the responses the DMA checks
+AXIMM_OUT = {"awaddr", "awlen", "awsize", "awburst", "awvalid", "wdata", "wstrb", "wlast", "wvalid"}
+AXIMM_OUT |= {"bready", "araddr", "arlen", "arsize", "arburst", "arvalid", "rready"}
+AXIMM_IN = {"awready", "wready", "bresp", "bvalid", "arready", "rdata", "rresp", "rlast", "rvalid"}
 
 # ---------------------------------------------------------------- the Tcl is the register maps
 
@@ -136,9 +141,16 @@ def test_ring_tcl_registers_are_the_proposal() -> None:
 # ---------------------------------------------------------------- ports
 
 
-def test_wrapper_ports_are_the_packaged_interfaces() -> None:
-    busifs, _regs, _rng = tcl_kernel(vitis.CARD_KERNEL.tcl_path)
-    got = ports(WRAPPER, "rgw_card_krnl", WRAPPER_PARAMS)
+@pytest.mark.parametrize(
+    ("kernel", "path"),
+    [(vitis.CARD_KERNEL, WRAPPER), (vitis.RING_KERNEL, RING_DMA)],
+    ids=["card", "ring_dma"],
+)
+def test_kernel_ports_are_the_packaged_interfaces(kernel: vitis.Kernel, path: Path) -> None:
+    busifs, _regs, _rng = tcl_kernel(kernel.tcl_path)
+    params = {k: int(v) for k, v in parameters(path, kernel.name).items() if v.isdigit()}
+    assert params["DATA_W"] == vitis.DATA_W, "the top's default width is the one the Tcl packages"
+    got = ports(path, kernel.name, params)
     assert got.pop("ap_clk") == ("input", 1)
     assert got.pop("ap_rst_n") == ("input", 1)
     for name, kind, data_w, user_w, addr_w in busifs:
@@ -147,12 +159,34 @@ def test_wrapper_ports_are_the_packaged_interfaces() -> None:
             assert set(mine) == AXIL, name
             assert mine["awaddr"] == mine["araddr"] == ("input", addr_w)
             assert mine["wdata"] == ("input", data_w) and mine["rdata"] == ("output", data_w)
+        elif kind == "aximm_master":
+            assert set(mine) == AXIMM_OUT | AXIMM_IN, name
+            assert all(mine[p][0] == "output" for p in AXIMM_OUT), name
+            assert all(mine[p][0] == "input" for p in AXIMM_IN), name
+            assert mine["awaddr"][1] == mine["araddr"][1] == addr_w
+            assert mine["wdata"][1] == mine["rdata"][1] == data_w and mine["wstrb"][1] == data_w // 8
+            assert mine["awlen"][1] == mine["arlen"][1] == 8  # AXI4 bursts
         else:
             assert set(mine) == AXIS, name
             into = "input" if kind == "axis_slave" else "output"
             assert mine["tdata"] == (into, data_w) and mine["tkeep"] == (into, data_w // 8)
             assert mine["tuser"] == (into, user_w) and mine["tready"][0] != into
     assert got == {}, f"ports in no packaged interface: {sorted(got)}"
+
+
+def test_ring_dma_registers_are_rings_py() -> None:
+    """The RTL's defaults and identity are rings.py's (the cocotb bench reads them over AXI-Lite)."""
+    params = parameters(RING_DMA, "rgw_ring_dma")
+    assert int(params["SLOT_BYTES"]) == rings.SLOT_BYTES
+    assert int(params["AXIL_ADDR_W"]) == rings.RING_ADDR_W
+    assert int(params["SESSION_W"]) == regmap.SESSION_W
+    text = RING_DMA.read_text(encoding="utf-8")
+    m = re.search(r"localparam logic \[31:0\] TYPE_VERSION = 32'h([0-9a-f_]+);", text)
+    assert m and int(m[1].replace("_", ""), 16) == rings.RINGS_TYPE << 16 | rings.RINGS_VERSION
+    # every register of the map is decoded at its offset, and nothing else
+    decoded = {int(a, 16) for a in re.findall(r"^\s*'h([0-9a-f]+): rd_val", text, re.M)}
+    decoded.add(rings.ring_addr("NEXT"))  # reads 0: the default of the case
+    assert decoded == {r.offset + 4 * i for r in rings.RING_REGS for i in range(r.count)}
 
 
 def test_wrapper_connects_every_port_of_rgw_card() -> None:

@@ -7,10 +7,11 @@ the TOE frames go through two rings in the card's DDR, moved by a ring DMA kerne
     host ──writes slots──► rx ring (DDR) ──rgw_ring_dma──► s_axis_rx of rgw_card
     host ◄──reads slots─── tx ring (DDR) ◄─rgw_ring_dma─── m_axis_tx of rgw_card
 
-The ring DMA is a register-map proposal: `hdl/` has no ring DMA yet. Its registers follow the
-card's conventions (riskgw/card/regmap.py: a self-describing block, 64-bit values as two words low
-first) in the DMA kernel's own AXI-Lite space, so the card's map is unchanged. The host side below
-is complete and is tested against a Python model of the DMA that feeds the simulated card.
+The ring DMA is `hdl/rgw_ring_dma.sv`. Its registers follow the card's conventions
+(riskgw/card/regmap.py: a self-describing block, 64-bit values as two words low first) in the DMA
+kernel's own AXI-Lite space, so the card's map is unchanged. The host side below runs against the
+RTL in Verilator, with rgw_card behind it (sim/ring_dma), and against a Python model of the DMA
+that feeds the simulated card (tests/ring_dma_model.py). Neither has run on Vivado or a U200.
 
 A ring is SLOTS slots of SLOT_BYTES bytes (SLOTS a power of two). Slot i of the rx ring holds rx
 record number n with n mod SLOTS = i:
@@ -25,6 +26,12 @@ records produced, free-running modulo 2**32). The DMA sends record RX_TAIL as on
 increments RX_TAIL. The tx ring is the same the other way: the DMA writes one tx packet per slot
 and increments TX_HEAD (never past TX_TAIL + SLOTS: a full ring back-pressures the card's tx); the
 host syncs the new slots from the device once, reads them, then writes TX_TAIL.
+
+Write the bases and slot counts while ENABLE is clear; a base's low log2(SLOT_BYTES) bits are
+ignored. A bad rx record or a SLVERR/DECERR clears ENABLE and the DMA stops at that record
+(RX_TAIL names it; a tx packet whose write failed is lost, TX_HEAD does not count it): clearing
+STATUS and setting ENABLE again goes on from there. A tx packet longer than a slot is cut, and the
+DMA goes on.
 """
 
 from __future__ import annotations

@@ -4,9 +4,9 @@ Two RTL kernels are linked for the U200 (bitstreams/README.md):
 
 - `rgw_card_krnl` (bitstreams/rtl/rgw_card_krnl.sv): `rgw_card` with Vitis's port names: ap_clk,
   ap_rst_n, the AXI-Lite host port as `s_axi_control` (riskgw/card/regmap.py) and the TOE streams.
-- `rgw_ring_dma`: the ring DMA of riskgw/card/rings.py (AXI-Lite `s_axi_control` with the RINGS
-  block, `m_axi_gmem` to the memory bank, and the TOE streams the other way round). It is a
-  proposal: hdl/ has no rgw_ring_dma.sv yet, and the Makefile says so when asked to package it.
+- `rgw_ring_dma` (hdl/rgw_ring_dma.sv): the ring DMA of riskgw/card/rings.py (AXI-Lite
+  `s_axi_control` with the RINGS block, `m_axi_gmem` to the memory bank, and the TOE streams the
+  other way round).
 
 `python -m riskgw.card.vitis` writes bitstreams/tcl/<kernel>.tcl for each kernel; a test fails
 when they are stale, and checks them against the HDL's ports and bitstreams/connectivity.cfg.
