@@ -150,7 +150,8 @@ logic [63:0]        reg_val [REGS];
 logic               reg_null [REGS];
 logic               reg_const [REGS];
 
-logic [INSN_W-1:0]  prog_q [LANES];
+// packed, so that synthesis sees the program memories' output registers (see rgw_doe_table's bank_q)
+logic [LANES-1:0][INSN_W-1:0] prog_q;
 logic [CL_PROG-1:0] pc_reg;
 logic [CL_PROG-1:0] pc_next;  // prog_q is read from pc_next, so it always holds bundle pc_reg
 logic [31:0]        remain_reg;

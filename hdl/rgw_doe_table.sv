@@ -141,11 +141,13 @@ logic [CL_COLS-1:0] scan_mcol_reg [SCANS][KEY_WORDS];
 logic [CL_ROWS:0]   count_reg [TABLES];
 
 // memories
-logic [CELL_W-1:0]   bank_q [COLS];
+// packed: an unpacked array here becomes a memory of its own in synthesis, which leaves the
+// banks without an output register and so out of block RAM
+logic [COLS-1:0][CELL_W-1:0] bank_q;
 logic [ADDR_W-1:0]   rd_addr;
 logic [ADDR_W-1:0]   wr_addr;
 logic [COLS-1:0]     bank_we;
-logic [CELL_W-1:0]   bank_wd [COLS];
+logic [COLS-1:0][CELL_W-1:0] bank_wd;
 
 logic [BUCKET_W-1:0] hmem_q;
 logic [HADDR_W-1:0]  h_rd_addr;
