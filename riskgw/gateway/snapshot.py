@@ -636,17 +636,18 @@ def restore_orders(gw: Gateway, orders: Orders) -> None:
     """Put the snapshot's order state into a gateway, as a replay up to its position leaves it."""
     from riskgw.gateway.server import OpenOrder, _order_from_inputs
 
-    for key, (inputs, decision) in orders.decided.items():
-        gw.decided[key] = (inputs, decision, None)
-    for key, items in orders.answers.items():
-        gw.history[key] = list(items)
-    for key, remaining in orders.open.items():
-        known = orders.decided.get(key)
-        if known is None:
-            raise SnapshotError(f"open order {key[1]} of account {key[0]} has no decision")
-        gw.open[key] = OpenOrder(_order_from_inputs(known[0]), None, remaining)
-    gw._done.extend(orders.done)
-    gw.forgotten.update(orders.forgotten)
+    with _collector_paused():
+        for key, (inputs, decision) in orders.decided.items():
+            gw.decided[key] = (inputs, decision, None)
+        for key, items in orders.answers.items():
+            gw.history[key] = list(items)
+        for key, remaining in orders.open.items():
+            known = orders.decided.get(key)
+            if known is None:
+                raise SnapshotError(f"open order {key[1]} of account {key[0]} has no decision")
+            gw.open[key] = OpenOrder(_order_from_inputs(known[0]), None, remaining)
+        gw._done.extend(orders.done)
+        gw.forgotten.update(orders.forgotten)
 
 
 def pick(
