@@ -69,12 +69,16 @@ def main() -> int:
             sock.send_multipart(encode({"ok": True, "values": [regs.get(a, 0) for a in header["addrs"]]}))
         elif op == "access":
             values = []
-            for a, v in header["ops"]:
+            for a, v, *want in header["ops"]:
+                if v is None and want and regs.get(a, 0) != want[0]:  # a poll that never ends
+                    sock.send_multipart(error(f"register {a:#x} never read {want[0]}"))
+                    break
                 if v is None:
                     values.append(regs.get(a, 0))
                 else:
                     regs[a] = v
-            sock.send_multipart(encode({"ok": True, "values": values}))
+            else:
+                sock.send_multipart(encode({"ok": True, "values": values}))
         elif op == "stream":  # the packets back, each on its own session
             sock.send_multipart(encode({"ok": True, "sessions": header["sessions"], "cycles": 0}, blobs))
         elif op == "shutdown":

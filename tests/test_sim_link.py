@@ -43,6 +43,10 @@ def test_round_trips_and_shutdown(server: SimProcess) -> None:
     assert bus.read32(0x100) == 5
     assert bus.access_many([(0x100, None), (0x100, 9), (0x100, None), (0x10C, 1 << 32 | 3)]) == [5, 9]
     assert bus.read32(0x10C) == 3
+    # a poll reads until it reads the value asked for; one that never does is an error reply
+    assert bus.access_many([(0x100, 4), (0x100, None, 4), (0x10C, None)]) == [4, 3]
+    with pytest.raises(CardError, match="never read 5"):
+        bus.access_many([(0x100, None, 5)])
     reply, packets = link.call(
         {"op": "stream", "sessions": [3, 4], "min_tx": 2, "max_cycles": 10}, [b"ab", b"c"]
     )

@@ -11,6 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+# An access of a bus's optional `access_many`: (addr, value) a write, (addr, None) a read, and on a
+# bus that sets `polls`, (addr, None, want) a poll: addr read until it reads `want`.
+AccessOp = tuple[int, int | None] | tuple[int, None, int]
+
 
 class Bus(Protocol):
     def read32(self, addr: int) -> int:

@@ -11,8 +11,11 @@ duplicate check is made here, on the host, exactly as the software engine makes 
 A bus may offer `access_many(ops)`: reads and writes mixed, in order, in one call ((addr, value)
 writes, (addr, None) reads; the values read come back). Reading a table is a READ command per
 cell, so over a bus with a round trip per call (ZeroMQ) it batches them; without it each cell
-costs two calls. A simulated bus may also offer `run_cycles(n)`: its clock advances only while the
-simulator is asked to work, so a reset lets it run the cycles the DOE needs to clear its tables.
+costs two calls. A bus that also sets `polls` takes (addr, None, want) in `access_many`: it reads
+addr until it reads want, so a batch waits for each READ to complete instead of reading a result
+that is not there yet and fetching the cell again (a round trip of its own). A simulated bus may
+also offer `run_cycles(n)`: its clock advances only while the simulator is asked to work, so a
+reset lets it run the cycles the DOE needs to clear its tables.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from riskgw.card.bus import Bus
+from riskgw.card.bus import AccessOp, Bus
 from riskgw.card.doeport import (
     REGION_COUNT,
     DoeParams,
@@ -415,23 +418,25 @@ class CardRegs:
         d = DOE_BLOCK
         a_addr, a_cmd, a_done = d.addr("ADDR"), d.addr("CMD"), d.addr("CMD_DONE")
         a_lo, a_hi = d.addr("RDATA", 0), d.addr("RDATA", 1)
+        polls = bool(getattr(self.bus, "polls", False))
         out: list[int] = []
         for start in range(0, len(doe_addrs), _READ_BATCH):
             chunk = doe_addrs[start : start + _READ_BATCH]
-            ops: list[tuple[int, int | None]] = []
-            reads: list[tuple[int, int | None]] = [(a_done, None), (a_lo, None)]
-            if not low_only:
-                reads.append((a_hi, None))
-            for a in chunk:
-                ops += [(a_addr, a), (a_cmd, int(DoeCmd.READ)), *reads]
             first = self._cmds
             self._cmds += len(chunk)
-            got: list[int] = access(ops)
-            k = len(reads)
+            ops: list[AccessOp] = []
             for i, a in enumerate(chunk):
-                done, lo = got[k * i], got[k * i + 1]
+                # a bus that polls waits for each READ to complete before its RDATA is read
+                done: AccessOp = (a_done, None, (first + i + 1) & M32) if polls else (a_done, None)
+                ops += [(a_addr, a), (a_cmd, int(DoeCmd.READ)), done, (a_lo, None)]
+                if not low_only:
+                    ops.append((a_hi, None))
+            got: list[int] = access(ops)
+            k = 2 if low_only else 3
+            for i, a in enumerate(chunk):
+                done_at, lo = got[k * i], got[k * i + 1]
                 hi = 0 if low_only else got[k * i + 2]
-                if done == (first + i + 1) & M32:
+                if done_at == (first + i + 1) & M32:
                     out.append(hi << 32 | lo)
                 else:  # RDATA was read before this READ completed: read the cell again on its own
                     out.append(self.doe_read(a))

@@ -23,6 +23,7 @@ from typing import Any
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
+from riskgw.card.bus import AccessOp
 from riskgw.card.driver import CardError
 from riskgw.card.simproto import ERROR_PREFIX, PROTO_VERSION, READY_PREFIX, Message, decode, encode
 
@@ -208,6 +209,13 @@ class SimLink:
         self.broken = self.broken or "the card is closed"
 
 
+def _access_op(op: AccessOp) -> list[int | None]:
+    if len(op) == 3:
+        return [op[0], None, op[2] & 0xFFFFFFFF]
+    addr, value = op
+    return [addr, None if value is None else value & 0xFFFFFFFF]
+
+
 class SimBus:
     """riskgw.card.bus.Bus over a SimLink: each call is one round trip."""
 
@@ -227,16 +235,19 @@ class SimBus:
                 timeout=self.link.timeout + PER_ACCESS_S * len(writes),
             )
 
-    def access_many(self, ops: Sequence[tuple[int, int | None]]) -> list[int]:
-        """Reads and writes in order in one round trip: (addr, value) writes, (addr, None) reads."""
+    polls = True  # access_many takes (addr, None, want): the server reads addr until it reads want
+
+    def access_many(self, ops: Sequence[AccessOp]) -> list[int]:
+        """Reads, writes and polls in order in one round trip: (addr, value) writes, (addr, None)
+        reads, (addr, None, want) polls (addr read until it reads `want`); a value per read or poll."""
         if not ops:
             return []
         reply, _ = self.link.call(
-            {"op": "access", "ops": [[a, None if v is None else v & 0xFFFFFFFF] for a, v in ops]},
+            {"op": "access", "ops": [_access_op(op) for op in ops]},
             timeout=self.link.timeout + PER_ACCESS_S * len(ops),
         )
         values: list[int] = reply["values"]
-        n_reads = sum(v is None for _, v in ops)
+        n_reads = sum(op[1] is None for op in ops)
         if len(values) != n_reads:
             raise CardError(f"the simulated card answered {len(values)} of {n_reads} reads")
         return values

@@ -22,7 +22,15 @@ import zmq
 from cocotb.triggers import Timer
 
 from riskgw.card.cocotb_bench import CLOCK_NS, CardBench
-from riskgw.card.simproto import ERROR_PREFIX, PROTO_VERSION, READY_PREFIX, decode, encode, error
+from riskgw.card.simproto import (
+    ERROR_PREFIX,
+    MAX_POLLS,
+    PROTO_VERSION,
+    READY_PREFIX,
+    decode,
+    encode,
+    error,
+)
 
 IDLE_CYCLES = 32  # a request that arrives while the idle clock runs waits at most this long
 IDLE_SHARE = 0.25  # while idle, simulate at most this share of the time (the rest waits on the socket)
@@ -74,7 +82,23 @@ class Service:
         return await self.bench.axil_access([(a, None) for a in addrs])
 
     async def _access(self, ops: list[list[int | None]]) -> list[int]:
-        return await self.bench.axil_access([(int(a or 0), None if v is None else int(v)) for a, v in ops])
+        values: list[int] = []
+        run: list[tuple[int, int | None]] = []  # accesses up to the next poll, run as one batch
+        for op in ops:
+            if len(op) == 3:  # [addr, null, want]: read until it reads want
+                values += await self.bench.axil_access(run)
+                run = []
+                addr, want = int(op[0] or 0), int(op[2] or 0)
+                for _ in range(MAX_POLLS):
+                    value = (await self.bench.axil_access([(addr, None)]))[0]
+                    if value == want:
+                        break
+                else:
+                    raise ValueError(f"register {addr:#x} read {value}, not {want}, {MAX_POLLS} times")
+                values.append(value)
+            else:
+                run.append((int(op[0] or 0), None if op[1] is None else int(op[1])))
+        return values + await self.bench.axil_access(run)
 
     async def stream(self, header: dict[str, Any], blobs: list[bytes]) -> list[bytes]:
         sessions = [int(s) for s in header["sessions"]]

@@ -9,6 +9,7 @@ an `error` line.
     read      addrs: [addr...]                        values: [u32...] (in order)
     write     writes: [[addr, value]...]              - (done in order)
     access    ops: [[addr, value or null]...]         values: [u32...] (one per null, in order)
+              ([addr, null, want]: a poll)
     stream    sessions: [s...] + one part per packet  sessions: [s...] + one part per tx packet,
               min_tx, max_cycles, reads (optional)    cycles (simulated cycles the call took),
                                                       values: the `reads` registers read after
@@ -19,7 +20,9 @@ an `error` line.
 packets until every rx packet has entered the card and at least `min_tx` tx packets have come
 out; it returns those and any others already out. With no rx packets it just collects. When
 `max_cycles` pass first it answers ok false. Register reads and writes are 32-bit AXI-Lite
-accesses of riskgw/card/regmap.py, one at a time, in order.
+accesses of riskgw/card/regmap.py, one at a time, in order. A poll in `access` reads its register
+until it reads `want` (the value it gives back), at most MAX_POLLS times, then answers ok false: a
+DOE command's completion is waited for inside the server, not by a round trip per try.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-PROTO_VERSION = 1
+PROTO_VERSION = 2  # 2: polls in `access`
+MAX_POLLS = 100_000  # reads of one poll before the server gives up on it
 READY_PREFIX = "riskgw sim-card: ready on "
 ERROR_PREFIX = "riskgw sim-card: error: "  # the line that says why a server stopped
 
