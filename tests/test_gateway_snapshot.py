@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gateway_support import RULES, Client, Stack, held_order, run_async, start_stack
+from fix_support import connect, fix_port, fix_stack, price_text, wait_until
+from gateway_support import RULES, SMALL, Client, Stack, held_order, run_async, start_stack
 
 from riskgw.doe.compiler import compile_files
 from riskgw.engine.engine import Engine
@@ -29,6 +30,7 @@ from riskgw.gateway.protocol import Frame, MsgType
 from riskgw.gateway.serve import start_gateway
 from riskgw.gateway.server import Gateway
 from riskgw.gateway.snapshot import SnapshotSettings, read_snapshot, snapshot_files, snapshots_dir
+from riskgw.scenario import ref_price, ticket
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -432,5 +434,61 @@ def test_snapshots_by_count_keep_the_newest_and_show_in_status_and_metrics(tmp_p
         assert "riskgw_snapshot_capture_us" in page
         await broker.close()
         await stack.close()
+
+    run_async(script(), 60)
+
+
+def test_a_snapshot_that_cannot_be_written_is_counted_and_trading_goes_on(tmp_path: Path) -> None:
+    async def script() -> None:
+        blocker = tmp_path / "not-a-dir"
+        blocker.write_text("")
+        settings = SnapshotSettings(every_events=0, every_seconds=0, keep=3, dir=blocker / "snapshots")
+        stack = await snap_stack(tmp_path, settings)
+        broker = await stack.broker("alice")
+        sent: dict[int, dict[str, Any]] = {}
+        await trade(broker, sent, 100, 4)
+        assert stack.gateway.snapshots is not None
+        answer = await stack.gateway.snapshots.take_now()
+        assert not answer["ok"] and "could not be written" in answer["error"], answer
+        status = stack.gateway.status()["snapshots"]
+        assert status["failures"] == 1 and status["taken"] == 0 and status["last_error"]
+        await trade(broker, sent, 200, 4)  # the order path never noticed
+        await broker.close()
+        await stack.close()
+
+    run_async(script(), 60)
+
+
+def test_fix_orders_placed_before_a_snapshot_are_answered_after_a_restart_from_it(tmp_path: Path) -> None:
+    """The FIX sessions rebuild their orders from the order map and the state the snapshot holds:
+    the open orders, and the ids and answers of those before it."""
+    keep = Behaviour(fill=0.0, partial=0.0, reject=0.0, cancel_on_disconnect=False)
+
+    async def script() -> None:
+        async with fix_stack(tmp_path, keep, snapshots=MANUAL) as stack:
+            broker = await connect(tmp_path, fix_port(stack))
+            broker.held("a1", account=1)
+            await broker.report("0", T11="a1")
+            broker.held("a2", account=1, k=1)
+            a2 = await broker.report("0", T11="a2")
+            assert stack.gateway.snapshots is not None
+            answer = await stack.gateway.snapshots.take_now()
+            assert answer["ok"], answer
+            await stack.restart()
+            await broker.stop()
+            assert stack.running.snapshot is not None and stack.running.replayed == 0
+            again = await connect(tmp_path, fix_port(stack))
+            await wait_until(lambda: stack.gateway.status()["fix"]["sessions"][0]["logged_on"])
+            assert stack.gateway.status()["fix"]["sessions"][0]["open_orders"] == 2
+            sym = ticket(SMALL.held(1, 1))
+            again.replace("a2r", "a2", sym, 100, price_text(ref_price(SMALL.held(1, 1)) - 1))
+            await again.report("5", T11="a2r", T41="a2", T37=a2[37], T39="0")
+            again.cancel("a2-x", "a2r", sym)
+            await again.report("4", T11="a2-x", T41="a2r", T37=a2[37], T39="4")
+            again.held("a3", account=1, k=2)  # a new FIX order gets an id above those before
+            await again.report("0", T11="a3")
+            ids = [oid for _, oid in stack.gateway.decided]
+            assert len(ids) == len(set(ids)) == 4  # a1, a2, a2r's leg, a3
+            await again.logout()
 
     run_async(script(), 60)

@@ -712,7 +712,12 @@ def _reap(pid: int, answers: int) -> dict[str, Any]:
     _, status = os.waitpid(pid, 0)
     if not data:
         return {"ok": False, "error": f"the snapshot process ended without an answer (wait status {status})"}
-    answer: dict[str, Any] = json.loads(data)
+    try:
+        answer = json.loads(data)
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        return {"ok": False, "error": f"the snapshot process answered {bytes(data[:80])!r}"}
     return answer
 
 
@@ -746,6 +751,7 @@ class Snapshotter:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot")
         self._writing: asyncio.Future[dict[str, Any]] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._starting = asyncio.Lock()  # one snapshot process at a time
         self.taken = 0
         self.failures = 0
         self.last_error: str | None = None
@@ -773,14 +779,15 @@ class Snapshotter:
             due_count = s.every_events > 0 and new >= s.every_events
             due_time = s.every_seconds > 0 and time.monotonic() - self._last_time >= s.every_seconds
             if due_count or due_time:
-                await self._take_soon()
+                async with self._starting:
+                    if self._writing is None:
+                        await self._take_soon()  # a failure is counted, logged and in status
 
     async def _take_soon(self, tries: int = 200) -> asyncio.Future[dict[str, Any]] | None:
         """Capture at the first turn of the loop when the journal holds nothing unwritten."""
         for _ in range(tries):
-            started = self._start()
-            if started is not None:
-                return started
+            if self.gateway.journal.position() is not None:
+                return self._start()
             await asyncio.sleep(0)
         return None
 
@@ -795,9 +802,22 @@ class Snapshotter:
         if gw.journal.position() is None:
             return None
         versions = list(self._versions())
-        read_end, write_end = os.pipe()
         start = time.perf_counter_ns()
-        pid = os.fork()
+        try:
+            read_end, write_end = os.pipe()
+            try:
+                pid = os.fork()
+            except OSError:
+                os.close(read_end)
+                os.close(write_end)
+                raise
+        except OSError as exc:  # no memory or no process left for the child: next time, maybe
+            self.failures += 1
+            self.last_error = f"cannot start the snapshot process: {exc.strerror or exc}"
+            self._log(f"snapshot failed: {self.last_error}")
+            self._last_records = gw.journal.records
+            self._last_time = time.monotonic()
+            return None
         if pid == 0:  # the child: it never returns
             os.close(read_end)
             self._child(write_end, versions)
@@ -839,6 +859,10 @@ class Snapshotter:
         try:
             gc.disable()  # short-lived: a collection would only copy the parent's pages
             _die_with_parent()
+            # The gateway's sockets, journal and listeners are its own: the child opens what it
+            # needs by name, and holds no connection or port open after the gateway lets it go.
+            os.closerange(3, out)
+            os.closerange(out + 1, os.sysconf("SC_OPEN_MAX"))
             captured = capture(self.gateway, versions, self.header)
             if captured is None:
                 raise SnapshotError("the journal held records not yet written")
@@ -868,12 +892,13 @@ class Snapshotter:
         """A snapshot now (`riskgw ctl snapshot`): waits for one being written, then takes one."""
         if self.gateway.failed is not None:
             return {"ok": False, "error": "the journal cannot be written"}
-        if self._writing is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self._writing)
-        future = await self._take_soon()
+        async with self._starting:
+            while self._writing is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._writing)
+            future = await self._take_soon()
         if future is None:
-            return {"ok": False, "error": "the journal kept records unwritten; try again"}
+            return {"ok": False, "error": self.last_error or "the journal kept records unwritten; try again"}
         answer = await asyncio.shield(future)
         if not answer.get("ok"):
             return {"ok": False, "error": f"the snapshot could not be written: {answer.get('error')}"}
