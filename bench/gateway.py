@@ -178,6 +178,9 @@ class _NullTransport(asyncio.Transport):
     def is_closing(self) -> bool:
         return False
 
+    def get_write_buffer_size(self) -> int:
+        return 0  # everything written is taken at once
+
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return default
 
@@ -193,7 +196,7 @@ async def _cpu_per_order(workdir: Path, n: int, batch: int) -> float:
     from riskgw.doe.compiler import compile_files
     from riskgw.gateway.config import User
     from riskgw.gateway.journal import JournalHeader, open_journal
-    from riskgw.gateway.protocol import MsgType, decode, encode
+    from riskgw.gateway.protocol import Frame, FrameReader, MsgType, encode
     from riskgw.gateway.serve import make_card
     from riskgw.gateway.server import BrokerSession, ExchangeUplink, Gateway
 
@@ -220,8 +223,9 @@ async def _cpu_per_order(workdir: Path, n: int, batch: int) -> float:
         gw.flush()
         spent += time.process_time() - start
         fills = []
-        for data in exchange_out.out:  # the stand-in exchange's work is not counted
-            v = decode(data).values
+        for frame in FrameReader().feed(b"".join(exchange_out.out)):  # the stand-in's work is not counted
+            assert isinstance(frame, Frame)
+            v = frame.values
             fills.append(encode(MsgType.FILL, 0, **v, exec_price=v["price"], exec_quantity=v["quantity"]))
         exchange_out.out.clear()
         start = time.process_time()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import struct
 import sys
 import time
 from collections import deque
@@ -43,7 +44,15 @@ from riskgw.gateway.jsync import JournalSyncer
 from riskgw.gateway.kill import KillSwitches
 from riskgw.gateway.link import FrameLink, order_values
 from riskgw.gateway.metrics import Histogram
-from riskgw.gateway.protocol import FAILED_MASK_BYTES, Frame, MsgType, ProtocolError, Reason
+from riskgw.gateway.protocol import (
+    FAILED_MASK_BYTES,
+    HEADER,
+    LAYOUTS,
+    Frame,
+    MsgType,
+    ProtocolError,
+    Reason,
+)
 from riskgw.gateway.rulestats import RuleStats
 
 if TYPE_CHECKING:
@@ -53,6 +62,12 @@ if TYPE_CHECKING:
 OrderKey = tuple[int, int]  # (account_id, order_id)
 DECIDED_WINDOW = 100_000  # done orders whose answers a repeat of the order gets (Gateway.decided)
 _ANSWER_OF = {Event.FILL: MsgType.FILL, Event.REJECT: MsgType.EXCH_REJECT, Event.CANCEL: MsgType.CANCELLED}
+_EVENT_OF = {answer: event for event, answer in _ANSWER_OF.items()}
+_EXEC_PRICE, _EXEC_QUANTITY = int(EventField.EXEC_PRICE), int(EventField.EXEC_QUANTITY)
+# REJECTED's fields after the header, for a rule reject's frame built without encode()
+_REJECTED = struct.Struct("<" + "".join(f.fmt for f in LAYOUTS[MsgType.REJECTED].fields))
+if HEADER.size + _REJECTED.size != LAYOUTS[MsgType.REJECTED].frame_struct.size:
+    raise ImportError("REJECTED's layout has padding: see _REJECTED")
 MAX_RULES = FAILED_MASK_BYTES * 8
 
 
@@ -70,6 +85,7 @@ class OpenOrder:
     remaining: int
     user: str | None = None  # the login that sent it (None: accepted before a restart)
     body: bytes | None = None  # its NEW_ORDER's body when that is what encoding its values gives
+    inputs: tuple[Value, ...] | None = None  # its NEW's input words (None: not known yet)
 
 
 def _order_from_inputs(inputs: Sequence[Value]) -> dict[str, Any]:
@@ -128,6 +144,7 @@ class Gateway:
         heartbeat_timeout: int = 3,
     ) -> None:
         self.card = card
+        self._lockstep = card if isinstance(card, LockstepCard) else None
         self.journal = journal
         self.users = users
         self.heartbeat_ms = heartbeat_ms
@@ -160,6 +177,7 @@ class Gateway:
         self.rejects_by_reason: dict[str, int] = {}
         self.rule_failures = [0] * len(card.image.rules)
         self.card_latency: dict[str, Histogram] = {e.name: Histogram() for e in EVENTS}
+        self._card_latency = {e: self.card_latency[e.name] for e in EVENTS}  # the same, by event
         self.commit_latency = Histogram()
         self.audit: AuditLog | None = None
         self._rule_names = [r.name for r in card.image.rules]
@@ -484,12 +502,14 @@ class Gateway:
         values: dict[str, Any],
         inputs: Sequence[Value] | None = None,
         source: str = "exchange",
+        exec_values: dict[str, Any] | None = None,
     ) -> Decision:
+        """Run an event on the card and journal it; `exec_values` add to `values` (for the audit)."""
         if inputs is None:
-            inputs = order_inputs(values)
+            inputs = order_inputs(values if exec_values is None else {**values, **exec_values})
         start = time.perf_counter_ns()
         decision = self.card.process(event, inputs)
-        self.card_latency[event.name].observe_ns(time.perf_counter_ns() - start)
+        self._card_latency[event].observe_ns(time.perf_counter_ns() - start)
         self.journal.append(event, inputs, decision)
         for rule in decision.failed:
             self.rule_failures[rule] += 1
@@ -503,6 +523,8 @@ class Gateway:
             else:
                 verdict, reason = "REJECT", Reason.RULE.name
             rules = ";".join(self._rule_names[r] for r in decision.failed)
+            if exec_values is not None:
+                values = {**values, **exec_values}
             self._audit(source, event.name, values, verdict, reason, rules)
         return decision
 
@@ -518,6 +540,15 @@ class Gateway:
                 "GARBAGE" if frame is None else "NEW" if frame.type is MsgType.NEW_ORDER else frame.type.name
             )
             self._audit(session.user.name if session.user else "", event, values, "REJECT", reason.name, "")
+        if decision is not None and frame is not None and frame.body:
+            # A rule reject of an order that came over the wire protocol (a FIX session's has no
+            # body and is translated from the fields): the bytes encode() gives, packed at once.
+            mask = failed_mask(decision)
+            body = _REJECTED.pack(
+                values["order_id"], values["account_id"], reason, len(decision.failed), mask, time.time_ns()
+            )
+            self.queue_body(session, MsgType.REJECTED, body)
+            return
         self.queue(
             session,
             MsgType.REJECTED,
@@ -557,7 +588,7 @@ class Gateway:
         if self.kill.blocks(session.user.name, values["account_id"]):
             self._reject(session, frame, Reason.KILL_SWITCH)
             return
-        if isinstance(self.card, LockstepCard) and self.card.halted:
+        if self._lockstep is not None and self._lockstep.halted:
             self._reject(session, frame, Reason.SHUTDOWN)
             return
         if self.exchange is None or self.failed is not None:
@@ -582,7 +613,7 @@ class Gateway:
             return
         self.counters.accepted += 1
         body = clean_body(frame, values)
-        self.open[key] = OpenOrder(values, session, values["quantity"], session.user.name, body)
+        self.open[key] = OpenOrder(values, session, values["quantity"], session.user.name, body, inputs)
         if body is None:
             self.queue(session, MsgType.ACCEPTED, **values)
             self.queue(self.exchange, MsgType.NEW_ORDER, **values)
@@ -640,11 +671,7 @@ class Gateway:
         if frame.type is MsgType.ORDER_STATUS:
             self._order_status(frame)
             return
-        event = {
-            MsgType.FILL: Event.FILL,
-            MsgType.EXCH_REJECT: Event.REJECT,
-            MsgType.CANCELLED: Event.CANCEL,
-        }.get(frame.type)
+        event = _EVENT_OF.get(frame.type)
         if event is None:
             if frame.type is not MsgType.HEARTBEAT:
                 self._log(f"exchange: ignored a {frame.type.name} frame")
@@ -658,12 +685,22 @@ class Gateway:
             )
             return
         self.counters.exchange_events += 1
-        exec_values = {"exec_price": frame["exec_price"], "exec_quantity": frame["exec_quantity"]}
-        self._run(event, {**order.values, **exec_values})
+        fields = frame.values
+        price, qty = fields["exec_price"], fields["exec_quantity"]
+        exec_values = {"exec_price": price, "exec_quantity": qty}
+        # the NEW's input words with the execution's: what order_inputs gives for the merged values
+        words = order.inputs
+        if words is None:
+            words = order.inputs = order_inputs(order.values)
+        if price.__class__ is int and qty.__class__ is int:
+            inputs: Sequence[Value] = (*words[:_EXEC_PRICE], price, qty, *words[_EXEC_QUANTITY + 1 :])
+        else:
+            inputs = order_inputs({**order.values, **exec_values})
+        self._run(event, order.values, inputs, exec_values=exec_values)
         if key in self.decided:
-            self.history.setdefault(key, []).append((frame.type, frame["exec_price"], frame["exec_quantity"]))
+            self.history.setdefault(key, []).append((frame.type, price, qty))
         if event is Event.FILL:
-            order.remaining -= frame["exec_quantity"]
+            order.remaining -= qty
         if event is not Event.FILL or order.remaining <= 0:
             del self.open[key]
             self._order_done(key)
