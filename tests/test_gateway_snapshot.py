@@ -492,3 +492,38 @@ def test_fix_orders_placed_before_a_snapshot_are_answered_after_a_restart_from_i
             await again.logout()
 
     run_async(script(), 60)
+
+
+def test_a_card_with_a_software_standby_restarts_from_a_snapshot(tmp_path: Path) -> None:
+    """Both executors take the snapshot's tables; the state is the full replay's, and the card
+    decides again in lockstep (or, when its LOAD sections rebuild other aggregates, the standby
+    holds the snapshot and says the card rejoins from it)."""
+    from riskgw.card.lockstep import LockstepCard, Mode, Settings
+    from riskgw.gateway.failover import FailoverConfig
+
+    async def script() -> None:
+        stack = await snap_stack(tmp_path, failover=FailoverConfig(True, Settings(failback="manual")))
+        broker = await stack.broker("alice")
+        sent: dict[int, dict[str, Any]] = {}
+        await trade(broker, sent, 100, 20)
+        assert stack.gateway.snapshots is not None
+        answer = await stack.gateway.snapshots.take_now()
+        await trade(broker, sent, 200, 10)
+        await broker.close()
+        state = stack.gateway.card.state_hash()
+        await stack.running.stop()
+        logged = await stack.restart()
+        card = stack.gateway.card
+        assert isinstance(card, LockstepCard)
+        assert stack.running.replayed == events_in(stack.config.journal) - answer["events"]
+        assert card.state_hash() == state == full_replay_hash(tmp_path, stack.config.journal)
+        if card.mode is Mode.LOCKSTEP:
+            assert card.card is not None and card.card.state_hash() == state
+        else:
+            assert any("rejoins from it" in line for line in logged), logged
+        broker = await stack.broker("alice")
+        await trade(broker, sent, 300, 5)
+        await broker.close()
+        await stack.close()
+
+    run_async(script(), 60)
