@@ -23,6 +23,7 @@ import pytest
 from cocotb.clock import Clock
 from cocotb.task import bridge, resume
 from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
+from cocotb.utils import get_sim_time
 from cocotbext.axi import (
     AxiBus,
     AxiLiteBus,
@@ -297,10 +298,32 @@ async def run_rings(dut, stall: float) -> None:  # type: ignore[no-untyped-def]
     rx[:6] = [(1, bytes(range(n))) for n in (1, 56, 57, 64, 65, MAX_PACKET)]
     tx[:6] = [(2, bytes(range(n))) for n in (1, 56, 63, 64, 65, MAX_PACKET)]
     await run_traffic(tb, rx, tx, rx_start, tx_start)
+    if not stall:
+        await log_rate(tb, rx_start + len(rx), tx_start + len(tx))
     # RESET zeroes the four indices and STATUS
     await tb.write("CONTROL", RingControl.RESET)
     for name in ("RX_HEAD", "RX_TAIL", "TX_HEAD", "TX_TAIL"):
         assert await tb.read(name) == 0, name
+
+
+async def log_rate(tb: TB, rx_n: int, tx_n: int) -> None:
+    """Cycles per record each way with a full ring handed over at once (the AxiRam answers in
+    a few cycles: a DDR controller takes far longer, and the DMA has one access in flight)."""
+    packets = [(1, bytes(64))] * tb.rx_slots
+    for j, p in enumerate(packets):
+        tb.put_rx(rx_n + j, *p)
+    t0 = get_sim_time("ns")
+    await tb.write("RX_HEAD", rx_n + len(packets))
+    for _ in packets:
+        await tb.recv_rx()
+    rx_cycles = (get_sim_time("ns") - t0) / CLOCK_NS / len(packets)
+    t0 = get_sim_time("ns")
+    for p in packets[: tb.tx_slots]:
+        await tb.send_tx(*p)
+    await wait_reg(tb, "TX_HEAD", (tx_n + tb.tx_slots) & M32)
+    tx_cycles = (get_sim_time("ns") - t0) / CLOCK_NS / tb.tx_slots
+    tb.dut._log.info("64-byte records: rx %.1f cycles each, tx %.1f (polls included)", rx_cycles, tx_cycles)
+    await tb.write("TX_TAIL", tx_n + tb.tx_slots)
 
 
 @cocotb.test()
