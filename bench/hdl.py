@@ -8,6 +8,7 @@ clock the design has not been shown to close timing at. The cocotb side is bench
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -18,6 +19,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from riskgw.card.doeport import DoeParams
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 RULES = REPO / "rules"
@@ -26,6 +29,13 @@ REFERENCE_RULES = [
     for f in ("00_schema.sql", "10_funds.sql", "20_holdings.sql", "30_self_trade.sql", "90_flows.sql")
 ]
 SIZES = (1_000, 10_000, 100_000, 1_000_000)
+# --quick: the DOE suite's default build (sim/doe/test_doe.py PARAM_SETS["default"]), which `make
+# test` has built, so CI runs no Verilator build of its own; orders and samples that fit its rows
+QUICK_PARAMS = DoeParams(rows=256)
+QUICK_SIZES = (100,)
+QUICK_SAMPLES = 16
+STREAM_TOP = "bench_rgw_doe"
+TEST_TOP = "test_rgw_doe"
 RULE_COUNTS = (4, 8, 16, 32, 64, 128)
 DEPTHS = (2, 5, 10, 20)
 TARGETS = {
@@ -96,28 +106,58 @@ def machine() -> dict[str, Any]:
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "verilator": verilator}
 
 
-def run_sim(tag: str, params: Any, jobs: list[dict[str, Any]], reuse: bool) -> dict[str, Any]:
+def _simrun() -> Any:
     sys.path.insert(0, str(REPO / "sim"))
     sys.path.insert(0, str(REPO / "sim" / "doe"))
     import simrun
 
+    return simrun
+
+
+def write_rows(params: Any, jobs: list[dict[str, Any]]) -> None:
+    """bench_rgw_doe's rows file in its build directory: the flows job's reference rows, which its
+    streamer loads at full simulation speed (see bench/bench_rgw_doe.sv)."""
+    from bench.hdl_tb import ROWS_FILE, _compile, reference_rows, write_rows_file
+
+    bdir = _simrun().build_dir(STREAM_TOP, params.hdl())
+    bdir.mkdir(parents=True, exist_ok=True)
+    path = bdir / ROWS_FILE
+    path.unlink(missing_ok=True)
+    flows = [j for j in jobs if j["kind"] == "flows"]
+    if flows:
+        image = _compile(flows[0]["rules"], params.lanes)
+        sizes = flows[0]["orders"]
+        stages = itertools.chain.from_iterable(
+            reference_rows(image, n, after) for n, after in zip(sizes, [0, *sizes[:-1]], strict=True)
+        )
+        write_rows_file(path, stages, min(params.cols, params.in_words))
+
+
+def run_sim(tag: str, params: Any, jobs: list[dict[str, Any]], reuse: bool, stream: bool) -> dict[str, Any]:
+    """One simulation running `jobs`. stream: on bench/bench_rgw_doe.sv, whose streamer loads the
+    flows job's rows; otherwise on the DOE suite's own wrapper, sim/doe/test_rgw_doe.sv, so a
+    model `make test` built is reused (rows loaded by cocotb, one event at a time)."""
+    simrun = _simrun()
     spec_dir = simrun.SIM_BUILD / "bench_hdl"
     spec_dir.mkdir(parents=True, exist_ok=True)
     out = spec_dir / f"{tag}.out.json"
     spec = spec_dir / f"{tag}.json"
-    text = json.dumps({"params": asdict(params), "jobs": jobs, "out": str(out)})
+    top = STREAM_TOP if stream else TEST_TOP
+    text = json.dumps({"top": top, "params": asdict(params), "jobs": jobs, "out": str(out)})
     if reuse and out.exists() and spec.exists() and spec.read_text() == text:
         # the same simulation ran before (same parameters, rules and jobs): its counts are exact
         cached: dict[str, Any] = json.loads(out.read_text())
         return cached | {"reused": True}
     out.unlink(missing_ok=True)
     spec.write_text(text)
+    if stream:
+        write_rows(params, jobs)
     simrun.run(
         "rgw_doe",
         "bench.hdl_tb",
-        REPO / "sim" / "doe",
+        REPO / "bench" if stream else REPO / "sim" / "doe",
         parameters=params.hdl(),
-        hdl_toplevel="test_rgw_doe",
+        hdl_toplevel=top,
         extra_env={"RGW_BENCH_JOB": str(spec)},
     )
     if not out.exists():
@@ -128,19 +168,23 @@ def run_sim(tag: str, params: Any, jobs: list[dict[str, Any]], reuse: bool) -> d
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.hdl", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="1k and 10k rows only, fewer samples")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="100 orders, fewer samples, on the model `make test` builds (sim/doe/test_doe.py default)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "hdl.json")
     parser.add_argument(
         "--sizes",
-        help=f"order_info rows, comma-separated (default {','.join(map(str, SIZES))}; --quick: 2)",
+        help=f"order_info rows, comma-separated (default {','.join(map(str, SIZES))}; --quick: "
+        f"{','.join(map(str, QUICK_SIZES))})",
     )
     parser.add_argument("--force", action="store_true", help="rerun simulations whose results are cached")
     args = parser.parse_args(argv)
 
-    from riskgw.card.doeport import DoeParams
-
-    sizes = tuple(int(n) for n in args.sizes.split(",")) if args.sizes else SIZES[:2] if args.quick else SIZES
-    samples = 16 if args.quick else 250
+    default = QUICK_SIZES if args.quick else SIZES
+    sizes = tuple(int(n) for n in args.sizes.split(",")) if args.sizes else default
+    samples = QUICK_SAMPLES if args.quick else 250
     sweep_samples = 8 if args.quick else 50
     # a U200-like configuration the reference rules fit: 8 lanes; 8 tables of 8 columns (the widest
     # table has 8 words); 3 key words (account, 2-word CHAR(16) security); 128 rules for the sweep
@@ -157,18 +201,47 @@ def main(argv: list[str] | None = None) -> int:
         rules=128,
         in_words=16,
     )
+    # The quick form runs on the DOE suite's default parameters, so CI reuses the model `make test`
+    # built (a Verilator build is minutes on a shared machine): 256 rows, 64 rules.
+    if args.quick:
+        base = QUICK_PARAMS
+        too_big = [n for n in sizes if rows_param(n, samples) > base.rows]
+        if too_big:
+            most = base.rows - 2 * samples - 64
+            parser.error(f"--quick runs on a {base.rows}-row DOE: at most {most} orders")
     cases = generated_rules(simrun_build() / "bench_hdl" / "rules")
+    for kind in cases:
+        cases[kind] = {k: v for k, v in cases[kind].items() if kind != "rules" or int(k) <= base.rules}
+    counts = sorted(map(int, cases["rules"]))
     ref = [str(p) for p in REFERENCE_RULES]
     started = time.perf_counter()
     by_size: dict[str, Any] = {}
     sweeps: dict[str, Any] = {}
     throughput: dict[str, Any] = {}
-    for i, n in enumerate(sizes):
-        params = replace(base, rows=rows_param(n, samples))
+    # Two simulations: the smallest table size with the rule and nesting sweeps and the throughput
+    # (each sweep case reloads the program, and a reload clears the tables: 2^CL_BUCKETS * TABLES
+    # cycles, cheap only on a small build); then one build sized for the largest table, whose
+    # tables grow through the other sizes in stages, measured at each. One reset clear and one
+    # load in all, instead of a Verilator build, a clear and a load per size.
+    sizes = tuple(sorted(set(sizes)))
+    plan: list[tuple[str, Any, list[int], bool]] = [
+        (
+            f"rows{sizes[0]}",
+            base if args.quick else replace(base, rows=rows_param(sizes[0], samples)),
+            [sizes[0]],
+            True,
+        )
+    ]
+    if len(sizes) > 1:
+        rest = list(sizes[1:])
+        grown = base if args.quick else replace(base, rows=rows_param(rest[-1], samples * len(rest)))
+        plan.append((f"rows{'-'.join(map(str, rest))}", grown, rest, False))
+    rows_by_size: dict[str, int] = {}
+    for tag, params, stage_sizes, first in plan:
         jobs: list[dict[str, Any]] = [
-            {"name": "flows", "kind": "flows", "rules": ref, "orders": n, "samples": samples}
+            {"name": "flows", "kind": "flows", "rules": ref, "orders": stage_sizes, "samples": samples}
         ]
-        if i == 0:
+        if first:
             jobs += [
                 {"name": "rules", "kind": "sweep", "cases": cases["rules"], "samples": sweep_samples},
                 {"name": "nesting", "kind": "sweep", "cases": cases["nesting"], "samples": sweep_samples},
@@ -180,13 +253,16 @@ def main(argv: list[str] | None = None) -> int:
                 },
             ]
         t0 = time.perf_counter()
-        res = run_sim(f"rows{n}", params, jobs, reuse=not args.force)
-        print(f"bench.hdl: {n} rows done in {time.perf_counter() - t0:.0f} s", flush=True)
-        by_size[str(n)] = res["flows"] | {
-            "sim_seconds": round(time.perf_counter() - t0, 1),
-            "reused_earlier_run": res.get("reused", False),
-        }
-        if i == 0:
+        res = run_sim(tag, params, jobs, reuse=not args.force, stream=not args.quick)
+        print(f"bench.hdl: {tag} done in {time.perf_counter() - t0:.0f} s", flush=True)
+        for n in stage_sizes:
+            rows_by_size[str(n)] = params.rows
+            by_size[str(n)] = res["flows"][str(n)] | {
+                "simulation": tag,
+                "simulation_seconds": round(time.perf_counter() - t0, 1),
+                "reused_earlier_run": res.get("reused", False),
+            }
+        if first:
             sweeps = {"rules": res["rules"], "nesting": res["nesting"]}
             throughput = res["throughput"]
 
@@ -198,7 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     largest = by_size[str(sizes[-1])]
     worst = max(med(f) for s in by_size.values() for f in s["flows"].values())
     report = {
-        "rules_4_to_128_extra_cycles": med(rules[str(RULE_COUNTS[-1])]) - med(rules[str(RULE_COUNTS[0])]),
+        # the quick form's build has 64 rules: its sweep stops there (key rules_swept says so)
+        "rules_4_to_128_extra_cycles": med(rules[str(counts[-1])]) - med(rules[str(counts[0])]),
+        "rules_swept": [counts[0], counts[-1]],
         "nesting_2_to_20_extra_cycles": med(nest[str(DEPTHS[-1])]) - med(nest[str(DEPTHS[0])]),
         "worst_flow_median_latency_cycles": worst,
         f"jitter_over_all_flows_at_{sizes[-1]}_rows_cycles": largest["jitter_over_all_flows_cycles"],
@@ -231,21 +309,39 @@ def main(argv: list[str] | None = None) -> int:
             "doe_cycle_register: the DOE's own count (load-port register 0x0/4) for comparison.",
             "Table size = rows of order_info (the reference's orders per account); account_ticket_info "
             "holds up to 20 x 1024 holdings and account_info 20 accounts.",
+            "The smallest size runs on a build sized for it (with the sweeps and the throughput); the "
+            "larger sizes run on one build sized for the largest (key simulation), whose tables grow "
+            "from one size to the next by LOAD events, the flows measured at each (their own accepted "
+            "orders stay in order_info, as on a card that keeps trading). ROWS gives each size's build.",
+            "Table loading (full run): the reference rows go through the DOE's event port as LOAD "
+            "events, the same path and handshake as a cocotb driver, but offered back to back by a "
+            "streamer in the bench's wrapper (bench/bench_rgw_doe.sv) that reads them from a file "
+            "at time 0, so a million rows cost simulated cycles rather than one cocotb transaction "
+            "each. rows_held_by_the_doe is the DOE's own row count after the load. Quick run: cocotb "
+            "offers the rows one at a time on the DOE suite's own wrapper.",
             "Rule and nesting sweeps: NEW events on generated rule files (00_schema.sql + N rules / one "
             "rule of the given depth over one keyed lookup), at the smallest table size.",
             "Throughput: NEW orders offered back to back (valid held high), all accepted, so each runs "
             "the NEW and the ACCEPT sections; the interval is between successive accepts on s_evt.",
         ],
         "hdl_parameters": {k.upper(): v for k, v in asdict(base).items() if k != "rows"}
-        | {"ROWS": {str(n): rows_param(n, samples) for n in sizes}, "CL_BUCKETS": "log2(ROWS) + 1"},
+        | {
+            "ROWS": rows_by_size,
+            "CL_BUCKETS": "log2(ROWS) + 1",
+        },
+        "model": f"{TEST_TOP} (sim/doe, the DOE suite's default build)"
+        if args.quick
+        else f"{STREAM_TOP} (bench/bench_rgw_doe.sv: test_rgw_doe's ports and a row streamer)",
         "lanes": base.lanes,
         "compiler_lanes": base.lanes,
         "reference_rules": [str(p.relative_to(REPO)) for p in REFERENCE_RULES],
         "sizes_run": list(sizes),
         "sizes_skipped": [n for n in SIZES if n not in sizes],
         "why_sizes_are_skipped": (
-            "the rows are loaded as LOAD events through the event port, one cocotb transaction each: "
-            "about 1 to 4 ms per row on a shared 2-core machine, so 1M rows take about an hour"
+            "a quick run: 100 orders per account on the DOE suite's 256-row build, which `make test` "
+            "has built already"
+            if args.quick
+            else "sizes chosen with --sizes"
         ),
         "flows_by_table_rows": by_size,
         "rules_sweep": rules,

@@ -27,6 +27,7 @@ from riskgw.card.doeport import (
     CTRL_CLEAR,
     CTRL_LAST_CYCLES,
     CTRL_STATUS,
+    REGION_COUNT,
     REGION_CTRL,
     DoeParams,
     addr,
@@ -67,6 +68,7 @@ class Doe:
         dut.s_evt_valid.value = 0
         dut.m_dec_ready.value = 1
         self.tag = 0
+        self.fresh = False  # tables as a reset leaves them: cleared, nothing loaded
 
     @property
     def clear_ns(self) -> int:
@@ -86,6 +88,7 @@ class Doe:
             await RisingEdge(self.dut.clk)
         self.dut.rst.value = 0
         await self.wait_idle()
+        self.fresh = True
 
     async def _access(self, a: int, write: bool, data: int = 0) -> int:
         return await cfg_access(self.dut, a, write, data)
@@ -97,8 +100,12 @@ class Doe:
         return await self._access(a, False)
 
     async def load_image(self, image: Image) -> None:
-        await self.write(addr(REGION_CTRL, CTRL_CLEAR), 1)
-        await self.wait_idle()
+        # a reset has just cleared the tables: a second clear would only cost time (2^CL_BUCKETS *
+        # TABLES cycles: minutes of simulation for the 1M-row table)
+        if not self.fresh:
+            await self.write(addr(REGION_CTRL, CTRL_CLEAR), 1)
+            await self.wait_idle()
+        self.fresh = False
         for a, data in image_writes(image, self.p):
             await self.write(a, data)
 
@@ -158,6 +165,28 @@ class Doe:
     async def check_status(self) -> int:
         return await self.read(addr(REGION_CTRL, CTRL_STATUS))
 
+    def has_streamer(self) -> bool:
+        """bench/bench_rgw_doe.sv, with its rows file: True; sim/doe/test_rgw_doe.sv: False."""
+        return hasattr(self.dut, "load_go") and Path(ROWS_FILE).exists()
+
+    async def stream_file(self, first: int, n_rows: int) -> None:
+        """Rows first .. first + n_rows - 1 of ROWS_FILE as LOAD events, offered back to back by the
+        wrapper's streamer: one await for them all instead of one cocotb transaction per row."""
+        if n_rows <= 0:
+            return
+        d = self.dut
+        d.load_kind.value = int(Event.LOAD)
+        d.load_first.value = first
+        d.load_end.value = first + n_rows
+        await RisingEdge(d.clk)
+        d.load_go.value = 1
+        await RisingEdge(d.clk)
+        while not int(d.load_done.value):
+            await RisingEdge(d.load_done)
+        await RisingEdge(d.clk)
+        d.load_go.value = 0
+        await RisingEdge(d.clk)
+
 
 def summary(values: list[int]) -> dict[str, object]:
     lat = {
@@ -198,21 +227,57 @@ def row(image: Image, table: str, fields: Fields) -> tuple[int, list[Value]]:
     return t.id, words
 
 
-def reference_rows(image: Image, n_orders: int) -> Iterable[tuple[int, int, Sequence[Value]]]:
-    """account_info: 20 accounts; account_ticket_info: holdings; order_info: n_orders open orders."""
-    for a in range(N_ACCOUNTS):
-        cash = 0 if a == POOR else 10**15
-        tid, w = row(
-            image, "account_info", {"account_id": a, "available_balance": cash, "total_balance": cash}
-        )
-        yield int(Event.LOAD), tid, w
+# bench/bench_rgw_doe.sv's rows, in the simulator's working directory (the build directory)
+ROWS_FILE = "bench_rows.hex"
+
+
+def write_rows_file(path: Path, rows: Iterable[tuple[int, int, Sequence[Value]]], row_words: int) -> int:
+    """The rows in bench_rgw_doe.sv's format: one hex line of {table, nulls, data} each; returns
+    how many. row_words is the wrapper's min(COLS, IN_WORDS): the words a row may have."""
+    n = 0
+    digits = (8 + row_words + 64 * row_words + 3) // 4
+    with path.open("w", encoding="ascii") as f:
+        for _kind, table, values in rows:
+            if len(values) > row_words:
+                raise ValueError(f"a row of {len(values)} words; the streamer holds {row_words}")
+            data, nulls = 0, (1 << row_words) - 1
+            for i, v in enumerate(values):
+                if v is not None:
+                    data |= (v & M64) << (64 * i)
+                    nulls &= ~(1 << i)
+            line = (table << (row_words * 65)) | (nulls << (row_words * 64)) | data
+            f.write(f"{line:0{digits}x}\n")
+            n += 1
+    return n
+
+
+def stage_rows(n_orders: int, after: int = 0) -> int:
+    """How many rows reference_rows(image, n_orders, after) yields."""
+    old = set(holdings(after)) if after else set()
+    return (0 if after else N_ACCOUNTS) + len(set(holdings(n_orders)) - old) + n_orders - after
+
+
+def reference_rows(image: Image, n_orders: int, after: int = 0) -> Iterable[tuple[int, int, Sequence[Value]]]:
+    """account_info: 20 accounts; account_ticket_info: holdings; order_info: n_orders open orders.
+    With `after`, only the rows that take tables of `after` orders to tables of n_orders: a table
+    grown in stages ends with the same rows as one loaded at once, bar which holding an order is on."""
+    if not after:
+        for a in range(N_ACCOUNTS):
+            cash = 0 if a == POOR else 10**15
+            tid, w = row(
+                image, "account_info", {"account_id": a, "available_balance": cash, "total_balance": cash}
+            )
+            yield int(Event.LOAD), tid, w
+    old = set(holdings(after)) if after else set()
     held = holdings(n_orders)
     for a, s in held:
+        if (a, s) in old:
+            continue
         f: Fields = {"account_id": a, "ticket_id": ticket(s), "avail_quantity": 1_000_000}
         f["total_quantity"] = 1_000_000
         tid, w = row(image, "account_ticket_info", f)
         yield int(Event.LOAD), tid, w
-    for i in range(n_orders):
+    for i in range(after, n_orders):
         a, s = held[i % len(held)]
         f = {"order_id": 1 + i, "account_id": a, "ticket_id": ticket(s), "direction": i % 2, "price": 150}
         f["open_quantity"] = 1
@@ -233,7 +298,8 @@ FLOWS = (
 
 
 def flow_events(n_orders: int, sample: int, rng: random.Random) -> list[tuple[str, Event, Fields, bool]]:
-    """The eight flows once, on a random holding: (flow, event, fields, expected accept)."""
+    """The eight flows once, on a random holding: (flow, event, fields, expected accept). `sample`
+    numbers the samples of every stage of one simulation: their order ids never repeat."""
     held = holdings(n_orders)
     a, s = rng.choice([h for h in held if h[0] != POOR])
     base = 10**9 + 10 * sample
@@ -260,21 +326,45 @@ def flow_events(n_orders: int, sample: int, rng: random.Random) -> list[tuple[st
 
 
 async def job_flows(doe: Doe, job: dict[str, object]) -> dict[str, object]:
+    """The eight flows at each table size of job["orders"] (a number, or a rising list: the tables
+    grow stage by stage in one simulation, with the samples taken in between)."""
     image = _compile(job["rules"], doe.p.lanes)  # type: ignore[arg-type]
-    n = int(job["orders"])  # type: ignore[call-overload]
+    orders = job["orders"]
+    sizes = [int(n) for n in orders] if isinstance(orders, list) else [int(orders)]  # type: ignore[call-overload]
+    samples = int(job["samples"])  # type: ignore[call-overload]
     await doe.load_image(image)
+    out: dict[str, object] = {}
+    first, after = 0, 0
+    for stage, n in enumerate(sizes):
+        out[str(n)] = await _flows_at(doe, image, n, after, first, samples, stage * samples)
+        first += stage_rows(n, after)
+        after = n
+    return out
+
+
+async def _flows_at(
+    doe: Doe, image: Image, n: int, after: int, first: int, samples: int, sample0: int
+) -> dict[str, object]:
     start = time.perf_counter()
-    rows = list(reference_rows(image, n))
-    await doe.stream(rows)
+    n_rows = stage_rows(n, after)
+    t0 = int(get_sim_time(unit="ns")) // CLOCK_NS
+    if doe.has_streamer():
+        await doe.stream_file(first, n_rows)
+        loader = "streamer (bench/bench_rgw_doe.sv)"
+    else:
+        await doe.stream(reference_rows(image, n, after))
+        loader = "cocotb, one event at a time"
     await Timer(100 * CLOCK_NS, unit="ns")
     load_s = time.perf_counter() - start
+    load_cycles = int(get_sim_time(unit="ns")) // CLOCK_NS - t0 - 100
+    rows_held = {t.name: await doe.read(addr(REGION_COUNT, t.id)) for t in image.tables}
     status = await doe.check_status()
     lat: dict[str, list[int]] = {f: [] for f in FLOWS}
     own: dict[str, list[int]] = {f: [] for f in FLOWS}
     rng = random.Random(n)
     mismatches = []
-    for k in range(int(job["samples"])):  # type: ignore[call-overload]
-        for flow, kind, fields, want in flow_events(n, k, rng):
+    for k in range(samples):
+        for flow, kind, fields, want in flow_events(n, sample0 + k, rng):
             cycles, counted, accept = await doe.timed(kind, list(event_inputs(fields)))
             if accept != want:
                 mismatches.append(f"{flow}: accept={accept}")
@@ -293,7 +383,12 @@ async def job_flows(doe: Doe, job: dict[str, object]) -> dict[str, object]:
             "order_info": n,
         },
         "rows_param": doe.p.rows,
+        "rows_loaded": n_rows,
+        "loaded_onto_tables_of_orders": after,
+        "rows_held_by_the_doe": rows_held,
+        "loaded_by": loader,
         "load_seconds": round(load_s, 1),
+        "load_cycles": load_cycles,
         "status_register": status,
         "index_or_table_full": bool(status & 0b110),
         "unexpected_verdicts": mismatches[:10],

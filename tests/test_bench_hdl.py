@@ -70,3 +70,60 @@ def test_synth_estimates_luts_from_unmapped_gates() -> None:
     r = synth.count({"LUT6": 10, "_MUX_": 6, "_AND_": 3, "FDRE": 1})
     assert r["LUT_is_estimate"] and r["unmapped_gates"] == 9
     assert (r["LUT"], r["LUT_lower_estimate"]) == (19, 13)
+
+
+def test_tables_grown_in_stages_hold_the_rows_of_one_load() -> None:
+    from bench import hdl_tb
+
+    image = compile_files(hdl.REFERENCE_RULES, lanes=8).image
+    sizes = [300, 1_000, 2_500]
+    staged: list[tuple[int, tuple[int | None, ...]]] = []
+    for n, after in zip(sizes, [0, *sizes[:-1]], strict=True):
+        rows = [(t, tuple(w)) for _, t, w in hdl_tb.reference_rows(image, n, after)]
+        assert len(rows) == hdl_tb.stage_rows(n, after)
+        staged += rows
+    whole = [(t, tuple(w)) for _, t, w in hdl_tb.reference_rows(image, sizes[-1])]
+    assert len(staged) == len(whole) == len(set(staged))
+
+    def keys(rows: list[tuple[int, tuple[int | None, ...]]]) -> dict[int, set[tuple[int | None, ...]]]:
+        out: dict[int, set[tuple[int | None, ...]]] = {}
+        for t, w in rows:
+            config = next(c for c in image.tables if c.id == t)
+            out.setdefault(t, set()).add(tuple(w[k] for k in config.key))
+        return out
+
+    # the same keys in every table; an order may sit on another holding
+    assert keys(staged) == keys(whole)
+
+
+def test_rows_file_lines_hold_table_nulls_and_words(tmp_path: Path) -> None:
+    from bench import hdl_tb
+
+    words = 8
+    rows = [(5, 3, [7, None, -1]), (5, 1, [None] * 8), (5, 0, list(range(1, 9)))]
+    path = tmp_path / "rows.hex"
+    assert hdl_tb.write_rows_file(path, rows, words) == 3
+    for line, (_, table, values) in zip(path.read_text().splitlines(), rows, strict=True):
+        v = int(line, 16)
+        assert len(line) == (8 + words + 64 * words + 3) // 4
+        assert v >> (65 * words) == table
+        nulls = (v >> (64 * words)) & ((1 << words) - 1)
+        for i in range(words):
+            x = values[i] if i < len(values) else None
+            assert bool(nulls >> i & 1) == (x is None)
+            assert (v >> (64 * i)) & (2**64 - 1) == (0 if x is None else x & (2**64 - 1))
+    with pytest.raises(ValueError, match="streamer holds"):
+        hdl_tb.write_rows_file(path, [(5, 0, [1] * 9)], words)
+
+
+def test_quick_form_runs_on_the_doe_suites_default_build() -> None:
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    sys.path[:0] = [str(root / "sim"), str(root / "sim" / "doe")]
+    try:
+        import test_doe  # type: ignore[import-not-found]
+    finally:
+        del sys.path[:2]
+    assert test_doe.PARAM_SETS["default"] == hdl.QUICK_PARAMS
+    assert hdl.rows_param(max(hdl.QUICK_SIZES), hdl.QUICK_SAMPLES) <= hdl.QUICK_PARAMS.rows
