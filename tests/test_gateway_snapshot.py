@@ -29,7 +29,8 @@ from riskgw.gateway.metrics import render
 from riskgw.gateway.protocol import Frame, MsgType
 from riskgw.gateway.serve import start_gateway
 from riskgw.gateway.server import Gateway
-from riskgw.gateway.snapshot import SnapshotSettings, read_snapshot, snapshot_files, snapshots_dir
+from riskgw.gateway.snapfile import read_snapshot, snapshot_files
+from riskgw.gateway.snapshot import SnapshotSettings, snapshots_dir
 from riskgw.scenario import ref_price, ticket
 
 pytestmark = pytest.mark.timeout(120)
@@ -303,17 +304,17 @@ def test_a_snapshot_across_deployments(tmp_path: Path) -> None:
 _WRITER = """
 import sys, time
 from pathlib import Path
-from riskgw.gateway import snapshot
+from riskgw.gateway import snapfile
 from riskgw.gateway.journal import Position
 
-loaded = snapshot.read_snapshot(Path(sys.argv[1]))
+loaded = snapfile.read_snapshot(Path(sys.argv[1]))
 meta = loaded.meta
 meta.position = Position(int(sys.argv[3]), meta.position.records + 1000, meta.position.events + 1000)
 o = loaded.orders
-c = snapshot.Captured(meta, None, loaded.tables, [t["keys"] for t in meta.tables], {k: (*v, None) for k, v in
+c = snapfile.Captured(meta, None, loaded.tables, [t["keys"] for t in meta.tables], {k: (*v, None) for k, v in
     o.decided.items()}, {k: tuple(v) for k, v in o.answers.items()}, o.open, o.done, o.forgotten, 0)
 c.image = type("I", (), {"digest": lambda self: meta.image_digest})()
-orders = snapshot._encode_orders
+orders = snapfile._encode_orders
 
 def stalled(captured):
     for chunk in orders(captured):
@@ -321,8 +322,8 @@ def stalled(captured):
         print("writing", flush=True)
         time.sleep(60)  # killed here, half written
 
-snapshot._encode_orders = stalled
-snapshot.write_snapshot(c, Path(sys.argv[2]), Path(sys.argv[1]).parent)
+snapfile._encode_orders = stalled
+snapfile.write_snapshot(c, Path(sys.argv[2]), Path(sys.argv[1]).parent)
 """
 
 

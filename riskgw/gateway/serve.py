@@ -33,7 +33,8 @@ from riskgw.gateway.kill import KillSwitches
 from riskgw.gateway.metrics import render, start_metrics
 from riskgw.gateway.protocol import MsgType, Reason
 from riskgw.gateway.server import MAX_RULES, BrokerSession, Gateway
-from riskgw.gateway.snapshot import Loaded, Snapshotter, pick, restore_orders, snapshots_dir
+from riskgw.gateway.snapfile import Loaded
+from riskgw.gateway.snapshot import Snapshotter, pick, restore_orders, snapshots_dir
 
 
 def _say(text: str) -> None:
