@@ -423,6 +423,9 @@ def _read_orders(r: _Reader) -> Orders:
         raise SnapshotError("its answers do not add up")
     (n,) = r.unpack(_COUNT)
     orders.open = {(a, o): left for a, o, left in _array(r, n, "<i8", 3).tolist()}
+    for account, order_id in orders.open:
+        if (account, order_id) not in orders.decided:
+            raise SnapshotError(f"open order {order_id} of account {account} has no decision")
     (n,) = r.unpack(_COUNT)
     orders.done = [(a, o) for a, o in _array(r, n, "<i8", 2).tolist()]
     (n,) = r.unpack(_COUNT)

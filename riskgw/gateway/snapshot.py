@@ -182,11 +182,8 @@ def restore_orders(gw: Gateway, orders: Orders) -> None:
             gw.decided[key] = (inputs, decision, None)
         for key, items in orders.answers.items():
             gw.history[key] = list(items)
-        for key, remaining in orders.open.items():
-            known = orders.decided.get(key)
-            if known is None:
-                raise SnapshotError(f"open order {key[1]} of account {key[0]} has no decision")
-            gw.open[key] = OpenOrder(_order_from_inputs(known[0]), None, remaining)
+        for key, remaining in orders.open.items():  # read_snapshot checked each has its decision
+            gw.open[key] = OpenOrder(_order_from_inputs(orders.decided[key][0]), None, remaining)
         gw._done.extend(orders.done)
         gw.forgotten.update(orders.forgotten)
 
@@ -346,6 +343,7 @@ class Snapshotter:
         start = time.perf_counter_ns()
         try:
             read_end, write_end = os.pipe()
+            parent = os.getpid()
             try:
                 pid = os.fork()
             except OSError:
@@ -361,7 +359,7 @@ class Snapshotter:
             return None
         if pid == 0:  # the child: it never returns
             os.close(read_end)
-            self._child(write_end, versions)
+            self._child(write_end, versions, parent)
         took_us = (time.perf_counter_ns() - start) / 1000
         os.close(write_end)
         self.last_capture_us = took_us
@@ -394,12 +392,14 @@ class Snapshotter:
         future.add_done_callback(done)
         return future
 
-    def _child(self, out: int, versions: list[int]) -> None:
+    def _child(self, out: int, versions: list[int], parent: int) -> None:
         """The forked writer: capture, write, prune, answer on `out` in JSON, exit."""
         answer: dict[str, Any]
         try:
             gc.disable()  # short-lived: a collection would only copy the parent's pages
             _die_with_parent()
+            if os.getppid() != parent:  # it died before the line above
+                os._exit(1)
             # The gateway's sockets, journal and listeners are its own: the child opens what it
             # needs by name, and holds no connection or port open after the gateway lets it go.
             os.closerange(3, out)
