@@ -133,6 +133,9 @@ class SimCard(CardDriver):
         self._reads: dict[Event, frozenset[int]] = {}
         self._seq = 0
         self._closed = False
+        # the digest of the program loaded while no row or event has reached the card since: a
+        # load of the same program would give the same card (a pool loads its spares ahead)
+        self._pristine: str | None = None
 
     @classmethod
     def start(
@@ -174,14 +177,21 @@ class SimCard(CardDriver):
     def load_image(self, image: Image) -> None:
         if self._closed:
             raise CardError("the card is closed")
+        digest = image.digest()
+        if self._pristine == digest and self._image is not None:
+            self._image = image  # loaded already, and nothing has run since: the reset would redo it
+            return
         self._image = None
+        self._pristine = None
         self.regs.load_image(image)
         self.regs.enable(EXCH_SESSION)
         self._reads = section_reads(image)
         self._image = image
+        self._pristine = digest
 
     def load_rows(self, table_id: int, rows: Iterable[Sequence[Value]]) -> int:
         image = self._live()
+        self._pristine = None
         for config in image.tables:
             if config.id == table_id:
                 return self.regs.load_rows(config, rows)
@@ -192,6 +202,7 @@ class SimCard(CardDriver):
 
     def process_many(self, items: Sequence[tuple[Event, Sequence[Value]]]) -> list[Decision]:
         image = self._live()
+        self._pristine = None
         out: list[Decision] = []
         status = Status(0)
         for start in range(0, len(items), BATCH):

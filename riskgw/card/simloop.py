@@ -2,7 +2,8 @@
 
 Started by `riskgw sim-card` (riskgw/card/simserver.py) inside the Verilator model of
 `hdl/rgw_card.sv`. Between requests the clock keeps running in real-time steps, so HEARTBEAT
-advances while the host is idle and a stopped simulator shows as a stalled heartbeat. SIGTERM,
+advances while the host is idle and a stopped simulator shows as a stalled heartbeat; before the
+first request it rests, so a card started ahead and not used yet costs no CPU. SIGTERM,
 SIGINT or a `shutdown` request end the test cleanly.
 """
 
@@ -163,8 +164,16 @@ async def serve(dut: Any) -> None:
     print(f"{READY_PREFIX}{bound}", flush=True)
     service = Service(bench, params)
     step_s = 0.001
+    served = False  # until a host asks something, no one reads the heartbeat: the clock rests
     try:
         while not stop and not service.shutdown:
+            if not served:  # a spare card started ahead (riskgw/card/simpool.py) costs no CPU
+                try:
+                    served = bool(sock.poll(100))
+                except zmq.ZMQError as exc:
+                    if exc.errno != errno.EINTR:
+                        raise
+                continue
             # wait on the socket for (1 - IDLE_SHARE) / IDLE_SHARE times as long as a step takes
             wait_ms = max(1, int(1000 * step_s * (1 - IDLE_SHARE) / IDLE_SHARE))
             try:

@@ -1,0 +1,103 @@
+"""`SimCardPool`: simulated cards started ahead, so bringing one back does not wait for a start.
+
+Starting `riskgw sim-card` costs a process start, cocotb's start and the model's reset (1-2 s on
+an idle machine, 5-10 s on a loaded one), and loading a program costs about 20,000 simulated
+cycles of register writes. A failback needs a new card at once; the pool keeps `spares` cards
+started, and with `image` set, loaded with that program, so that `take()` hands one over in
+microseconds and starts the next in the background.
+
+Every card is started by the pool's own thread, which lives until `close()`: a simulated card's
+process is stopped when the thread that started it ends (PR_SET_PDEATHSIG), so a card taken from
+the pool lives until the pool is closed, or the card is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from riskgw.card.driver import CardError
+from riskgw.card.simcard import SimCard
+from riskgw.card.simserver import CardParams
+from riskgw.doe.image import Image
+
+_STOP = object()
+
+
+class SimCardPool:
+    def __init__(
+        self,
+        params: CardParams | None = None,
+        spares: int = 1,
+        timeout: float = 30.0,
+        image: Image | None = None,
+        log_dir: Path | None = None,
+        start: Callable[..., SimCard] = SimCard.start,
+    ) -> None:
+        if spares < 1:
+            raise ValueError("a pool keeps at least one spare card")
+        self.params = params or CardParams()
+        self.spares = spares
+        self.timeout = timeout
+        self.image = image  # the program spares are loaded with (None: none)
+        self.log_dir = log_dir
+        self.started = 0
+        self._start = start
+        self._ready: queue.Queue[SimCard | CardError] = queue.Queue()
+        self._orders: queue.Queue[object] = queue.Queue()
+        self._closed = False
+        self._worker = threading.Thread(target=self._run, name="sim-card pool", daemon=True)
+        self._worker.start()
+        for _ in range(spares):
+            self._orders.put(None)
+
+    def _run(self) -> None:
+        while self._orders.get() is not _STOP:
+            try:
+                log = None if self.log_dir is None else self.log_dir / f"sim-card-{self.started}.log"
+                self.started += 1
+                card = self._start(self.params, timeout=self.timeout, log=log)
+                image = self.image
+                if image is not None:
+                    try:
+                        card.load_image(image)
+                    except CardError:
+                        card.close()
+                        raise
+                self._ready.put(card)
+            except CardError as exc:
+                self._ready.put(exc)
+        # the cards this thread started are stopped when it ends: close the spares first
+        while True:
+            try:
+                left = self._ready.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(left, SimCard):
+                with contextlib.suppress(CardError, OSError):
+                    left.close()
+
+    def take(self, timeout: float = 900.0) -> SimCard:
+        """A started card (loaded with `image` when set); the next one starts in the background.
+        CardError when the card could not start."""
+        if self._closed:
+            raise CardError("the simulated card pool is closed")
+        try:
+            got = self._ready.get(timeout=timeout)
+        except queue.Empty:
+            raise CardError(f"no simulated card started within {timeout:.0f} s") from None
+        self._orders.put(None)
+        if isinstance(got, CardError):
+            raise got
+        return got
+
+    def close(self) -> None:
+        """Stop the spares and the thread (which stops the cards it started that are still open)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._orders.put(_STOP)
+        self._worker.join()
