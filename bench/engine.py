@@ -17,10 +17,15 @@ session of N orders per account; the recorded events are then replayed through a
 - baseline: the same events through SQLite with a unique index on every table key, running the
   rules as queries and the flows as triggers (the test suite's SQLite translation, tests/oracle).
 
-`--quick` runs 1,000 and 10,000 orders per account; the full run adds 100,000 (one run) and
-1,000,000 (about 56M events), without SQLite (key `sqlite.skipped`). The 1,000,000 level is too
-big to record before timing: it is recorded and timed in chunks (key `chunked`, see
-bench_chunked), one pass of the session; latencies go to a histogram that keeps them exactly.
+`--quick` runs 1,000 orders per account (bench/run.py's quick form) or, alone, 1,000 and 10,000.
+The 1,000 and 10,000 levels replay their whole session. The 100,000 and 1,000,000 levels (3.4M and
+34M events) do not: their order history is built in bulk (bench/history.py: the order_info rows
+such a session leaves, through the engine's table API and SQLite's executemany), and a session of
+SAMPLE_PER_ACCOUNT orders per account is replayed and timed on top of it (key `history` says how
+many rows, key `method` which way a level was built). A lookup's cost depends on the rows it
+searches, not on how they got there. SQLite runs at every level on the events timed.
+`--replay` replays every level instead: 1,000,000 is then recorded and timed in chunks (key
+`chunked`, see bench_chunked; about an hour), without SQLite.
 `--levels 1000,100000` runs only the levels named.
 Each level times the fast path (key `engine`) and, when a C compiler is there, the native backend
 (key `engine_native`: the same figures through one call per event, plus `batch_cpu_events_per_s`
@@ -121,14 +126,26 @@ def _throughput(
 
 
 def bench_engine(
-    image: Image, data_dir: Path, events: Recorded, reps: int, backend: Backend = "fast"
+    image: Image,
+    data_dir: Path,
+    events: Recorded,
+    reps: int,
+    backend: Backend = "fast",
+    prepare: Callable[[Engine], None] | None = None,
 ) -> dict[str, Any]:
+    """`prepare`, when given, fills the engine's tables further after the data load (bench.history:
+    a long session's order history in bulk); every run starts from the state it leaves."""
     t0 = time.perf_counter()
     engine = Engine(image, backend)
     build_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     rows = load_data(engine, data_dir)
     load_s = time.perf_counter() - t0
+    history_s = None
+    if prepare is not None:
+        t0 = time.perf_counter()
+        prepare(engine)
+        history_s = round(time.perf_counter() - t0, 3)
     snap = engine.snapshot()
     gc.collect()
     gc.freeze()
@@ -141,6 +158,8 @@ def bench_engine(
 
     result: dict[str, Any] = {"backend": backend, "build_s": round(build_s, 3), "rows_loaded": rows}
     result["load_s"] = round(load_s, 3)
+    if history_s is not None:
+        result["history_install_s"] = history_s
     result.update(_throughput(run, len(pairs), reps, lambda: engine.restore(snap)))
     if backend == "native":
         batch = _throughput(
@@ -396,7 +415,10 @@ def bench_chunked(
     return total, results
 
 
-def bench_sqlite(rule_files: list[Path], data_dir: Path, events: Recorded) -> dict[str, Any]:
+def bench_sqlite(
+    rule_files: list[Path], data_dir: Path, events: Recorded, prepare: Callable[[Any], None] | None = None
+) -> dict[str, Any]:
+    """`prepare`, when given, fills the oracle's tables further after the data load (bench.history)."""
     sys.path.insert(0, str(ROOT / "tests"))
     try:
         from oracle.replay import Oracle, compile_rules, read_table_csv  # type: ignore[import-not-found]
@@ -408,6 +430,11 @@ def bench_sqlite(rule_files: list[Path], data_dir: Path, events: Recorded) -> di
         path = data_dir / f"{t.name}.csv"
         if path.exists():
             oracle.load(t.name, read_table_csv(path, t))
+    history_s = None
+    if prepare is not None:
+        t0 = time.perf_counter()
+        prepare(oracle)
+        history_s = round(time.perf_counter() - t0, 3)
     decoded = [(str(row[0]), {n: v for n, v in _fields(row).items()}, flow) for _, _, flow, row in events]
     clock = time.perf_counter_ns
     latencies: dict[str, list[int]] = {}
@@ -418,6 +445,7 @@ def bench_sqlite(rule_files: list[Path], data_dir: Path, events: Recorded) -> di
         latencies.setdefault(flow, []).append(clock() - t)
     c1, w1 = time.process_time(), time.perf_counter()
     return {
+        **({"history_install_s": history_s} if history_s is not None else {}),
         "cpu_events_per_s": len(decoded) / max(c1 - c0, 1e-9),
         "wall_events_per_s": len(decoded) / max(w1 - w0, 1e-9),
         "flows": {flow: _percentiles(v) for flow, v in sorted(latencies.items())},
@@ -425,15 +453,23 @@ def bench_sqlite(rule_files: list[Path], data_dir: Path, events: Recorded) -> di
     }
 
 
-# (orders per account, runs, with SQLite, chunked); a chunked level is recorded and timed in chunks
+# (orders per account, runs, how): "replay" records the whole session and replays it; "history"
+# builds the order history of the session in bulk (bench.history) and replays a sample session of
+# SAMPLE_PER_ACCOUNT orders per account on top. `--replay` replays every level instead ("chunked"
+# at 1,000,000: recorded and timed in chunks, about 34M events, without SQLite).
 LEVELS = [
-    (1_000, 5, True, False),
-    (10_000, 3, True, False),
-    (100_000, 1, False, False),
-    (1_000_000, 1, False, True),
+    (1_000, 5, "replay"),
+    (10_000, 3, "replay"),
+    (100_000, 3, "history"),
+    (1_000_000, 1, "history"),
 ]
 QUICK_LEVELS = 2
 CHUNK_EVENTS = 500_000
+SAMPLE_PER_ACCOUNT = 2_000
+# The fast path keeps a Python list per column beside the arrays (about 500 bytes a row with the
+# index): at 1,000,000 orders per account (21M order_info rows) that is more than 10 GB, too much
+# for a shared machine. Above this level only the native backend and SQLite run.
+FAST_PATH_MAX = 100_000
 
 
 def _report(level: dict[str, Any]) -> None:
@@ -460,7 +496,11 @@ def _report(level: dict[str, Any]) -> None:
 
 
 def run(
-    quick: bool, only: list[int] | None = None, chunk_events: int = CHUNK_EVENTS, out: Path | None = None
+    quick: bool,
+    only: list[int] | None = None,
+    chunk_events: int = CHUNK_EVENTS,
+    out: Path | None = None,
+    replay_all: bool = False,
 ) -> dict[str, Any]:
     """Every level's figures; with `out`, written there after each level, so a long run that is
     stopped keeps the levels it finished."""
@@ -482,9 +522,11 @@ def run(
     }
     with tempfile.TemporaryDirectory(prefix="riskgw-bench-") as tmp:
         data_dir = data.write(Path(tmp) / "data")
-        for per_account, reps, with_sqlite, chunked in levels:
+        for per_account, reps, how in levels:
+            if replay_all and how == "history":
+                how, reps = ("chunked" if per_account >= 1_000_000 else "replay"), 1
             level: dict[str, Any]
-            if chunked:
+            if how == "chunked":
                 backends: list[Backend] = ["fast", "native"] if compiler() is not None else ["fast"]
                 print(
                     f"engine bench: {per_account} orders per account: recording and timing "
@@ -492,32 +534,108 @@ def run(
                     file=sys.stderr,
                 )
                 n_events, timed = bench_chunked(image, data_dir, data, per_account, backends, chunk_events)
-                level = {"events": n_events, "engine": timed["fast"]}
+                level = {"events": n_events, "method": "replay, chunked", "engine": timed["fast"]}
                 if "native" in timed:
                     level["engine_native"] = timed["native"]
+                level["sqlite"] = {"skipped": "SQLite is too slow for this level's session (hours)"}
+            elif how == "history":
+                level = bench_history(image, data_dir, data, per_account, reps)
             else:
                 print(
                     f"engine bench: {per_account} orders per account: recording the session", file=sys.stderr
                 )
                 events = record_session(image, data_dir, data, per_account)
                 print(f"  {len(events)} events; timing the engine ({reps} runs)", file=sys.stderr)
-                level = {"events": len(events), "engine": bench_engine(image, data_dir, events, reps)}
+                level = {
+                    "events": len(events),
+                    "method": "replay",
+                    "engine": bench_engine(image, data_dir, events, reps),
+                }
                 if compiler() is not None:
                     print(f"  timing the native backend ({reps} runs)", file=sys.stderr)
                     level["engine_native"] = bench_engine(image, data_dir, events, reps, "native")
-                if with_sqlite:
+                if per_account <= 10_000:
                     print("  timing SQLite", file=sys.stderr)
                     level["sqlite"] = bench_sqlite(RULES, data_dir, events)
+                else:
+                    level["sqlite"] = {"skipped": "SQLite is too slow for this level's session (hours)"}
                 del events
-            if not with_sqlite:
-                level["sqlite"] = {
-                    "skipped": "SQLite is too slow for this level's session (hours); run at 1k and 10k"
-                }
             results["levels"][str(per_account)] = level
             if out is not None:
                 _write(out, results)
             _report(level)
     return results
+
+
+def bench_history(image: Image, data_dir: Path, data: DataSet, per_account: int, reps: int) -> dict[str, Any]:
+    """A level built in bulk: the order history a session of `per_account` orders per account
+    leaves in order_info (bench.history), then a sample session replayed and timed on top of it,
+    through the engine's backends and SQLite."""
+    from bench import history
+
+    sample = min(SAMPLE_PER_ACCOUNT, per_account)
+    print(
+        f"engine bench: {per_account} orders per account: order history in bulk, then a "
+        f"{sample}-orders-per-account session on top",
+        file=sys.stderr,
+    )
+    events = record_session(image, data_dir, data, sample)
+    # how many order_info rows a session leaves per order sent: the sample session's own share
+    counter = Engine(image, "native" if compiler() is not None else "fast")
+    load_data(counter, data_dir)
+    for e, inp, _, _ in events:
+        counter.process(e, inp)
+    sample_rows = counter.state.by_name(history.TABLE).n_rows
+    del counter
+    orders = sample * data.n_accounts
+    n_history = round(sample_rows / orders * (per_account - sample) * data.n_accounts)
+    t0 = time.perf_counter()
+    h = history.history(data, n_history)
+    print(
+        f"  {n_history:,} history rows ({sample_rows / orders:.3f} per order sent) built in "
+        f"{time.perf_counter() - t0:.0f} s; {len(events):,} sample events",
+        file=sys.stderr,
+        flush=True,
+    )
+
+    def install(engine: Engine) -> None:
+        history.install(engine, history.table_state(image, data, h))
+
+    level: dict[str, Any] = {
+        "events": len(events),
+        "method": "history",
+        "history": {
+            "what": (
+                "order_info filled in bulk with the finished orders (open_quantity 0) a session of "
+                f"{per_account:,} orders per account leaves, through the engine's table API "
+                "(ColumnTable.load) and SQLite executemany; then a real session of "
+                f"{sample:,} orders per account replayed on top: its events are the ones timed. "
+                "Every other table has the same rows at any session length."
+            ),
+            "order_info_history_rows": n_history,
+            "order_info_rows_per_order_sent": round(sample_rows / orders, 4),
+            "sample_orders_per_account": sample,
+            "sample_events": len(events),
+        },
+    }
+    backends: list[Backend] = ["fast", "native"] if compiler() is not None else ["fast"]
+    if per_account > FAST_PATH_MAX and "native" in backends:
+        backends.remove("fast")
+        level["engine"] = {
+            "skipped": f"the fast path's Python column lists of {n_history:,} rows need more than 10 GB "
+            f"(it runs up to {FAST_PATH_MAX:,} orders per account)"
+        }
+    for b in backends:
+        print(f"  timing the {b} backend ({reps} runs)", file=sys.stderr, flush=True)
+        level["engine" if b == "fast" else "engine_native"] = bench_engine(
+            image, data_dir, events, reps, b, prepare=install
+        )
+        gc.collect()
+    print("  timing SQLite", file=sys.stderr, flush=True)
+    level["sqlite"] = bench_sqlite(
+        RULES, data_dir, events, prepare=lambda oracle: history.into_sqlite(oracle, h)
+    )
+    return level
 
 
 def _write(out: Path, results: dict[str, Any]) -> None:
@@ -540,11 +658,16 @@ def main(argv: list[str] | None = None) -> int:
         default=CHUNK_EVENTS,
         help="events per chunk at the chunked (1,000,000) level",
     )
+    parser.add_argument(
+        "--replay",
+        action="store_true",
+        help="replay every level's whole session (an hour at 1,000,000), not its history built in bulk",
+    )
     args = parser.parse_args(argv)
     if args.levels and not set(args.levels) <= {lv[0] for lv in LEVELS}:
         parser.error(f"levels are among {', '.join(str(lv[0]) for lv in LEVELS)}")
     out = Path(args.out)
-    run(args.quick, args.levels, args.chunk_events, out)
+    run(args.quick, args.levels, args.chunk_events, out, args.replay)
     print(f"wrote {out}", file=sys.stderr)
     return 0
 
