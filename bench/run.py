@@ -6,6 +6,10 @@ machines these run on are shared, so the load average before and after each step
 bench/results/machine.json and shown in the report. Progress goes to stderr, one line per step with
 the time since the start, and a line every minute while a long step runs.
 
+bench.hdl's figures are simulated cycle counts, which no machine load changes: it runs in a process
+of its own beside the timed benchmarks (its output in bench/results/hdl.log), so a 2-core machine
+does the two at once; machine.json marks such a step `ran_beside_the_others`. --serial runs it in turn.
+
 The run fails (exit 1) when a benchmark fails, when one leaves no fresh bench/results/<name>.json,
 or, after a full run of every benchmark, when one of the report's six figures is missing.
 """
@@ -38,6 +42,10 @@ QUICK_ARGS: dict[str, list[str]] = {
 }
 # name -> (module, arguments): the same benchmark in another configuration, with its own result file
 VARIANTS: dict[str, tuple[str, list[str]]] = {}
+# Benchmarks whose figures are simulated cycle counts, which no machine load changes: they run in a
+# process of their own beside the timed ones (on the other core of a 2-core machine) instead of
+# adding their time to the run's; their output goes to bench/results/<name>.log. --serial: in turn.
+BESIDE = ("hdl",)
 TICK_S = 60.0
 
 
@@ -112,16 +120,33 @@ def run_bench(name: str, argv: list[str], say: Any) -> int:
     exhausted memory) ends that step, not the run, and no state leaks from one step to the next."""
     module, extra = VARIANTS.get(name, (name, []))
     code = subprocess.run(command(module, [*extra, *argv]), cwd=ROOT, check=False).returncode
+    return _exit(name, code, say)
+
+
+def _exit(name: str, code: int, say: Any) -> int:
     if code < 0:
         say(f"bench.{name}: killed by signal {-code}")
         return 1
     return code
 
 
+def start_beside(name: str, argv: list[str]) -> tuple[subprocess.Popen[bytes], Path]:
+    module, extra = VARIANTS.get(name, (name, []))
+    log = RESULTS / f"{name}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            command(module, [*extra, *argv]), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
+        )
+    return proc, log
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the short form of every benchmark (for CI)")
     parser.add_argument("--no-report", action="store_true", help="measure only; no bench/report.md")
+    parser.add_argument(
+        "--serial", action="store_true", help=f"run {', '.join(BESIDE)} in turn, not beside the others"
+    )
     parser.add_argument("only", nargs="*", metavar="NAME", help=f"run only these, of {', '.join(BENCHES)}")
     args = parser.parse_args(argv)
     unknown = [n for n in args.only if n not in BENCHES]
@@ -139,27 +164,51 @@ def main(argv: list[str] | None = None) -> int:
     progress = Progress()
     progress.say(f"bench: {'quick' if args.quick else 'full'} run of {', '.join(names)} on {doc['cpu']}")
     status = 0
+    beside: dict[str, tuple[subprocess.Popen[bytes], Path, float, list[float]]] = {}
+
+    def record(name: str, code: int, t0: float, load0: list[float], ran_beside: bool) -> None:
+        nonlocal status
+        out = RESULTS / f"{name}.json"
+        fresh = out.exists() and out.stat().st_mtime >= started
+        if code == 0 and not fresh:
+            progress.say(f"bench.{name}: exited 0 but wrote no fresh {out}")
+            code = 1
+        doc["steps"][name] = {
+            "exit": code,
+            "seconds": round(time.perf_counter() - t0, 1),
+            "load_before": load0,
+            "load_after": list(os.getloadavg()),
+        } | ({"ran_beside_the_others": True} if ran_beside else {})
+        progress.say(f"bench.{name}: exit {code} after {time.perf_counter() - t0:.0f} s (load {_load()})")
+        status = status or code
+        doc["finished_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        (RESULTS / "machine.json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+
+    def bench_argv(name: str) -> list[str]:
+        return ["--quick", *QUICK_ARGS.get(name, [])] if args.quick else []
+
     try:
         for name in names:
-            bench_argv = ["--quick", *QUICK_ARGS.get(name, [])] if args.quick else []
-            progress.step(f"bench.{name} {' '.join(bench_argv)}".rstrip())
+            if name in BESIDE and not args.serial and len(names) > 1:
+                proc, log = start_beside(name, bench_argv(name))
+                beside[name] = (proc, log, time.perf_counter(), list(os.getloadavg()))
+                progress.say(
+                    f"bench.{name} {' '.join(bench_argv(name))}: started beside the others (simulated "
+                    f"cycles, which no load changes); its output goes to {log.relative_to(ROOT)}"
+                )
+        for name in names:
+            if name in beside:
+                continue
+            progress.step(f"bench.{name} {' '.join(bench_argv(name))}".rstrip())
             t0, load0 = time.perf_counter(), list(os.getloadavg())
-            code = run_bench(name, bench_argv, progress.say)
-            out = RESULTS / f"{name}.json"
-            fresh = out.exists() and out.stat().st_mtime >= started
-            if code == 0 and not fresh:
-                progress.say(f"bench.{name}: exited 0 but wrote no fresh {out}")
-                code = 1
-            doc["steps"][name] = {
-                "exit": code,
-                "seconds": round(time.perf_counter() - t0, 1),
-                "load_before": load0,
-                "load_after": list(os.getloadavg()),
-            }
-            progress.say(f"bench.{name}: exit {code} after {time.perf_counter() - t0:.0f} s (load {_load()})")
-            status = status or code
-            doc["finished_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            (RESULTS / "machine.json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+            record(name, run_bench(name, bench_argv(name), progress.say), t0, load0, False)
+        for name, (proc, log, t0, load0) in beside.items():
+            progress.step(f"bench.{name}: waiting for it (output in {log.relative_to(ROOT)})")
+            code = _exit(name, proc.wait(), progress.say)
+            if code:
+                tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-20:]
+                progress.say(f"bench.{name} failed; the end of {log.relative_to(ROOT)}:\n" + "\n".join(tail))
+            record(name, code, t0, load0, True)
         if not args.no_report:
             progress.step("bench.report")
             from bench import report
@@ -171,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
             progress.say(f"bench.report: exit {code}; see bench/report.md")
             status = status or code
     finally:
+        for proc, *_ in beside.values():
+            if proc.poll() is None:  # the run was interrupted: do not leave a simulation behind
+                proc.terminate()
         progress.close()
     progress.say(f"bench: {'done' if status == 0 else 'FAILED'} (exit {status})")
     return status
