@@ -528,3 +528,25 @@ def test_a_card_with_a_software_standby_restarts_from_a_snapshot(tmp_path: Path)
         await stack.close()
 
     run_async(script(), 60)
+
+
+def test_a_long_replay_at_start_is_followed_by_a_snapshot(tmp_path: Path) -> None:
+    async def script() -> None:
+        stack = await snap_stack(tmp_path)
+        broker = await stack.broker("alice")
+        await trade(broker, {}, 100, 15)
+        await broker.close()
+        total = events_in(stack.config.journal)
+        await stack.restart(snapshots=SnapshotSettings(every_events=total, every_seconds=0, keep=3))
+        assert stack.running.replayed == total  # no snapshot yet: the whole journal
+        snapshotter = stack.gateway.snapshots
+        assert snapshotter is not None
+        deadline = time.monotonic() + 5
+        while snapshotter.last is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert snapshotter.last is not None and snapshotter.last["events"] == total
+        await stack.restart()
+        assert stack.running.replayed == 0
+        await stack.close()
+
+    run_async(script(), 60)

@@ -208,7 +208,13 @@ async def start_gateway(config: GatewayConfig, log: Callable[[str], None] = _say
     if snapshot_card(card):
         deployer = gateway.deployer
         gateway.snapshots = Snapshotter(
-            gateway, snapshots, header, lambda: deployer.history, log, durable=config.fsync
+            gateway,
+            snapshots,
+            header,
+            lambda: deployer.history,
+            log,
+            durable=config.fsync,
+            behind=len(opened.entries) + len(opened.marks),
         )
         if resumed is not None:
             gateway.snapshots.loaded = {

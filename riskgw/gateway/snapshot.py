@@ -278,7 +278,10 @@ class Snapshotter:
         versions: Callable[[], Sequence[int]],
         log: Callable[[str], None],
         durable: bool = True,
+        behind: int = 0,
     ) -> None:
+        """`behind`: journal records replayed at start; as many as `every_events` make the first
+        snapshot due at once, so the next restart need not replay them again."""
         self.gateway = gateway
         self.settings = settings
         self.directory = snapshots_dir(gateway.journal.path, settings)
@@ -297,7 +300,8 @@ class Snapshotter:
         self.loaded: dict[str, Any] | None = None  # the snapshot the gateway started from
         self.last_capture_us = 0.0
         self.max_capture_us = 0.0
-        self._last_records = gateway.journal.records  # appended when the last snapshot was taken
+        # journal.records when the last snapshot was taken (as if one had been before the replay)
+        self._last_records = gateway.journal.records - behind
         self._last_time = time.monotonic()
 
     def start(self) -> None:
