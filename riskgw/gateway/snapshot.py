@@ -300,6 +300,7 @@ class Snapshotter:
         self.loaded: dict[str, Any] | None = None  # the snapshot the gateway started from
         self.last_capture_us = 0.0
         self.max_capture_us = 0.0
+        self.last_time = 0.0  # wall clock when the last snapshot was on disk
         # journal.records when the last snapshot was taken (as if one had been before the replay)
         self._last_records = gateway.journal.records - behind
         self._last_time = time.monotonic()
@@ -386,6 +387,7 @@ class Snapshotter:
                 self._log(f"snapshot failed: {self.last_error}")
                 return
             self.taken += 1
+            self.last_time = time.time()
             self.last = {
                 **{k: v for k, v in answer.items() if k != "ok"},
                 "capture_us": round(took_us, 1),
@@ -485,6 +487,9 @@ class Snapshotter:
             "# HELP riskgw_snapshot_failures_total state snapshots that could not be written",
             "# TYPE riskgw_snapshot_failures_total counter",
             f"riskgw_snapshot_failures_total {self.failures}",
+            "# HELP riskgw_snapshot_last_timestamp_seconds when the last snapshot was on disk (0: none)",
+            "# TYPE riskgw_snapshot_last_timestamp_seconds gauge",
+            f"riskgw_snapshot_last_timestamp_seconds {self.last_time:.3f}",
             "# HELP riskgw_snapshot_last_records journal records the last snapshot covers",
             "# TYPE riskgw_snapshot_last_records gauge",
             f"riskgw_snapshot_last_records {last.get('records', 0)}",
