@@ -3,11 +3,12 @@ card killed and stalled at random points, each time brought back from the softwa
 
     python -m bench.failover [--quick] [--card auto|sim|faulty] [--out bench/results/failover.json]
 
-The card is the simulated card (`riskgw sim-card`, Verilator + cocotb behind ZeroMQ): a kill is
-SIGKILL of its process at a random moment (often while an event is in flight), a stall is SIGSTOP
-(the driver's deadline, `--timeout-ms`, sees it). With `--card faulty` (or `auto` when the
-simulated card cannot start) the same soak runs on FaultyCard, the in-process software double,
-and the JSON says so.
+The card is the simulated card (`riskgw sim-card`, Verilator + cocotb behind ZeroMQ), each new
+one taken from a pool that starts the next in the background with the program loaded: a kill is
+SIGKILL of its process group (server and simulator) at a random moment (often while an event is
+in flight), a stall is SIGSTOP (the driver's deadline, `--timeout-ms`, sees it). With
+`--card faulty` (or `auto` when the simulated card cannot start) the same soak runs on FaultyCard,
+the in-process software double, and the JSON says so.
 
 Figures (bench/results/failover.json):
 
@@ -54,9 +55,10 @@ from riskgw.scenario import DataSet, Row, Session
 ROOT = Path(__file__).resolve().parent.parent
 RULES = sorted((ROOT / "rules").glob("*.sql"))
 DATA = DataSet(n_accounts=20, n_securities=64, holdings_per_account=16)
-# The simulated card reads its tables back register by register (for the state hash on failback):
-# a small data set keeps a failback to about a minute.
-SIM_DATA = DataSet(n_accounts=6, n_securities=40, holdings_per_account=8)
+# The simulated card reads its tables back register by register (the state hash, twice per
+# failback): one account keeps its tables small (order_info, a row per accepted order, stops at
+# about 70 rows: the account can afford no more), so a read-back costs about 15,000 cycles.
+SIM_DATA = DataSet(n_accounts=1, n_securities=4, holdings_per_account=4)
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -76,18 +78,19 @@ def percentiles(values: list[float]) -> dict[str, float]:
 
 
 class SimFaults:
-    """The simulated card: a new process per card; kill and stall by signal."""
+    """The simulated card: a new process per card, started ahead by a pool with the program
+    loaded (a failback does not wait for a process start); kill and stall by signal."""
 
     name = "sim"
 
     def __init__(self, timeout_s: float) -> None:
-        from riskgw.card.simcard import SimCard
+        from riskgw.card.simpool import SimCardPool
 
-        self._sim = SimCard
         self.timeout_s = timeout_s
+        self.pool = SimCardPool(spares=1, timeout=timeout_s, image=compile_files(RULES).image)
 
     def new_card(self) -> CardDriver:
-        return self._sim.start(timeout=self.timeout_s)
+        return self.pool.take()
 
     @staticmethod
     def _pid(card: CardDriver) -> int:
@@ -96,7 +99,7 @@ class SimFaults:
         return int(server.pid)
 
     def kill(self, card: CardDriver) -> None:
-        os.kill(self._pid(card), signal.SIGKILL)
+        os.killpg(self._pid(card), signal.SIGKILL)  # the server and its simulator: the whole card
 
     def stall(self, card: CardDriver) -> None:
         os.killpg(self._pid(card), signal.SIGSTOP)  # the group: the simulator runs in a child
@@ -105,6 +108,9 @@ class SimFaults:
         """A stalled card is ended before it is closed (closing a stopped process waits)."""
         with contextlib.suppress(ProcessLookupError, AssertionError):
             os.killpg(self._pid(card), signal.SIGKILL)
+
+    def close(self) -> None:
+        self.pool.close()
 
 
 class DoubleFaults:
@@ -129,6 +135,9 @@ class DoubleFaults:
     def cleanup(self, card: CardDriver) -> None:
         pass
 
+    def close(self) -> None:
+        pass
+
 
 def soak(
     faults: SimFaults | DoubleFaults,
@@ -143,7 +152,7 @@ def soak(
     image = compile_files(RULES).image
     data = SIM_DATA if faults.name == "sim" else DATA
     data_dir = data.write(Path(tempfile.mkdtemp(prefix="rgw-failover-")) / "data")
-    hash_every = 0 if faults.name == "sim" else 500  # a read-back of the simulated card takes minutes
+    hash_every = 0 if faults.name == "sim" else 500  # a read-back of the simulated card takes seconds
     settings = Settings(
         policy="failover", failback="auto", probation_events=50, hash_every=hash_every, rejoin_ms=0
     )
@@ -228,6 +237,7 @@ def soak(
     for card in lock.take_retired():
         faults.cleanup(card)
     lock.close()
+    faults.close()
     forwarded_set = set(forwarded)
     return {
         "card": faults.name,
@@ -255,10 +265,13 @@ def pick(
 ) -> tuple[SimFaults | DoubleFaults, CardDriver, str | None]:
     """The faults to inject, the first card, and why it is not the simulated card (if it is not)."""
     if card != "faulty":
+        sim: SimFaults | None = None
         try:
             sim = SimFaults(timeout_s)
             return sim, sim.new_card(), None
         except (CardError, OSError, ImportError) as exc:
+            if sim is not None:
+                sim.close()
             if card == "sim":
                 raise
             say(f"the simulated card cannot run here ({exc}); the soak uses the software double")
@@ -287,8 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench.failover: {text}", file=sys.stderr, flush=True)
 
     faults, first, why = pick(args.card, args.timeout_ms / 1e3, say)
-    if faults.name == "sim":  # each fault costs a failback of about a minute
-        n_orders, n_kills, n_stalls = (120, 1, 1) if args.quick else (600, 6, 2)
+    if faults.name == "sim":  # each fault costs a failback: two read-backs and 50 events on probation
+        n_orders, n_kills, n_stalls = (120, 1, 1) if args.quick else (1_500, 20, 2)
     else:
         n_orders, n_kills, n_stalls = (600, 4, 1) if args.quick else (4_000, 20, 4)
     n_orders = args.orders or n_orders
