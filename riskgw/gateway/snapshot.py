@@ -410,6 +410,9 @@ class Snapshotter:
             # needs by name, and holds no connection or port open after the gateway lets it go.
             os.closerange(3, out)
             os.closerange(out + 1, os.sysconf("SC_OPEN_MAX"))
+            signal.set_wakeup_fd(-1)  # the loop's, which the child does not run
+            for sig in (signal.SIGTERM, signal.SIGINT):  # a stop signal stops the child itself
+                signal.signal(sig, signal.SIG_DFL)
             captured = capture(self.gateway, versions, self.header)
             if captured is None:
                 raise SnapshotError("the journal held records not yet written")
