@@ -8,32 +8,41 @@
  * The ring DMA (riskgw/card/rings.py is the contract): a Vitis RTL kernel (ap_ctrl_none) that
  * moves rx records from a ring in card memory into m_axis_rx and tx packets from s_axis_tx into
  * a second ring, because an XDMA shell gives the host no way to drive a kernel's stream ports.
+ * Flat ports with Vitis's names: Vivado infers the bus interfaces from them.
  *
  *   rx ring ──m_axi_gmem AR/R──► rd_buf ──check──► out_buf ──► m_axis_rx (tuser = session)
  *   tx ring ◄─m_axi_gmem AW/W/B── slot ◄── pay_buf ◄── s_axis_tx (tuser = session)
  *
- * A slot (SLOT_BYTES bytes, SLOT_BYTES*8/DATA_W memory beats, one burst):
+ * A slot: SLOT_BYTES bytes, SLOT_BYTES*8/DATA_W memory beats, moved as one INCR burst.
  *
  *   byte 0 session u16 | 2 length u16 (1..SLOT_BYTES-8) | 4 record u32 | 8.. packet, zero-padded
  *
- * Record n lives in slot n mod SLOTS at BASE + (n mod SLOTS) * SLOT_BYTES (SLOTS a power of two,
- * the low $clog2(SLOT_BYTES) bits of BASE ignored). rx: while RX_TAIL-side reads lag RX_HEAD, the
- * DMA reads the next slot, checks record == n and 1 <= length <= SLOT_BYTES-8 (else STATUS
- * RX_BAD_RECORD and ENABLE clears: the DMA stops at that record), sends the packet, and counts
- * RX_TAIL when its last beat is taken. One slot is read while the one before is being sent.
+ * Record n lives at BASE + (n mod SLOTS) * SLOT_BYTES. SLOTS is a power of two; the low
+ * $clog2(SLOT_BYTES) bits of BASE are ignored, so a burst never crosses a 4 KiB page.
+ *
+ * rx: while the next record to read is not RX_HEAD, the DMA reads its slot and checks record == n
+ * and 1 <= length <= SLOT_BYTES-8 (else RX_BAD_RECORD, ENABLE clears, and the DMA stops at that
+ * record), sends the packet and counts RX_TAIL when the packet's last beat is taken. The next slot
+ * is read while a packet is being sent.
  * tx: a packet is taken whole (tkeep all ones but on the last beat), cut to SLOT_BYTES-8 bytes
- * (STATUS TX_TOO_LONG), and written to slot TX_HEAD once TX_HEAD - TX_TAIL < TX_SLOTS (a full ring
- * holds s_axis_tx back); TX_HEAD counts when the write's response is OKAY. A SLVERR or DECERR on
- * either side sets AXI_ERROR and clears ENABLE; that record is not counted.
+ * (TX_TOO_LONG), and written to slot TX_HEAD once TX_HEAD - TX_TAIL < TX_SLOTS (a full ring holds
+ * s_axis_tx back); TX_HEAD counts when the write answers OKAY.
+ * A SLVERR or DECERR sets AXI_ERROR and clears ENABLE; that record is not counted (a failed tx
+ * write's packet is lost). One read and one write are in flight at a time: no AXI IDs.
  *
- * Registers (s_axi_control, 32 bits; rings.py RING_REGS):
+ * Registers (s_axi_control, 32-bit words; rings.py RING_REGS):
  *
- *   0x00 TYPE_VERSION 0x0006_0001 | 0x04 NEXT 0 | 0x08 CONTROL [0] ENABLE, [1] RESET (self-clearing:
- *   zeroes the four indices and STATUS) | 0x0c STATUS w1c [0] RX_BAD_RECORD [1] TX_TOO_LONG
- *   [2] AXI_ERROR | 0x10 SLOT_BYTES | 0x18 RX_BASE (lo, hi) | 0x20 RX_SLOTS | 0x24 RX_HEAD |
- *   0x28 RX_TAIL (r) | 0x30 TX_BASE (lo, hi) | 0x38 TX_SLOTS | 0x3c TX_HEAD (r) | 0x40 TX_TAIL
+ *   0x00 TYPE_VERSION r   0x0006_0001 (RINGS, version 1)
+ *   0x04 NEXT         r   0
+ *   0x08 CONTROL      rw  [0] ENABLE, [1] RESET (reads 0: zeroes the four indices and STATUS)
+ *   0x0c STATUS       w1c [0] RX_BAD_RECORD, [1] TX_TOO_LONG, [2] AXI_ERROR (sticky)
+ *   0x10 SLOT_BYTES   r
+ *   0x18 RX_BASE      rw  two words, low first       0x30 TX_BASE   rw  two words, low first
+ *   0x20 RX_SLOTS     rw                             0x38 TX_SLOTS  rw
+ *   0x24 RX_HEAD      rw  written by the host        0x3c TX_HEAD   r   counted by the DMA
+ *   0x28 RX_TAIL      r   counted by the DMA         0x40 TX_TAIL   rw  written by the host
  *
- * Bases and slot counts are read while ENABLE is set: write them with ENABLE clear. After RESET a
+ * Bases and slot counts are used while ENABLE is set: write them with ENABLE clear. After RESET a
  * memory access already under way completes and is not counted; a packet already on m_axis_rx
  * finishes (AXI4-Stream cannot take back a beat), and a tx packet half taken is dropped at its end.
  */
@@ -116,7 +125,7 @@ localparam int KEEP_W = DATA_W / 8;
 localparam int HDR_BYTES = 8;
 localparam int MAX_PACKET = SLOT_BYTES - HDR_BYTES;
 localparam int BEATS = SLOT_BYTES / KEEP_W;  // memory beats per slot
-localparam int PAY_BEATS = (MAX_PACKET + KEEP_W - 1) / KEEP_W;  // stream beats of the longest packet
+localparam int PAY_BEATS = (MAX_PACKET + KEEP_W - 1) / KEEP_W;  // beats of the longest packet
 localparam int CL_SLOT_BYTES = $clog2(SLOT_BYTES);
 localparam int CL_KEEP = $clog2(KEEP_W);
 localparam int BEAT_W = $clog2(BEATS + 1);
@@ -125,7 +134,8 @@ localparam int LEN_W = CL_SLOT_BYTES + 1;  // holds 0..SLOT_BYTES
 
 initial begin
     if (DATA_W % 64 != 0) $fatal(1, "rgw_ring_dma: DATA_W must be a multiple of 64");
-    if (SLOT_BYTES != 1 << CL_SLOT_BYTES) $fatal(1, "rgw_ring_dma: SLOT_BYTES must be a power of two");
+    if (SLOT_BYTES != 1 << CL_SLOT_BYTES)
+        $fatal(1, "rgw_ring_dma: SLOT_BYTES must be a power of two");
     if (SLOT_BYTES % KEEP_W != 0 || BEATS > 256)
         $fatal(1, "rgw_ring_dma: a slot must be 1..256 whole memory beats");
     if (SESSION_W > 16) $fatal(1, "rgw_ring_dma: the slot header holds a 16-bit session");
@@ -180,15 +190,19 @@ assign s_axi_control_rvalid = rvalid_reg;
 assign s_axi_control_rdata = rdata_reg;
 assign s_axi_control_rresp = 2'b00;
 
+logic [31:0] wdata;
+logic [3:0]  wstrb;
+assign wdata = s_axi_control_wdata;
+assign wstrb = s_axi_control_wstrb;
+
 // the written word, byte enables applied to the register's current value
-function automatic logic [31:0] merge(input logic [31:0] old);
-    for (int i = 0; i < 4; i++) begin
-        merge[i*8 +: 8] = s_axi_control_wstrb[i] ? s_axi_control_wdata[i*8 +: 8] : old[i*8 +: 8];
-    end
+function automatic logic [31:0] merge(input logic [31:0] old, input logic [31:0] data,
+                                      input logic [3:0] strb);
+    for (int i = 0; i < 4; i++) merge[i*8 +: 8] = strb[i] ? data[i*8 +: 8] : old[i*8 +: 8];
 endfunction
 
 logic [2:0] status_clear;  // STATUS bits written 1
-assign status_clear = do_write && waddr == 'h0c && s_axi_control_wstrb[0] ? s_axi_control_wdata[2:0] : 3'd0;
+assign status_clear = do_write && waddr == 'h0c && wstrb[0] ? wdata[2:0] : 3'd0;
 
 logic [31:0] rd_val;
 
@@ -224,15 +238,15 @@ always_ff @(posedge ap_clk) begin
 
     if (do_write) begin
         case (waddr)
-            'h08: if (s_axi_control_wstrb[0]) enable_reg <= s_axi_control_wdata[0];
-            'h18: rx_base_reg[31:0] <= merge(rx_base_reg[31:0]);
-            'h1c: rx_base_reg[63:32] <= merge(rx_base_reg[63:32]);
-            'h20: rx_slots_reg <= merge(rx_slots_reg);
-            'h24: rx_head_reg <= merge(rx_head_reg);
-            'h30: tx_base_reg[31:0] <= merge(tx_base_reg[31:0]);
-            'h34: tx_base_reg[63:32] <= merge(tx_base_reg[63:32]);
-            'h38: tx_slots_reg <= merge(tx_slots_reg);
-            'h40: tx_tail_reg <= merge(tx_tail_reg);
+            'h08: if (wstrb[0]) enable_reg <= wdata[0];
+            'h18: rx_base_reg[31:0] <= merge(rx_base_reg[31:0], wdata, wstrb);
+            'h1c: rx_base_reg[63:32] <= merge(rx_base_reg[63:32], wdata, wstrb);
+            'h20: rx_slots_reg <= merge(rx_slots_reg, wdata, wstrb);
+            'h24: rx_head_reg <= merge(rx_head_reg, wdata, wstrb);
+            'h30: tx_base_reg[31:0] <= merge(tx_base_reg[31:0], wdata, wstrb);
+            'h34: tx_base_reg[63:32] <= merge(tx_base_reg[63:32], wdata, wstrb);
+            'h38: tx_slots_reg <= merge(tx_slots_reg, wdata, wstrb);
+            'h40: tx_tail_reg <= merge(tx_tail_reg, wdata, wstrb);
             default: ;
         endcase
     end
@@ -325,9 +339,13 @@ assign m_axis_rx_tdata = out_buf_reg[DATA_W-1:0];
 assign m_axis_rx_tvalid = out_valid_reg;
 assign m_axis_rx_tlast = out_last;
 assign m_axis_rx_tuser = out_session_reg;
+logic [KEEP_W-1:0] out_keep;
+
 always_comb begin
-    for (int i = 0; i < KEEP_W; i++) m_axis_rx_tkeep[i] = LEN_W'(i) < out_rem_reg;
+    for (int i = 0; i < KEEP_W; i++) out_keep[i] = LEN_W'(i) < out_rem_reg;
 end
+
+assign m_axis_rx_tkeep = out_keep;
 
 logic [2:0] rd_status;
 logic       rd_stop;
@@ -364,7 +382,8 @@ always_ff @(posedge ap_clk) begin
         RD_DATA: begin
             if (m_axi_gmem_rvalid) begin
                 for (int b = 0; b < BEATS; b++) begin
-                    if (rd_beat_reg == BEAT_W'(b)) rd_buf_reg[b*DATA_W +: DATA_W] <= m_axi_gmem_rdata;
+                    if (rd_beat_reg == BEAT_W'(b))
+                        rd_buf_reg[b*DATA_W +: DATA_W] <= m_axi_gmem_rdata;
                 end
                 rd_beat_reg <= rd_beat_reg + 1;
                 if (m_axi_gmem_rresp[1]) rd_err_reg <= 1'b1;
@@ -475,12 +494,16 @@ assign m_axi_gmem_wstrb = '1;
 assign m_axi_gmem_wlast = w_beat_reg == BEAT_W'(BEATS - 1);
 assign m_axi_gmem_bready = tx_state_reg == TX_RESP;
 
+logic [DATA_W-1:0] w_data;
+
 always_comb begin
-    m_axi_gmem_wdata = slot[DATA_W-1:0];
+    w_data = slot[DATA_W-1:0];
     for (int b = 1; b < BEATS; b++) begin
-        if (w_beat_reg == BEAT_W'(b)) m_axi_gmem_wdata = slot[b*DATA_W +: DATA_W];
+        if (w_beat_reg == BEAT_W'(b)) w_data = slot[b*DATA_W +: DATA_W];
     end
 end
+
+assign m_axi_gmem_wdata = w_data;
 
 logic [2:0] tx_status;
 logic       tx_stop;
@@ -551,7 +574,8 @@ always_ff @(posedge ap_clk) begin
     endcase
 
     // the next packet starts from empty (the slot's header reads tx_len_reg until B)
-    if ((tx_state_reg == TX_WAIT && tx_drop_reg) || (tx_state_reg == TX_RESP && m_axi_gmem_bvalid)) begin
+    if ((tx_state_reg == TX_WAIT && tx_drop_reg)
+        || (tx_state_reg == TX_RESP && m_axi_gmem_bvalid)) begin
         tx_beat_reg <= '0;
         tx_len_reg <= '0;
         tx_long_reg <= 1'b0;
