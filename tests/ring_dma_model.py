@@ -1,7 +1,8 @@
-"""A Python model of the proposed ring DMA (riskgw/card/rings.py) and of pynq's pieces, so that
-PynqCard runs here: `FakeMmio` is a pynq register window (`read(offset)`, `write(offset, value)`)
-over any Bus, `DeviceMemory` is a buffer whose host and device copies differ until synced, and
-`RingDma` moves rx slots to a TOE peer and the peer's tx packets into tx slots.
+"""A Python model of the ring DMA (riskgw/card/rings.py; the RTL, hdl/rgw_ring_dma.sv, runs in
+sim/ring_dma) and of pynq's pieces, so that PynqCard runs here without Verilator: `FakeMmio` is a
+pynq register window (`read(offset)`, `write(offset, value)`) over any Bus, `DeviceMemory` is a
+buffer whose host and device copies differ until synced, and `RingDma` moves rx slots to a TOE
+peer and the peer's tx packets into tx slots.
 
 Two peers: `EnginePeer`, the card's TOE behaviour acted out on the software engine (the register
 side is then tests/test_card_regs.py's CardModel), and `SimPeer`, the simulated card's streams.
