@@ -8,6 +8,7 @@ clock the design has not been shown to close timing at. The cocotb side is bench
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
 import os
@@ -133,6 +134,20 @@ def write_rows(params: Any, jobs: list[dict[str, Any]]) -> None:
         write_rows_file(path, stages, min(params.cols, params.in_words))
 
 
+def sources_digest(top: str) -> str:
+    """SHA-256 of what decides a simulation's counts: the RTL, the wrapper, the cocotb side and the
+    compiler (a cached result is reused only when none of them changed)."""
+    from riskgw import hdl_lint
+
+    files = [*hdl_lint.filelist("rgw_doe"), REPO / "bench" / f"{top}.sv", REPO / "sim" / "doe" / f"{top}.sv"]
+    files += [*sorted((REPO / "riskgw" / "doe").glob("*.py")), REPO / "bench" / "hdl_tb.py"]
+    h = hashlib.sha256()
+    for f in files:
+        if f.exists():
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
 def run_sim(tag: str, params: Any, jobs: list[dict[str, Any]], reuse: bool, stream: bool) -> dict[str, Any]:
     """One simulation running `jobs`. stream: on bench/bench_rgw_doe.sv, whose streamer loads the
     flows job's rows; otherwise on the DOE suite's own wrapper, sim/doe/test_rgw_doe.sv, so a
@@ -143,7 +158,9 @@ def run_sim(tag: str, params: Any, jobs: list[dict[str, Any]], reuse: bool, stre
     out = spec_dir / f"{tag}.out.json"
     spec = spec_dir / f"{tag}.json"
     top = STREAM_TOP if stream else TEST_TOP
-    text = json.dumps({"top": top, "params": asdict(params), "jobs": jobs, "out": str(out)})
+    text = json.dumps(
+        {"top": top, "params": asdict(params), "jobs": jobs, "out": str(out), "sources": sources_digest(top)}
+    )
     if reuse and out.exists() and spec.exists() and spec.read_text() == text:
         # the same simulation ran before (same parameters, rules and jobs): its counts are exact
         cached: dict[str, Any] = json.loads(out.read_text())
@@ -179,7 +196,11 @@ def main(argv: list[str] | None = None) -> int:
         help=f"order_info rows, comma-separated (default {','.join(map(str, SIZES))}; --quick: "
         f"{','.join(map(str, QUICK_SIZES))})",
     )
-    parser.add_argument("--force", action="store_true", help="rerun simulations whose results are cached")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="reuse a cached result of the same simulation (same RTL, compiler, parameters and jobs)",
+    )
     args = parser.parse_args(argv)
 
     default = QUICK_SIZES if args.quick else SIZES
@@ -253,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
                 },
             ]
         t0 = time.perf_counter()
-        res = run_sim(tag, params, jobs, reuse=not args.force, stream=not args.quick)
+        res = run_sim(tag, params, jobs, reuse=args.reuse, stream=not args.quick)
         print(f"bench.hdl: {tag} done in {time.perf_counter() - t0:.0f} s", flush=True)
         for n in stage_sizes:
             rows_by_size[str(n)] = params.rows

@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                 proc, log = start_beside(name, bench_argv(name))
                 beside[name] = (proc, log, time.perf_counter(), list(os.getloadavg()))
                 progress.say(
-                    f"bench.{name} {' '.join(bench_argv(name))}: started beside the others (simulated "
+                    f"{' '.join([f'bench.{name}', *bench_argv(name)])}: started beside the others (simulated "
                     f"cycles, which no load changes); its output goes to {log.relative_to(ROOT)}"
                 )
         for name in names:
