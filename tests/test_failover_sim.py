@@ -1,7 +1,7 @@
 """The hot standby over the simulated card itself (Verilator + cocotb behind ZeroMQ): the card's
 process killed with an event in flight, and stopped (SIGSTOP) so that its heartbeat stalls. Every
-decision and the final state are SQLite's. Failback onto the simulated card runs in bench.failover
-(`make bench`); here it would cost minutes of table read-back per card."""
+decision and the final state are SQLite's. Kills at 20 points of a long stream, each with a failback
+onto a new simulated card, are in tests/test_failover_sim_kills.py."""
 
 from __future__ import annotations
 
