@@ -163,13 +163,15 @@ def soak(
     reference = SoftCard()
     reference.load_image(image)
     load_data_dir(reference, data_dir)
+    start_state = reference.snapshot()
 
-    # Faults at event indexes spread over the session (over 2.5 events per order); kills land at
-    # a random moment inside the gap before their event, so some hit an event in flight.
+    # Faults at event indexes spread over the session; kills land at a random moment inside the
+    # gap before their event, so some hit an event in flight.
     rnd = random.Random(seed)
-    n_events_guess = int(n_orders * 2.5)
-    margin = min(200, n_events_guess // 6)
-    points = sorted(rnd.sample(range(margin, n_events_guess - margin), n_kills + n_stalls))
+    n_events = count_events(data, n_orders, seed, reference)
+    reference.restore(start_state)
+    margin = min(200, n_events // 6)
+    points = sorted(rnd.sample(range(margin, n_events - margin), n_kills + n_stalls))
     kinds = ["stall"] * n_stalls + ["kill"] * n_kills
     rnd.shuffle(kinds)
     plan = dict(zip(points, kinds, strict=True))
@@ -257,7 +259,23 @@ def soak(
         "wrong": len(forwarded_set - ref_accepted),
         "state_equal": state_equal,
         "failover_log": [line for line in log if "FAILOVER" in line][:50],
+        "rejoin_log": [line for line in log if "could not rejoin" in line or "out of shadow" in line][:20],
     }
+
+
+def count_events(data: DataSet, n_orders: int, seed: int, engine: SoftCard) -> int:
+    """The session's events, run once through `engine` (the exchange answers what it accepts,
+    as it will in the soak: the decisions are the same), so that faults spread over all of them."""
+    n = 0
+
+    def decide(row: Row) -> bool:
+        nonlocal n
+        n += 1
+        fields = dict(zip(EVENT_HEADER[1:], row[1:], strict=True))
+        return engine.process(Event[str(row[0])], event_inputs(fields)).accepted
+
+    Session(data, n_orders=n_orders, seed=seed).run(decide, keep=False)
+    return n
 
 
 def pick(
@@ -301,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
 
     faults, first, why = pick(args.card, args.timeout_ms / 1e3, say)
     if faults.name == "sim":  # each fault costs a failback: two read-backs and 50 events on probation
-        n_orders, n_kills, n_stalls = (120, 1, 1) if args.quick else (1_500, 20, 2)
+        n_orders, n_kills, n_stalls = (120, 1, 1) if args.quick else (2_000, 20, 2)
     else:
         n_orders, n_kills, n_stalls = (600, 4, 1) if args.quick else (4_000, 20, 4)
     n_orders = args.orders or n_orders
