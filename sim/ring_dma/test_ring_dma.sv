@@ -287,6 +287,45 @@ rgw_card #(
     .m_axis_tx_tuser(card_tx_tuser)
 );
 
+// AXI rules the bus models do not check: a valid, once up, stays up with the same payload until
+// its ready (AXI4 A3.2.1, AXI4-Stream 2.2.1); a broken rule ends the simulation
+typedef struct packed {
+    logic [63:0] araddr;
+    logic [7:0]  arlen;
+    logic [63:0] awaddr;
+    logic [7:0]  awlen;
+    logic [DATA_W-1:0] wdata;
+    logic        wlast;
+    logic [DATA_W-1:0] rx_tdata;
+    logic [DATA_W/8-1:0] rx_tkeep;
+    logic        rx_tlast;
+    logic [15:0] rx_tuser;
+} held_t;
+
+held_t held, held_reg;
+logic  ar_wait_reg, aw_wait_reg, w_wait_reg, rx_wait_reg;
+
+assign held = '{m_axi_gmem_araddr, m_axi_gmem_arlen, m_axi_gmem_awaddr, m_axi_gmem_awlen,
+    m_axi_gmem_wdata, m_axi_gmem_wlast, dma_rx_tdata, dma_rx_tkeep, dma_rx_tlast, dma_rx_tuser};
+
+always_ff @(posedge clk) begin
+    held_reg <= held;
+    ar_wait_reg <= !rst && m_axi_gmem_arvalid && !m_axi_gmem_arready;
+    aw_wait_reg <= !rst && m_axi_gmem_awvalid && !m_axi_gmem_awready;
+    w_wait_reg <= !rst && m_axi_gmem_wvalid && !m_axi_gmem_wready;
+    rx_wait_reg <= !rst && dma_rx_tvalid && !dma_rx_tready;
+    if (ar_wait_reg && !(m_axi_gmem_arvalid && held.araddr == held_reg.araddr && held.arlen == held_reg.arlen))
+        $fatal(1, "AR changed before arready");
+    if (aw_wait_reg && !(m_axi_gmem_awvalid && held.awaddr == held_reg.awaddr && held.awlen == held_reg.awlen))
+        $fatal(1, "AW changed before awready");
+    if (w_wait_reg && !(m_axi_gmem_wvalid && held.wdata == held_reg.wdata && held.wlast == held_reg.wlast))
+        $fatal(1, "W changed before wready");
+    if (rx_wait_reg && !(dma_rx_tvalid && held.rx_tdata == held_reg.rx_tdata
+            && held.rx_tkeep == held_reg.rx_tkeep && held.rx_tlast == held_reg.rx_tlast
+            && held.rx_tuser == held_reg.rx_tuser))
+        $fatal(1, "m_axis_rx changed before tready");
+end
+
 // the ids AxiRam answers with: one id, never read
 logic unused;
 assign unused = ^{m_axi_gmem_bid, m_axi_gmem_rid};
