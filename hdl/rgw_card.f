@@ -8,6 +8,7 @@ rgw_doe_dec_if.sv
 rgw_doe_alu.sv
 rgw_doe_hash.sv
 rgw_doe_table.sv
+rgw_doe_regs.sv
 rgw_doe.sv
 rgw_card_rx.sv
 rgw_card_tx.sv

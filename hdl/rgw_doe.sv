@@ -6,7 +6,9 @@
 
 /*
  * Database Offload Engine: runs the sections of a riskgw program image (riskgw/doe/isa.py)
- * on events, with the tables in on-chip memory (rgw_doe_table) and LANES ALU lanes.
+ * on events, with the tables in on-chip memory (rgw_doe_table), LANES ALU lanes and the
+ * registers in rgw_doe_regs (a bank per lane and a live value table, not flip-flops with a
+ * REGS:1 multiplexer per read port).
  *
  * Load port (s_cfg_*): one 64-bit access per s_cfg_valid & s_cfg_ready; reads answer on
  * m_cfg_rd_valid.  Accepted only between events.  Address = {region[31:28], index[27:0]}:
@@ -146,9 +148,17 @@ state_t state_reg;
 
 // ---------------------------------------------------------------- registers and memories
 
-logic [63:0]        reg_val [REGS];
-logic               reg_null [REGS];
-logic               reg_const [REGS];
+// register file (rgw_doe_regs): read ports 3*l .. 3*l+2 are operands A, B, C of lane l, then the
+// table command's predicate, then its key words beyond the third
+localparam int RD_PORTS = 3 * LANES + 1 + (KEY_WORDS > 3 ? KEY_WORDS - 3 : 0);
+localparam int RD_PRED = 3 * LANES;
+logic [RD_PORTS-1:0][REG_W-1:0] rf_rd_addr;
+logic [RD_PORTS-1:0][64:0]      rf_rd_data;
+logic [LANES-1:0]               rf_wr_en;
+logic [LANES-1:0][REG_W-1:0]    rf_wr_addr;
+logic [LANES-1:0][64:0]         rf_wr_data;
+logic                           rf_c_we;
+logic [CL_REGS-1:0]             rf_c_addr;
 
 // packed, so that synthesis sees the program memories' output registers (see rgw_doe_table's bank_q)
 logic [LANES-1:0][INSN_W-1:0] prog_q;
@@ -229,13 +239,6 @@ function automatic logic is_twrite(input logic [7:0] op);
     return op == OP_ALLOC || op == OP_WRITE;
 endfunction
 
-// register read (registers change only at the end of a bundle)
-function automatic logic [64:0] rd(input logic [REG_W-1:0] r);
-    if (32'(r) >= REGS) begin
-        return {1'b1, 64'd0};
-    end
-    return {reg_null[CL_REGS'(r)], reg_val[CL_REGS'(r)]};
-endfunction
 
 // ---------------------------------------------------------------- ALU lanes
 
@@ -255,13 +258,26 @@ logic [LANES-1:0]   res_we_reg;
 logic [RULES-1:0]   rule_fail_reg;
 logic               alu_done;  // every ALU lane of the bundle has answered (or answers now)
 
+// Operands A, B and C of every lane, read from the register file for the bundle in prog_q. These
+// are the register file's read ports (each a REGS:1 mux of 65 bits); the rules and the table
+// command take their A, B and C from here instead of reading the registers again.
+logic [LANES-1:0][64:0] lane_a;
+logic [LANES-1:0][64:0] lane_b;
+logic [LANES-1:0][64:0] lane_c;
+
 genvar ga;
 generate
     for (ga = 0; ga < LANES; ga++) begin : g_alu
         logic [64:0] a, b, c;
-        assign a = rd(fld_reg(prog_q[ga], INSN_A_LSB));
-        assign b = rd(fld_reg(prog_q[ga], INSN_B_LSB));
-        assign c = rd(fld_reg(prog_q[ga], INSN_C_LSB));
+        assign rf_rd_addr[3*ga] = fld_reg(prog_q[ga], INSN_A_LSB);
+        assign rf_rd_addr[3*ga+1] = fld_reg(prog_q[ga], INSN_B_LSB);
+        assign rf_rd_addr[3*ga+2] = fld_reg(prog_q[ga], INSN_C_LSB);
+        assign a = rf_rd_data[3*ga];
+        assign b = rf_rd_data[3*ga+1];
+        assign c = rf_rd_data[3*ga+2];
+        assign lane_a[ga] = a;
+        assign lane_b[ga] = b;
+        assign lane_c[ga] = c;
         assign alu_issue[ga] = state_reg == ST_DECODE && !fast && is_alu(fld_op(prog_q[ga]));
 
         rgw_doe_alu #(
@@ -293,7 +309,7 @@ always_comb begin
     rule_fail = '0;
     for (int l = 0; l < LANES; l++) begin
         if (fld_op(prog_q[l]) == OP_RULE && 32'(prog_q[l][INSN_IMM_LSB +: INSN_IMM_W]) < RULES) begin
-            if (truthy(rd(fld_reg(prog_q[l], INSN_A_LSB))) && !truthy(rd(fld_reg(prog_q[l], INSN_B_LSB)))) begin
+            if (truthy(lane_a[l]) && !truthy(lane_b[l])) begin
                 rule_fail[CL_RULES'(prog_q[l][INSN_IMM_LSB +: INSN_IMM_W])] = 1'b1;
             end
         end
@@ -429,9 +445,15 @@ always_comb begin
     end
     tsel_insn = exec_insn[tsel_lane];
     tsel_op = fld_op(tsel_insn);
-    tsel_pred = truthy(rd(fld_reg(tsel_insn, INSN_PRED_LSB)));
-    tsel_a = rd(fld_reg(tsel_insn, INSN_A_LSB));
-    tsel_b = rd(fld_reg(tsel_insn, INSN_B_LSB));
+end
+
+// apart from the selection above, which addresses the register file's read ports
+always_comb begin
+    tsel_pred = truthy(rf_rd_data[RD_PRED]);
+    // prog_q holds the bundle in execution from its decode cycle to its commit (pc_next stays on
+    // it), so the lane's own operand reads serve the table command
+    tsel_a = lane_a[tsel_lane];
+    tsel_b = lane_b[tsel_lane];
 
     t_cmd_table = tsel_insn[INSN_TABLE_LSB +: INSN_TABLE_W];
     t_cmd_col = tsel_insn[INSN_IMM_LSB +: INSN_IMM_W];
@@ -441,7 +463,13 @@ always_comb begin
     t_cmd_value_null = tsel_b[64];
     for (int k = 0; k < KEY_WORDS; k++) begin
         logic [64:0] w;
-        w = rd(fld_reg(tsel_insn, INSN_A_LSB + 12 * k));
+        // key words 0..2 are operands A..C; further ones have read ports of their own
+        case (k)
+            0: w = lane_a[tsel_lane];
+            1: w = lane_b[tsel_lane];
+            2: w = lane_c[tsel_lane];
+            default: w = rf_rd_data[RD_PRED + k - 2];
+        endcase
         t_cmd_key[k*64 +: 64] = w[63:0];
         t_cmd_key_null[k] = w[64];
     end
@@ -504,6 +532,57 @@ assign tq_lane = tq_reg[tq_head_reg[CL_LANES-1:0]];
 // nothing left to issue and the last answer (if any) arrives now
 assign t_pass_done = !tsel_found
     && (tq_tail_reg == tq_head_reg || (t_rsp_valid && tq_tail_reg == tq_head_reg + 1'b1));
+
+// ---------------------------------------------------------------- register file
+
+assign rf_rd_addr[RD_PRED] = fld_reg(tsel_insn, INSN_PRED_LSB);
+genvar gk;
+generate
+    for (gk = 3; gk < KEY_WORDS; gk++) begin : g_key_rd
+        assign rf_rd_addr[RD_PRED + gk - 2] = fld_reg(tsel_insn, INSN_A_LSB + 12 * gk);
+    end
+endgenerate
+
+// one write port per lane: the single-cycle results in the decode cycle of a fast bundle, or the
+// bundle's results at its commit (never both in one cycle)
+always_comb begin
+    for (int l = 0; l < LANES; l++) begin
+        if (state_reg == ST_DECODE) begin
+            rf_wr_en[l] = fast && is_alu(fld_op(prog_q[l]));
+            rf_wr_addr[l] = fld_reg(prog_q[l], INSN_DST_LSB);
+            rf_wr_data[l] = {alu_c_null[l], alu_c_value[l]};
+        end else begin
+            rf_wr_en[l] = commit_now && fin_we[l];
+            rf_wr_addr[l] = fld_reg(bundle_reg[l], INSN_DST_LSB);
+            rf_wr_data[l] = {fin_null[l], fin_val[l]};
+        end
+    end
+end
+
+assign rf_c_we = cfg_wr && cfg_region == 4'h3 && 32'(cfg_index[27:1]) + REG_CONST_BASE < REGS;
+assign rf_c_addr = CL_REGS'(32'(cfg_index[27:1]) + REG_CONST_BASE);
+
+rgw_doe_regs #(
+    .REGS(REGS),
+    .LANES(LANES),
+    .RD_PORTS(RD_PORTS),
+    .IN_WORDS(IN_WORDS)
+) regs_inst (
+    .clk(clk),
+    .rst(rst),
+    .rd_addr(rf_rd_addr),
+    .rd_data(rf_rd_data),
+    .wr_en(rf_wr_en),
+    .wr_addr(rf_wr_addr),
+    .wr_data(rf_wr_data),
+    .c_we_value(rf_c_we && !cfg_index[0]),
+    .c_we_null(rf_c_we && cfg_index[0]),
+    .c_addr(rf_c_addr),
+    .c_data(s_cfg_data),
+    .clear(start_sec),
+    .in_data(in_data_reg),
+    .in_null(in_null_reg)
+);
 
 // ---------------------------------------------------------------- load port reads
 
@@ -573,16 +652,8 @@ always_ff @(posedge clk) begin
     pc_reg <= pc_next;
 
     if (start_sec) begin
-        // fresh registers: inputs, constants, every other register NULL
-        for (int r = 0; r < REGS; r++) begin
-            if (r < IN_WORDS) begin
-                reg_val[r] <= state_reg == ST_IDLE ? s_evt.data[r*64 +: 64] : in_data_reg[r*64 +: 64];
-                reg_null[r] <= state_reg == ST_IDLE ? s_evt.nulls[r] : in_null_reg[r];
-            end else if (!reg_const[r]) begin
-                reg_val[r] <= '0;
-                reg_null[r] <= 1'b1;
-            end
-        end
+        // fresh registers (rgw_doe_regs' clear): inputs from in_data_reg, loaded at this edge
+        // when the event is accepted now, constants, every other register NULL
         remain_reg <= sec_len_reg[start_idx];
         state_reg <= sec_len_reg[start_idx] == 0 ? ST_SEC_END : ST_DECODE;
     end
@@ -608,14 +679,7 @@ always_ff @(posedge clk) begin
                             end
                         end
                         4'h3: begin
-                            if (32'(cfg_index[27:1]) + REG_CONST_BASE < REGS) begin
-                                if (!cfg_index[0]) begin
-                                    reg_val[CL_REGS'(32'(cfg_index[27:1]) + REG_CONST_BASE)] <= s_cfg_data;
-                                end else begin
-                                    reg_null[CL_REGS'(32'(cfg_index[27:1]) + REG_CONST_BASE)] <= s_cfg_data[0];
-                                end
-                                reg_const[CL_REGS'(32'(cfg_index[27:1]) + REG_CONST_BASE)] <= 1'b1;
-                            end
+                            // the constant pool is written by rgw_doe_regs' load port
                         end
                         default: begin
                         end
@@ -658,13 +722,7 @@ always_ff @(posedge clk) begin
         end
         ST_DECODE: begin
             if (fast) begin
-                // single-cycle ALU ops and rules: commit now
-                for (int l = 0; l < LANES; l++) begin
-                    if (is_alu(fld_op(prog_q[l])) && 32'(fld_reg(prog_q[l], INSN_DST_LSB)) < REGS) begin
-                        reg_val[CL_REGS'(fld_reg(prog_q[l], INSN_DST_LSB))] <= alu_c_value[l];
-                        reg_null[CL_REGS'(fld_reg(prog_q[l], INSN_DST_LSB))] <= alu_c_null[l];
-                    end
-                end
+                // single-cycle ALU ops and rules: commit now (register writes: rf_wr_*)
                 failed_reg <= failed_reg | rule_fail;
                 remain_reg <= remain_reg - 1;
                 if (remain_reg == 1) begin
@@ -748,12 +806,7 @@ always_ff @(posedge clk) begin
 
     // commit: results of the lanes, the answers arriving now included
     if (commit_now) begin
-        for (int l = 0; l < LANES; l++) begin
-            if (fin_we[l] && 32'(fld_reg(bundle_reg[l], INSN_DST_LSB)) < REGS) begin
-                reg_val[CL_REGS'(fld_reg(bundle_reg[l], INSN_DST_LSB))] <= fin_val[l];
-                reg_null[CL_REGS'(fld_reg(bundle_reg[l], INSN_DST_LSB))] <= fin_null[l];
-            end
-        end
+        // register writes: rf_wr_*
         failed_reg <= failed_reg | rule_fail_reg;
         remain_reg <= remain_reg - 1;
         state_reg <= remain_reg == 1 ? ST_SEC_END : ST_DECODE;
@@ -765,9 +818,6 @@ always_ff @(posedge clk) begin
         m_cfg_rd_valid_reg <= 1'b0;
         alu_pending_reg <= '0;
         last_cycles_reg <= '0;
-        for (int r = 0; r < REGS; r++) begin
-            reg_const[r] <= 1'b0;
-        end
         for (int s = 0; s < SECTIONS; s++) begin
             sec_len_reg[s] <= '0;
             sec_start_reg[s] <= '0;
