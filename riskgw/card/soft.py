@@ -45,6 +45,10 @@ class SoftCard(CardDriver):
     def process(self, event: Event, inputs: Sequence[Value]) -> Decision:
         return self._live().process(event, inputs)
 
+    def process_many(self, items: Sequence[tuple[Event, Sequence[Value]]]) -> list[Decision]:
+        """`process` on each in order; the native engine runs them in one call."""
+        return self._live().process_batch(items)
+
     def state_hash(self) -> str:
         return self._live().state_hash()
 

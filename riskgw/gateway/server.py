@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, cast
 from riskgw.card.driver import CardDriver
 from riskgw.card.lockstep import LockstepCard
 from riskgw.card.select import card_kind
+from riskgw.card.soft import SoftCard
 from riskgw.doe.isa import Event, EventField
 from riskgw.doe.values import decode_char
 from riskgw.engine.engine import EVENTS, Decision, event_inputs
@@ -69,6 +70,7 @@ _REJECTED = struct.Struct("<" + "".join(f.fmt for f in LAYOUTS[MsgType.REJECTED]
 if HEADER.size + _REJECTED.size != LAYOUTS[MsgType.REJECTED].frame_struct.size:
     raise ImportError("REJECTED's layout has padding: see _REJECTED")
 MAX_RULES = FAILED_MASK_BYTES * 8
+_MIN_BATCH = 4  # NEW_ORDERs arrived together from which the card's batch entry is worth its setup
 
 
 def failed_mask(decision: Decision) -> bytes:
@@ -145,6 +147,8 @@ class Gateway:
     ) -> None:
         self.card = card
         self._lockstep = card if isinstance(card, LockstepCard) else None
+        # a card whose process_many is one call for the batch (not a loop, nor a lockstep pair)
+        self._batch_card = card if isinstance(card, SoftCard) else None
         self.journal = journal
         self.users = users
         self.heartbeat_ms = heartbeat_ms
@@ -510,6 +514,19 @@ class Gateway:
         start = time.perf_counter_ns()
         decision = self.card.process(event, inputs)
         self._card_latency[event].observe_ns(time.perf_counter_ns() - start)
+        self._record(event, values, inputs, decision, source, exec_values)
+        return decision
+
+    def _record(
+        self,
+        event: Event,
+        values: dict[str, Any],
+        inputs: Sequence[Value],
+        decision: Decision,
+        source: str = "exchange",
+        exec_values: dict[str, Any] | None = None,
+    ) -> None:
+        """A decided event: the journal, the counts by rule, the audit."""
         self.journal.append(event, inputs, decision)
         for rule in decision.failed:
             self.rule_failures[rule] += 1
@@ -526,7 +543,6 @@ class Gateway:
             if exec_values is not None:
                 values = {**values, **exec_values}
             self._audit(source, event.name, values, verdict, reason, rules)
-        return decision
 
     # ------------------------------------------------------------------ broker side
 
@@ -605,6 +621,19 @@ class Gateway:
             self.protocol_error(session, frame, f"ticket_id: {exc}")
             return
         decision = self._run(Event.NEW, values, inputs, session.user.name)
+        self._new_decided(session, frame, values, key, inputs, decision)
+
+    def _new_decided(
+        self,
+        session: BrokerSession,
+        frame: Frame,
+        values: dict[str, Any],
+        key: OrderKey,
+        inputs: tuple[Value, ...],
+        decision: Decision,
+    ) -> None:
+        """What follows a NEW's decision: the record, the book, the replies and the forward."""
+        assert session.user is not None and self.exchange is not None
         self.decided[key] = (inputs, decision, session)
         if not decision.accepted:
             self._order_done(key)
@@ -620,6 +649,71 @@ class Gateway:
         else:  # the bytes encode() would give, without encoding them twice more
             self.queue_body(session, MsgType.ACCEPTED, body)
             self.queue_body(self.exchange, MsgType.NEW_ORDER, body)
+
+    def new_orders(self, session: BrokerSession, frames: list[Frame]) -> None:
+        """NEW_ORDERs that arrived together on one session: as `new_order` on each in turn, but
+        the run of orders that go straight to the card (no reject, repeat or known id before it)
+        is decided by one call of the card's batch entry when it has one (the soft card's native
+        engine). A frame that needs anything else first ends the run: the run is decided, then
+        that frame goes through `new_order`, so replies keep their order."""
+        if self._batch_card is None or len(frames) < _MIN_BATCH:
+            for frame in frames:
+                self.new_order(session, frame)
+            return
+        run: list[tuple[Frame, dict[str, Any], OrderKey, tuple[Value, ...]]] = []
+        keys: set[OrderKey] = set()
+        for frame in frames:
+            item = self._straight_to_card(session, frame)
+            if item is None or item[2] in keys:
+                self._decide_run(session, run)
+                run, keys = [], set()
+                self.new_order(session, frame)
+                continue
+            run.append(item)
+            keys.add(item[2])
+        self._decide_run(session, run)
+
+    def _straight_to_card(
+        self, session: BrokerSession, frame: Frame
+    ) -> tuple[Frame, dict[str, Any], OrderKey, tuple[Value, ...]] | None:
+        """The order's values, key and input words when `new_order` would send it to the card
+        without a reply or a record first; None otherwise. Changes nothing."""
+        user = session.user
+        values = order_values(frame)
+        account = values["account_id"]
+        key = (account, values["order_id"])
+        if user is None or not user.may_trade(account) or key in self.decided or key in self.open:
+            return None
+        if key[1] <= self.forgotten.get(account, key[1] - 1) or self.kill.blocks(user.name, account):
+            return None
+        if self.exchange is None or self.failed is not None:
+            return None
+        try:
+            return frame, values, key, order_inputs(values)
+        except ValueError:
+            return None
+
+    def _decide_run(
+        self, session: BrokerSession, run: list[tuple[Frame, dict[str, Any], OrderKey, tuple[Value, ...]]]
+    ) -> None:
+        if not run:
+            return
+        assert self._batch_card is not None and session.user is not None
+        if len(run) == 1:
+            frame, values, key, inputs = run[0]
+            self.counters.orders += 1
+            decision = self._run(Event.NEW, values, inputs, session.user.name)
+            self._new_decided(session, frame, values, key, inputs, decision)
+            return
+        start = time.perf_counter_ns()
+        decisions = self._batch_card.process_many([(Event.NEW, item[3]) for item in run])
+        each = (time.perf_counter_ns() - start) // len(run)
+        latency = self._card_latency[Event.NEW]
+        for (frame, values, key, inputs), decision in zip(run, decisions, strict=True):
+            self.counters.orders += 1
+            latency.observe_ns(each)  # the batch's time, shared by its events
+            self._record(Event.NEW, values, inputs, decision, session.user.name)
+            self._new_decided(session, frame, values, key, inputs, decision)
 
     @staticmethod
     def _same_inputs(values: dict[str, Any], inputs: tuple[Value, ...]) -> bool:
@@ -752,7 +846,15 @@ class BrokerSession(FrameLink):
 
     def frames_received(self, items: list[Frame | ProtocolError]) -> None:
         gw = self.gateway
+        news: list[Frame] = []  # NEW_ORDERs in a row, decided together before anything after them
         for item in items:
+            if news and (
+                isinstance(item, ProtocolError)
+                or item.type is not MsgType.NEW_ORDER
+                or item.seq <= self.last_seq
+            ):
+                gw.new_orders(self, news)
+                news = []
             if isinstance(item, ProtocolError):
                 gw.protocol_error(self, None, str(item))
                 continue
@@ -763,7 +865,7 @@ class BrokerSession(FrameLink):
             self.last_seq = item.seq
             kind = item.type
             if kind is MsgType.NEW_ORDER:
-                gw.new_order(self, item)
+                news.append(item)
             elif kind is MsgType.CANCEL_REQUEST:
                 gw.cancel_request(self, item)
             elif kind is MsgType.HEARTBEAT:
@@ -778,6 +880,8 @@ class BrokerSession(FrameLink):
                 gw.queue_close(self)
             else:
                 gw.protocol_error(self, item, f"a broker may not send {kind.name}")
+        if news:
+            gw.new_orders(self, news)
 
 
 class ExchangeUplink(FrameLink):
