@@ -157,9 +157,15 @@ assign m_axis_tvalid = state_reg == ST_SEND;
 assign m_axis_tdata = frm_reg[DATA_W-1:0];
 assign m_axis_tlast = last;
 assign m_axis_tuser = sess_reg;
+// bytes of the beat that hold the frame (a procedural loop into a variable: an output net takes
+// only continuous assignments)
+logic [DB-1:0] keep;
+
 always_comb begin
-    for (int i = 0; i < DB; i++) m_axis_tkeep[i] = i < 32'(rem_reg);
+    for (int i = 0; i < DB; i++) keep[i] = i < 32'(rem_reg);
 end
+
+assign m_axis_tkeep = keep;
 
 always_comb begin
     cnt_accepted = take_dec && s_type == MSG_NEW_ORDER && dec_accept;
