@@ -117,6 +117,10 @@ class Counters:
     replies_held: int = 0  # sessions' replies held until the exchange's socket drained (see flush)
 
 
+def _exec_values(frame: Frame) -> dict[str, Any]:
+    return {"exec_price": frame["exec_price"], "exec_quantity": frame["exec_quantity"]}
+
+
 def _write(link: FrameLink, frames: list[bytes | None], now: float) -> None:
     """Write a connection's frames with one call; None closes it there (later frames are dropped)."""
     transport = link.transport
@@ -779,18 +783,69 @@ class Gateway:
             )
             return
         self.counters.exchange_events += 1
+        inputs = self._exec_inputs(order, frame)
+        self._run(event, order.values, inputs, exec_values=_exec_values(frame))
+        self._exec_decided(frame, event, key, order)
+
+    @staticmethod
+    def _exec_inputs(order: OpenOrder, frame: Frame) -> Sequence[Value]:
+        """The order's NEW input words with the execution's: what order_inputs gives for the
+        order's values and the frame's exec_price and exec_quantity."""
         fields = frame.values
         price, qty = fields["exec_price"], fields["exec_quantity"]
-        exec_values = {"exec_price": price, "exec_quantity": qty}
-        # the NEW's input words with the execution's: what order_inputs gives for the merged values
         words = order.inputs
         if words is None:
             words = order.inputs = order_inputs(order.values)
         if price.__class__ is int and qty.__class__ is int:
-            inputs: Sequence[Value] = (*words[:_EXEC_PRICE], price, qty, *words[_EXEC_QUANTITY + 1 :])
-        else:
-            inputs = order_inputs({**order.values, **exec_values})
-        self._run(event, order.values, inputs, exec_values=exec_values)
+            return (*words[:_EXEC_PRICE], price, qty, *words[_EXEC_QUANTITY + 1 :])
+        return order_inputs({**order.values, **_exec_values(frame)})
+
+    def exchange_frames(self, frames: list[Frame]) -> None:
+        """Frames that arrived together from the exchange: as `exchange_frame` on each in turn, but
+        a run of answers on distinct open orders is decided by one call of the card's batch entry
+        when it has one; any other frame ends the run, which is decided first."""
+        if self._batch_card is None or len(frames) < _MIN_BATCH:
+            for frame in frames:
+                self.exchange_frame(frame)
+            return
+        run: list[tuple[Frame, Event, OrderKey, OpenOrder]] = []
+        keys: set[OrderKey] = set()
+        for frame in frames:
+            event = _EVENT_OF.get(frame.type)
+            key = (frame["account_id"], frame["order_id"]) if event is not None else (0, 0)
+            order = self.open.get(key) if event is not None else None
+            if event is None or order is None or key in keys:
+                self._decide_exec_run(run)
+                run, keys = [], set()
+                self.exchange_frame(frame)
+                continue
+            run.append((frame, event, key, order))
+            keys.add(key)
+        self._decide_exec_run(run)
+
+    def _decide_exec_run(self, run: list[tuple[Frame, Event, OrderKey, OpenOrder]]) -> None:
+        if not run:
+            return
+        if len(run) == 1:
+            self.exchange_frame(run[0][0])
+            return
+        assert self._batch_card is not None
+        inputs = [self._exec_inputs(order, frame) for frame, _, _, order in run]
+        start = time.perf_counter_ns()
+        decisions = self._batch_card.process_many(
+            [(item[1], words) for item, words in zip(run, inputs, strict=True)]
+        )
+        each = (time.perf_counter_ns() - start) // len(run)
+        for (frame, event, key, order), words, decision in zip(run, inputs, decisions, strict=True):
+            self.counters.exchange_events += 1
+            self._card_latency[event].observe_ns(each)  # the batch's time, shared by its events
+            self._record(event, order.values, words, decision, exec_values=_exec_values(frame))
+            self._exec_decided(frame, event, key, order)
+
+    def _exec_decided(self, frame: Frame, event: Event, key: OrderKey, order: OpenOrder) -> None:
+        """What follows an exchange answer's run on the card: the history, the book, the session."""
+        fields = frame.values
+        price, qty = fields["exec_price"], fields["exec_quantity"]
         if key in self.decided:
             self.history.setdefault(key, []).append((frame.type, price, qty))
         if event is Event.FILL:
@@ -801,10 +856,9 @@ class Gateway:
         if order.session is None:
             return
         if order.body is None:
-            self.queue(order.session, frame.type, **order.values, **exec_values)
+            self.queue(order.session, frame.type, **order.values, exec_price=price, exec_quantity=qty)
         else:
-            exec_body = EXEC_FIELDS.pack(exec_values["exec_price"], exec_values["exec_quantity"])
-            self.queue_body(order.session, frame.type, order.body + exec_body)
+            self.queue_body(order.session, frame.type, order.body + EXEC_FIELDS.pack(price, qty))
 
 
 class BrokerSession(FrameLink):
@@ -911,11 +965,17 @@ class ExchangeUplink(FrameLink):
         self.gateway.release_held()
 
     def frames_received(self, items: list[Frame | ProtocolError]) -> None:
+        frames: list[Frame] = []  # in a row, decided together before anything after them
         for item in items:
             if isinstance(item, ProtocolError):
+                if frames:
+                    self.gateway.exchange_frames(frames)
+                    frames = []
                 self.gateway._log(f"exchange: {item}")
             else:
-                self.gateway.exchange_frame(item)
+                frames.append(item)
+        if frames:
+            self.gateway.exchange_frames(frames)
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
