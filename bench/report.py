@@ -1068,7 +1068,12 @@ def render(inputs: dict[str, Input], out_dir: Path, draw: bool = True) -> tuple[
                     [
                         name,
                         str(st.get("exit", "?")),
-                        fmt(st.get("seconds"), 0),
+                        fmt(st.get("seconds"), 0)
+                        + (
+                            " (beside the others: simulated cycles)"
+                            if st.get("ran_beside_the_others")
+                            else ""
+                        ),
                         "/".join(f"{x:.1f}" for x in st.get("load_before") or []),
                         "/".join(f"{x:.1f}" for x in st.get("load_after") or []),
                     ]
