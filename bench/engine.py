@@ -474,7 +474,7 @@ FAST_PATH_MAX = 100_000
 
 def _report(level: dict[str, Any]) -> None:
     for key in ("engine", "engine_native"):
-        if key not in level:
+        if "all" not in level.get(key, {}):  # not run, or skipped (its reason is in the JSON)
             continue
         eng = level[key]
         batch = eng.get("batch_cpu_events_per_s")

@@ -79,3 +79,11 @@ def test_sqlite_rows_match_the_engine_rows(setup: tuple[Image, Path, DataSet]) -
     config = next(t for t in image.tables if t.name == history.TABLE)
     engine_rows = [logical_row(config, [int(w[i]) for w in state.words]) for i in range(state.n_rows)]
     assert [tuple(r) for r in history.sqlite_rows(h)] == engine_rows
+
+
+def test_progress_lines_pass_over_a_skipped_backend(capsys: pytest.CaptureFixture[str]) -> None:
+    timed = {"backend": "native", "cpu_events_per_s": 1e5, "wall_events_per_s": 5e4}
+    timed |= {"all": {"p50_us": 2.0, "p99_us": 4.0}, "table_memory": {"total_mb": 1.0}, "peak_rss_mb": 9.0}
+    bench._report({"engine": {"skipped": "too big"}, "engine_native": timed, "sqlite": {"skipped": "x"}})
+    err = capsys.readouterr().err
+    assert "native: 100,000 events/s" in err and "fast" not in err
