@@ -3,6 +3,14 @@ the initiation interval of back-to-back orders -> bench/results/hdl.json.
 
 Cycle counts from Verilator are exact for this RTL; nanoseconds assume a 250 MHz clock (4 ns), a
 clock the design has not been shown to close timing at. The cocotb side is bench/hdl_tb.py.
+
+The reference rows reach the DOE as LOAD events through its event port, offered back to back by a
+row streamer in the bench's wrapper (bench/bench_rgw_doe.sv) rather than one cocotb transaction
+per row (an hour for 1M rows). The smallest size and the sweeps run on a build sized for it; the
+larger sizes on one build sized for the largest, its tables grown from size to size. The Verilator
+model runs about 50,000 cycles per CPU second: the 1M-row build's reset clear (2^21 buckets x 8
+tables) and load (about 17 cycles a row) are some 35M cycles, ten-odd CPU minutes, 2.7 GB.
+`--quick` runs 100 orders on the DOE suite's default build, which `make test` builds.
 """
 
 from __future__ import annotations
