@@ -138,8 +138,10 @@ logic [RD_PORTS-1:0][LANES+1:0]       bank_rd_null;
 genvar gl, gp;
 generate
     for (gl = 0; gl < LANES; gl++) begin : g_lane
-        logic [63:0] mem_val [REGS];
-        logic        mem_null [REGS];
+        // distributed: yosys counts a flip-flop memory's cost without its read multiplexers and
+        // picks flip-flops over LUT RAM copied for 25 read ports
+        (* ram_style = "distributed" *) logic [63:0] mem_val [REGS];
+        (* ram_style = "distributed" *) logic        mem_null [REGS];
         always_ff @(posedge clk) begin
             if (wr_en[gl] && 32'(wr_addr[gl]) < REGS) begin
                 mem_val[CL_REGS'(wr_addr[gl])] <= wr_data[gl][63:0];
@@ -166,8 +168,8 @@ always_comb begin
 end
 
 // constant pool: the value and the NULL bit load separately
-logic [63:0] cmem_val [REGS];
-logic        cmem_null [REGS];
+(* ram_style = "distributed" *) logic [63:0] cmem_val [REGS];
+(* ram_style = "distributed" *) logic        cmem_null [REGS];
 always_ff @(posedge clk) begin
     if (c_we_value) begin
         cmem_val[c_addr] <= c_data;
