@@ -61,15 +61,22 @@ def test_synth_counts_resources_by_cell_name() -> None:
 
 def test_synth_script_uses_the_slang_front_end(tmp_path: Path) -> None:
     text = synth.script(synth.BASE, tmp_path / "stat.json")
-    assert text.startswith("read_slang ")
+    assert "\nread_slang " in text
     assert "-family xcup" in text and "stat -json" in text
     assert all(f"-G {k}=" in text for k in synth.BASE)
 
 
-def test_synth_estimates_luts_from_unmapped_gates() -> None:
+def test_synth_unmapped_gates_never_count_as_a_fit() -> None:
     r = synth.count({"LUT6": 10, "_MUX_": 6, "_AND_": 3, "FDRE": 1})
-    assert r["LUT_is_estimate"] and r["unmapped_gates"] == 9
-    assert (r["LUT"], r["LUT_lower_estimate"]) == (19, 13)
+    assert r["unmapped_cells"] == {"_MUX_": 6, "_AND_": 3}
+    assert r["LUT"] == 10 and not r["fits_in_half_of_u200"]
+    assert "unmapped_cells" not in synth.count({"LUT6": 10, "FDRE": 1})
+
+
+def test_synth_script_maps_luts(tmp_path: Path) -> None:
+    text = synth.script(synth.BASE, tmp_path / "stat.json")
+    # the script runs synth_xilinx to its end (abc9 included), not up to map_luts
+    assert "-run map_memory:\n" in text and "map_luts" not in text
 
 
 def test_tables_grown_in_stages_hold_the_rows_of_one_load() -> None:
