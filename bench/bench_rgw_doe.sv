@@ -66,7 +66,10 @@ module bench_rgw_doe #(
     output wire logic [RULES-1:0]          m_dec_failed,
 
     input  wire logic                      load_go,
+    // 32 bits for cocotb; the streamer uses the low CL_DEPTH + 1
+    /* verilator lint_off UNUSEDSIGNAL */
     input  wire logic [31:0]               load_first,
+    /* verilator lint_on UNUSEDSIGNAL */
     input  wire logic [31:0]               load_end,
     input  wire logic [2:0]                load_kind,
     output wire logic                      load_done
