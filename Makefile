@@ -50,8 +50,11 @@ pynq-env: $(PYNQ_STAMP)
 # pynq 3.0.1's buffers need numpy < 2 (numpy 2 made ndarray.device read-only, and PynqBuffer sets
 # it), which riskgw's own numpy pin excludes: riskgw goes in without its deps, its other deps and
 # pynq with numpy < 2 beside it. tests/test_pynq_env.py checks the engine decides the same there.
+# Made from scratch each time: a half-made environment left by an interrupted run (pip missing) would
+# otherwise be reused.
 $(PYNQ_STAMP): pyproject.toml
-	@test -x $(PYNQ_VENV)/bin/python || $(PYTHON) -m venv $(PYNQ_VENV)
+	rm -rf $(PYNQ_VENV)
+	$(PYTHON) -m venv $(PYNQ_VENV)
 	$(PYNQ_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(PYNQ_VENV)/bin/python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
 	  print(*[d for d in p["dependencies"] if not d.startswith("numpy")], *p["optional-dependencies"]["fpga"], "numpy<2", sep="\n")' \
