@@ -83,50 +83,38 @@ logic [REGS-1:0][SRC_W-1:0] lvt_val_reg;
 logic [REGS-1:0][SRC_W-1:0] lvt_null_reg;
 logic [REGS-1:0]            const_reg;
 
-logic [REGS-1:0][SRC_W-1:0] lvt_val_next;
-logic [REGS-1:0][SRC_W-1:0] lvt_null_next;
-logic [REGS-1:0]            const_next;
-
-always_comb begin
-    lvt_val_next = lvt_val_reg;
-    lvt_null_next = lvt_null_reg;
-    const_next = const_reg;
-    for (int r = 0; r < REGS; r++) begin
-        if (clear) begin
+// indexed writes rather than a next-state loop over every register: the same result (the later
+// writes win: clear, then the load port, then the lanes in order), and a simulator evaluates
+// LANES writes per cycle instead of REGS * LANES comparisons
+always_ff @(posedge clk) begin
+    if (clear) begin
+        for (int r = 0; r < REGS; r++) begin
             if (r < IN_WORDS) begin
-                lvt_val_next[r] = SRC_W'(SRC_IN);
-                lvt_null_next[r] = SRC_W'(SRC_IN);
+                lvt_val_reg[r] <= SRC_W'(SRC_IN);
+                lvt_null_reg[r] <= SRC_W'(SRC_IN);
             end else if (!const_reg[r]) begin
-                lvt_val_next[r] = SRC_W'(SRC_NULL);
-                lvt_null_next[r] = SRC_W'(SRC_NULL);
+                lvt_val_reg[r] <= SRC_W'(SRC_NULL);
+                lvt_null_reg[r] <= SRC_W'(SRC_NULL);
             end
         end
-        if (32'(c_addr) == r) begin
-            if (c_we_value) begin
-                lvt_val_next[r] = SRC_W'(SRC_CONST);
-                const_next[r] = 1'b1;
-            end
-            if (c_we_null) begin
-                lvt_null_next[r] = SRC_W'(SRC_CONST);
-                const_next[r] = 1'b1;
-            end
-        end
-        for (int l = 0; l < LANES; l++) begin
-            if (wr_en[l] && 32'(wr_addr[l]) == r) begin
-                lvt_val_next[r] = SRC_W'(l);
-                lvt_null_next[r] = SRC_W'(l);
-            end
+    end
+    if (c_we_value) begin
+        lvt_val_reg[c_addr] <= SRC_W'(SRC_CONST);
+        const_reg[c_addr] <= 1'b1;
+    end
+    if (c_we_null) begin
+        lvt_null_reg[c_addr] <= SRC_W'(SRC_CONST);
+        const_reg[c_addr] <= 1'b1;
+    end
+    for (int l = 0; l < LANES; l++) begin
+        if (wr_en[l] && 32'(wr_addr[l]) < REGS) begin
+            lvt_val_reg[CL_REGS'(wr_addr[l])] <= SRC_W'(l);
+            lvt_null_reg[CL_REGS'(wr_addr[l])] <= SRC_W'(l);
         end
     end
     if (rst) begin
-        const_next = '0;
+        const_reg <= '0;
     end
-end
-
-always_ff @(posedge clk) begin
-    lvt_val_reg <= lvt_val_next;
-    lvt_null_reg <= lvt_null_next;
-    const_reg <= const_next;
 end
 
 // ---------------------------------------------------------------- banks
