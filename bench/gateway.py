@@ -165,29 +165,6 @@ def run_mode(
     }
 
 
-class _NullTransport(asyncio.Transport):
-    """Collects what the gateway writes, so the order path runs without sockets."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.out: list[bytes] = []
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self.out.append(bytes(data))
-
-    def is_closing(self) -> bool:
-        return False
-
-    def get_write_buffer_size(self) -> int:
-        return 0  # everything written is taken at once
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return default
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        pass
-
-
 async def _cpu_per_order(workdir: Path, n: int, batch: int) -> float:
     """CPU µs per order of the gateway's Python order path: NEW_ORDERs in batches of `batch`, each
     accepted order filled by a stand-in exchange in the same process; no sockets, no fsync."""
@@ -196,6 +173,7 @@ async def _cpu_per_order(workdir: Path, n: int, batch: int) -> float:
     from riskgw.doe.compiler import compile_files
     from riskgw.gateway.config import User
     from riskgw.gateway.journal import JournalHeader, open_journal
+    from riskgw.gateway.link import MemoryTransport
     from riskgw.gateway.protocol import Frame, FrameReader, MsgType, encode
     from riskgw.gateway.serve import make_card
     from riskgw.gateway.server import BrokerSession, ExchangeUplink, Gateway
@@ -208,11 +186,11 @@ async def _cpu_per_order(workdir: Path, n: int, batch: int) -> float:
     journal.unlink(missing_ok=True)
     opened = open_journal(journal, JournalHeader(image.digest(), card.state_hash()), fsync=False)
     gw = Gateway(card, opened.journal, {"b": User("b", "b", None)}, 60_000, lambda text: None)
-    exchange, exchange_out = ExchangeUplink(gw), _NullTransport()
+    exchange, exchange_out = ExchangeUplink(gw), MemoryTransport()
     exchange.connection_made(exchange_out)
     gw.exchange = exchange
     broker = BrokerSession(gw)
-    broker.connection_made(_NullTransport())
+    broker.connection_made(MemoryTransport())
     broker.data_received(encode(MsgType.LOGON, 1, username="b", password="b"))
     gw.flush()
     frames = orders(n, 1, DataSet())

@@ -15,6 +15,7 @@ from riskgw.card.tables import load_data_dir
 from riskgw.doe.compiler import compile_files
 from riskgw.exchange.sim import Behaviour
 from riskgw.gateway.journal import JournalHeader, open_journal, scan
+from riskgw.gateway.link import MemoryTransport
 from riskgw.gateway.protocol import Frame, FrameReader, MsgType, encode
 from riskgw.gateway.serve import make_card
 from riskgw.gateway.server import BrokerSession, ExchangeUplink, Gateway
@@ -81,8 +82,8 @@ async def replies(tmp_path: Path, together: bool) -> tuple[list[Reply], list[Any
     return got, journal
 
 
-def test_orders_that_arrive_together_are_decided_as_one_at_a_time(tmp_path: Path, monkeypatch: Any) -> None:
-    SMALL.write(tmp_path / "data")
+def count_batches(monkeypatch: Any) -> list[int]:
+    """The size of each call of the soft card's batch entry, in order."""
     batches: list[int] = []
     inner = SoftCard.process_many
 
@@ -91,6 +92,12 @@ def test_orders_that_arrive_together_are_decided_as_one_at_a_time(tmp_path: Path
         return inner(self, items)
 
     monkeypatch.setattr(SoftCard, "process_many", process_many)
+    return batches
+
+
+def test_orders_that_arrive_together_are_decided_as_one_at_a_time(tmp_path: Path, monkeypatch: Any) -> None:
+    SMALL.write(tmp_path / "data")
+    batches = count_batches(monkeypatch)
     (tmp_path / "one").mkdir()
     (tmp_path / "together").mkdir()
     for run in ("one", "together"):
@@ -105,29 +112,6 @@ def test_orders_that_arrive_together_are_decided_as_one_at_a_time(tmp_path: Path
     assert journal_together == journal_one
 
 
-class _Collect(asyncio.Transport):
-    """What the gateway writes to a connection, without a socket."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.out: list[bytes] = []
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self.out.append(bytes(data))
-
-    def is_closing(self) -> bool:
-        return False
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return default
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        pass
-
-
 async def exchange_side(workdir: Path, together: bool) -> tuple[list[Any], list[Any], list[Any]]:
     """The gateway in process: orders one at a time, then the exchange's answers on them (partial
     and full fills, rejects, cancels, a heartbeat, an unknown order), together or one by one."""
@@ -139,10 +123,10 @@ async def exchange_side(workdir: Path, together: bool) -> tuple[list[Any], list[
         workdir / "gw.journal", JournalHeader(image.digest(), card.state_hash()), fsync=False
     )
     gw = Gateway(card, opened.journal, dict(USERS), 600_000, lambda text: None)
-    exchange, to_exchange = ExchangeUplink(gw), _Collect()
+    exchange, to_exchange = ExchangeUplink(gw), MemoryTransport()
     exchange.connection_made(to_exchange)
     gw.exchange = exchange
-    broker, to_broker = BrokerSession(gw), _Collect()
+    broker, to_broker = BrokerSession(gw), MemoryTransport()
     broker.connection_made(to_broker)
     broker.data_received(encode(MsgType.LOGON, 1, username="alice", password="pw-a"))
     for i, order_id in enumerate(range(100, 180)):
@@ -188,14 +172,7 @@ def test_exchange_answers_that_arrive_together_are_decided_as_one_at_a_time(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
     SMALL.write(tmp_path / "data")
-    batches: list[int] = []
-    inner = SoftCard.process_many
-
-    def process_many(self: SoftCard, items: Any) -> Any:
-        batches.append(len(items))
-        return inner(self, items)
-
-    monkeypatch.setattr(SoftCard, "process_many", process_many)
+    batches = count_batches(monkeypatch)
     runs = {}
     for together in (False, True):
         workdir = tmp_path / str(together)
