@@ -5,6 +5,7 @@ no card `riskgw serve --card pynq` says what is missing in one line."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -25,11 +26,18 @@ pytestmark = pytest.mark.xdist_group("pynq_env")  # one worker builds the enviro
 
 @pytest.fixture(scope="module")
 def pynq_python() -> Path:
-    if not (VENV / ".installed").exists():
-        done = subprocess.run(
-            ["make", "pynq-env"], cwd=REPO, capture_output=True, text=True, timeout=1800, check=False
-        )
-        assert done.returncode == 0, f"make pynq-env failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    # A lock, not the xdist group alone: clean-clone runs have seen two workers set this module up at
+    # once, one removing the half-built environment the other was installing into.
+    lock_path = REPO / "build" / "pynq-env.lock"
+    lock_path.parent.mkdir(exist_ok=True)
+    with lock_path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (VENV / ".installed").exists():
+            done = subprocess.run(
+                ["make", "pynq-env"], cwd=REPO, capture_output=True, text=True, timeout=1800, check=False
+            )
+            said = f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+            assert done.returncode == 0, f"make pynq-env failed:\n{said}"
     return VENV / "bin" / "python"
 
 
