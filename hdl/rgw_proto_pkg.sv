@@ -40,7 +40,8 @@ package rgw_proto_pkg;
         REASON_BAD_CREDENTIALS = 16'h0006,
         REASON_SHUTDOWN = 16'h0007,
         REASON_HEARTBEAT_TIMEOUT = 16'h0008,
-        REASON_JOURNAL_FAILED = 16'h0009
+        REASON_JOURNAL_FAILED = 16'h0009,
+        REASON_EXCHANGE_BACKLOG = 16'h000a
     } reason_t;
 
     // LOGON: Opens a session; the gateway answers LOGON_ACK or LOGOUT with a reason.

@@ -60,6 +60,7 @@ class Reason(enum.IntEnum):
     SHUTDOWN = 7
     HEARTBEAT_TIMEOUT = 8  # nothing from the session for heartbeat_timeout heartbeat intervals
     JOURNAL_FAILED = 9  # the gateway cannot write its journal (a full disk, say): it stops
+    EXCHANGE_BACKLOG = 10  # the exchange reads too little of what it is sent: new orders are refused
 
 
 @dataclass(frozen=True)
