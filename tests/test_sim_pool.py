@@ -96,3 +96,34 @@ def test_a_card_that_fails_to_start_or_load_is_an_error_for_the_taker_only() -> 
 def test_a_pool_without_a_spare_is_refused() -> None:
     with pytest.raises(ValueError, match="at least one"):
         SimCardPool(spares=0, start=Starts())
+
+
+def test_a_new_program_reaches_the_spares_started_and_those_to_come() -> None:
+    rules = compile_files(RULES).image
+    fewer = compile_files(RULES[:1]).image
+    assert rules.digest() != fewer.digest()
+    starts = Starts()
+    pool = SimCardPool(spares=1, image=rules, start=starts)
+    wait_for(lambda: pool.status()["ready"] == 1)
+    pool.program(fewer)  # a deployment: the ready spare loads it in the background
+    wait_for(lambda: starts.cards[0].loaded[-1:] == [fewer])
+    assert starts.cards[0].loaded == [rules, fewer] and starts.cards[0].thread == "sim-card pool"
+    assert pool.take() is starts.cards[0]
+    wait_for(lambda: len(starts.cards) == 2 and starts.cards[1].loaded != [])
+    assert starts.cards[1].loaded == [fewer], "the next spare starts with the current program"
+    assert pool.status() == {"spares": 1, "ready": 1, "started": 2, "taken": 1}
+    pool.close()
+
+
+def test_a_spare_that_cannot_load_a_new_program_is_replaced() -> None:
+    rules = compile_files(RULES).image
+    fewer = compile_files(RULES[:1]).image
+    starts = Starts()
+    pool = SimCardPool(spares=1, image=rules, start=starts)
+    wait_for(lambda: pool.status()["ready"] == 1)
+    starts.cards[0].fail_load = True
+    pool.program(fewer)
+    wait_for(lambda: len(starts.cards) == 2 and pool.status()["ready"] == 1)
+    assert starts.cards[0].closed
+    assert pool.take() is starts.cards[1] and starts.cards[1].loaded == [fewer]
+    pool.close()

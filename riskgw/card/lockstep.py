@@ -123,6 +123,7 @@ class LockstepCard(CardDriver):
         new_card: Callable[[], CardDriver] | None = None,
         log: Callable[[str], None] | None = None,
         clock: Callable[[], int] = time.perf_counter_ns,
+        on_program: Callable[[Image], None] | None = None,
     ) -> None:
         if not isinstance(standby, Restorable):
             raise TypeError("the standby must be able to restore a snapshot")
@@ -131,6 +132,8 @@ class LockstepCard(CardDriver):
         self.standby = standby
         self.settings = settings or Settings()
         self.new_card = new_card
+        # told of every program loaded, so that cards `new_card` prepares ahead carry the current one
+        self.on_program = on_program
         self.mode = Mode.LOCKSTEP if card is not None else Mode.SOFTWARE
         self.halted = False
         self.counters = Counters()
@@ -154,6 +157,8 @@ class LockstepCard(CardDriver):
     def load_image(self, image: Image) -> None:
         self._generation += 1
         self.standby.load_image(image)
+        if self.on_program is not None:
+            self.on_program(image)
         if self.card is not None:
             try:
                 self.card.load_image(image)

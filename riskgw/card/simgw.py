@@ -3,7 +3,8 @@
 `sim` starts a `riskgw sim-card` process of its own (building the model the first time a parameter
 set is used) with tables sized for the data the gateway loads: enough rows, and an index in which
 no hash bucket of the DOE overflows with the data's keys; `sim:tcp://HOST:PORT` uses a server
-already running and checks the same of its tables. Failures are one-line UserErrors.
+already running and checks the same of its tables. Failures are one-line UserErrors. With a hot
+standby that brings cards back, `sim` takes its cards from a SimCardPool (`sim_card_pool`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from riskgw.card.doeport import DoeParams, hash_bucket
 from riskgw.card.driver import CardError
 from riskgw.card.simcard import SimCard
+from riskgw.card.simpool import SimCardPool
 from riskgw.card.simserver import CardParams
 from riskgw.doe.image import Image
 from riskgw.engine.csvdata import read_table
@@ -31,6 +33,8 @@ DATA_W = 512  # a NEW_ORDER frame in one beat: a fifth of the simulated cycles (
 # slots per hash bucket: the DOE's default, then twice as many for data whose keys crowd a bucket
 # (the reference data set fits 4 from 32768 rows; tests/test_doe_hash.py measures it)
 WAYS = (4, 8)
+LINK_TIMEOUT_S = 60.0  # the driver's deadline per call
+FIRST_START_S = 900.0  # a card's start, the model's build included (minutes on a loaded machine)
 
 
 @dataclass(frozen=True)
@@ -103,13 +107,35 @@ def open_sim_card(kind: str, image: Image, data: Path | None, log: Callable[[str
             )
         log(f"simulated card at {address}: {rows} rows per table")
         return card
+    params = card_params(shape, log)
+    try:
+        return SimCard.start(params, timeout=LINK_TIMEOUT_S)
+    except CardError as exc:
+        raise UserError(f"--card sim: {exc}") from None
+
+
+def card_params(shape: DataShape, log: Callable[[str], None]) -> CardParams:
+    """The parameters of a card started here for data of `shape` (and the log line that says so)."""
     rows, ways = rows_for(shape)
     params = CardParams(data_w=DATA_W, doe=DoeParams(rows=rows, ways=ways, rules=128))
     log(
         f"starting the simulated card ({rows} rows per table, {ways} hash ways, {params.data_w}-bit TOE);"
         " the first start of a build takes a few minutes"
     )
+    return params
+
+
+def sim_card_pool(image: Image, data: Path | None, spares: int, log: Callable[[str], None]) -> SimCardPool:
+    """A pool of `spares` cards for `sim`, loaded with `image` and sized for `data`: the gateway takes
+    its card from it, and each failback the next (SimCardPool says how)."""
+    params = card_params(data_shape(image, data), log)
+    return SimCardPool(params, spares=spares, timeout=LINK_TIMEOUT_S, image=image)
+
+
+def take_first(pool: SimCardPool) -> SimCard:
+    """The gateway's card from `pool`: the first start of a build waits for the build."""
     try:
-        return SimCard.start(params, timeout=60.0)
+        return pool.take(timeout=FIRST_START_S)
     except CardError as exc:
+        pool.close()
         raise UserError(f"--card sim: {exc}") from None

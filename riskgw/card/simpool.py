@@ -6,6 +6,11 @@ cycles of register writes. A failback needs a new card at once; the pool keeps `
 started, and with `image` set, loaded with that program, so that `take()` hands one over in
 microseconds and starts the next in the background.
 
+When the program changes (a deployment), `program(image)` makes the spares already started load
+the new one in the background, and the next ones start with it; a card taken before that is done
+carries the older program, so the taker loads the program it needs anyway (a SimCard skips the
+load when it holds that program already and nothing has run on it).
+
 Every card is started by the pool's own thread, which lives until `close()`: a simulated card's
 process is stopped when the thread that started it ends (PR_SET_PDEATHSIG), so a card taken from
 the pool lives until the pool is closed, or the card is.
@@ -25,6 +30,7 @@ from riskgw.card.simserver import CardParams
 from riskgw.doe.image import Image
 
 _STOP = object()
+_RELOAD = object()
 
 
 class SimCardPool:
@@ -45,6 +51,7 @@ class SimCardPool:
         self.image = image  # the program spares are loaded with (None: none)
         self.log_dir = log_dir
         self.started = 0
+        self.taken = 0
         self._start = start
         self._ready: queue.Queue[SimCard | CardError] = queue.Queue()
         self._orders: queue.Queue[object] = queue.Queue()
@@ -55,7 +62,10 @@ class SimCardPool:
             self._orders.put(None)
 
     def _run(self) -> None:
-        while self._orders.get() is not _STOP:
+        while (order := self._orders.get()) is not _STOP:
+            if order is _RELOAD:
+                self._reload()
+                continue
             try:
                 log = None if self.log_dir is None else self.log_dir / f"sim-card-{self.started}.log"
                 self.started += 1
@@ -80,6 +90,41 @@ class SimCardPool:
                 with contextlib.suppress(CardError, OSError):
                     left.close()
 
+    def _reload(self) -> None:
+        """The spares ready now, loaded with the pool's program; one that fails is replaced."""
+        ready: list[SimCard | CardError] = []
+        while True:
+            try:
+                ready.append(self._ready.get_nowait())
+            except queue.Empty:
+                break
+        for got in ready:
+            image = self.image
+            if isinstance(got, SimCard) and image is not None:
+                try:
+                    got.load_image(image)  # nothing when it holds this program already
+                except CardError:
+                    with contextlib.suppress(CardError, OSError):
+                        got.close()
+                    self._orders.put(None)
+                    continue
+            self._ready.put(got)
+
+    def program(self, image: Image) -> None:
+        """Spares carry `image` from now on: those ready are reloaded in the background."""
+        if self._closed:
+            return
+        self.image = image
+        self._orders.put(_RELOAD)
+
+    def status(self) -> dict[str, int]:
+        return {
+            "spares": self.spares,
+            "ready": self._ready.qsize(),
+            "started": self.started,
+            "taken": self.taken,
+        }
+
     def take(self, timeout: float = 900.0) -> SimCard:
         """A started card (loaded with `image` when set); the next one starts in the background.
         CardError when the card could not start."""
@@ -92,6 +137,7 @@ class SimCardPool:
         self._orders.put(None)
         if isinstance(got, CardError):
             raise got
+        self.taken += 1
         return got
 
     def close(self) -> None:

@@ -9,6 +9,9 @@
     hash_every = 10000             # events between state-hash comparisons (0: never)
     probation_events = 1000        # events without a difference before a card decides again
     rejoin_ms = 1000               # between attempts to bring a card back
+    spares = 1                     # card = "sim": simulated cards kept started with the program
+                                   # loaded, so a failback takes one at once (each a process and
+                                   # its memory); 0: a failback starts a new one (seconds)
 
 The watchdog runs on the gateway's loop between events: it reads the heartbeat, closes failed
 cards, and brings a card back, with the slow part (starting a card, loading the program and the
@@ -26,16 +29,19 @@ from typing import Any
 from riskgw.card.driver import CardDriver
 from riskgw.card.lockstep import FAILBACKS, POLICIES, LockstepCard, Settings, close_cards
 from riskgw.card.soft import SoftCard
+from riskgw.doe.image import Image
 from riskgw.engine.cbuild import compiler
 from riskgw.errors import UserError
 
 _INT_KEYS = {"heartbeat_timeout_ms": 1, "hash_every": 0, "probation_events": 0, "rejoin_ms": 0}
+MAX_SPARES = 8
 
 
 @dataclass(frozen=True)
 class FailoverConfig:
     standby: bool | None = None  # None: on unless the card is the software engine itself
     settings: Settings = field(default_factory=Settings)
+    spares: int = 1  # simulated cards started ahead for `card = "sim"` (0: started on demand)
 
     def wanted(self, card: str) -> bool:
         return self.standby if self.standby is not None else card != "soft"
@@ -45,7 +51,7 @@ def parse_failover(table: Any) -> FailoverConfig:
     """The `[failover]` table of the config file; UserError naming the bad setting."""
     if not isinstance(table, dict):
         raise UserError("failover must be a [failover] table")
-    known = {"standby", "policy", "failback", *_INT_KEYS}
+    known = {"standby", "policy", "failback", "spares", *_INT_KEYS}
     unknown = sorted(set(table) - known)
     if unknown:
         raise UserError(f"failover: unknown setting {unknown[0]!r} (settings: {', '.join(sorted(known))})")
@@ -65,7 +71,10 @@ def parse_failover(table: Any) -> FailoverConfig:
             if not isinstance(value, int) or isinstance(value, bool) or value < least:
                 raise UserError(f"failover.{key} must be a whole number >= {least}")
             numbers[key] = value
-    return FailoverConfig(standby, Settings(policy=policy, failback=failback, **numbers))
+    spares = table.get("spares", 1)
+    if not isinstance(spares, int) or isinstance(spares, bool) or not 0 <= spares <= MAX_SPARES:
+        raise UserError(f"failover.spares must be a whole number from 0 to {MAX_SPARES}")
+    return FailoverConfig(standby, Settings(policy=policy, failback=failback, **numbers), spares)
 
 
 def standby_card() -> SoftCard:
@@ -74,9 +83,13 @@ def standby_card() -> SoftCard:
 
 
 def with_standby(
-    card: CardDriver, new_card: Callable[[], CardDriver], settings: Settings, log: Callable[[str], None]
+    card: CardDriver,
+    new_card: Callable[[], CardDriver],
+    settings: Settings,
+    log: Callable[[str], None],
+    on_program: Callable[[Image], None] | None = None,
 ) -> LockstepCard:
-    return LockstepCard(card, standby_card(), settings, new_card, log)
+    return LockstepCard(card, standby_card(), settings, new_card, log, on_program=on_program)
 
 
 def poll_interval(settings: Settings) -> float:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from riskgw.card.driver import CardDriver
 from riskgw.card.lockstep import LockstepCard
@@ -36,6 +36,9 @@ from riskgw.gateway.server import MAX_RULES, BrokerSession, Gateway
 from riskgw.gateway.snapfile import Loaded
 from riskgw.gateway.snapshot import Snapshotter, pick, restore_orders, snapshots_dir
 
+if TYPE_CHECKING:
+    from riskgw.card.simpool import SimCardPool  # ZeroMQ and the card model load only for card = "sim"
+
 
 def _say(text: str) -> None:
     print(f"gateway: {text}", file=sys.stderr, flush=True)
@@ -53,6 +56,7 @@ class Running:
     fix: Any = None  # the FIX acceptor (riskgw.gateway.fix.FixAcceptor), when [fix] is set
     watchdog: asyncio.Task[None] | None = None  # the hot standby's, when there is one
     snapshot: Loaded | None = None  # the snapshot the state was rebuilt from (None: the whole journal)
+    pool: SimCardPool | None = None  # the simulated cards started ahead for failbacks (card = "sim")
 
     @property
     def metrics_port(self) -> int:
@@ -104,6 +108,8 @@ class Running:
             gw.syncer.stop()
             gw.failed = gw.failed or gw.syncer.failed
         gw.card.close()
+        if self.pool is not None:  # after the card: a card taken from the pool ends with it
+            self.pool.close()
         if gw.audit is not None:
             gw.audit.close()
 
@@ -141,14 +147,54 @@ async def start_gateway(config: GatewayConfig, log: Callable[[str], None] = _say
     if config.card == "auto":
         config.card = resolve_auto(CARDS, log)
     kind, data = config.card, config.data
-
-    def new_card() -> CardDriver:
-        return make_card(kind, data, log, image) if kind.startswith("sim") else make_card(kind)
-
-    card = new_card()
     failover = config.failover or FailoverConfig()
-    if failover.wanted(config.card):
-        card = with_standby(card, new_card, failover.settings, log)
+    standby = failover.wanted(kind)
+    pool: SimCardPool | None = None
+    new_card: Callable[[], CardDriver]
+    if standby and kind == "sim" and failover.spares:
+        # Cards started ahead with the program loaded: a failback takes one at once.
+        from riskgw.card.simgw import sim_card_pool, take_first
+
+        pool = sim_card_pool(image, data, failover.spares, log)
+        card: CardDriver = take_first(pool)
+        new_card = spare_taker(pool, log)
+    else:
+
+        def new_card() -> CardDriver:
+            return make_card(kind, data, log, image) if kind.startswith("sim") else make_card(kind)
+
+        card = new_card()
+    if standby:
+        # a program loaded (a deployment) goes to the spares too, in the background
+        card = with_standby(card, new_card, failover.settings, log, None if pool is None else pool.program)
+    try:
+        running = await _start_on(config, image, card, log)
+    except BaseException:
+        card.close()
+        if pool is not None:
+            pool.close()
+        raise
+    if pool is not None:
+        running.pool = pool
+        running.gateway.status_parts["spares"] = pool.status
+    return running
+
+
+def spare_taker(pool: SimCardPool, log: Callable[[str], None]) -> Callable[[], CardDriver]:
+    """`new_card` for a failback: the pool's next card."""
+
+    def take() -> CardDriver:
+        card = pool.take()
+        log(f"card: took a spare simulated card from the pool ({pool.taken} taken, the next one starting)")
+        return card
+
+    return take
+
+
+async def _start_on(
+    config: GatewayConfig, image: Image, card: CardDriver, log: Callable[[str], None]
+) -> Running:
+    """The gateway around `card` (closed by the caller when this raises)."""
 
     def initial_state() -> int:
         card.load_image(image)
