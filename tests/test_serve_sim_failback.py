@@ -1,8 +1,9 @@
-"""`riskgw serve --card sim` with its hot standby: the simulated card's process SIGKILLed under the
-gateway, the software engine taking over, and an operator's failback bringing back a card taken
-from the gateway's pool of spares (`[failover] spares`), which then decides again. Every verdict
-and the final state are the software engine's alone; after the gateway stops, no simulated card
-process it started is left.
+"""`riskgw serve --card sim` with its hot standby: a deployment, whose program the spare card the
+gateway keeps started (`[failover] spares`) loads in the background; then the simulated card's
+process SIGKILLed under the gateway, the software engine taking over, and an operator's failback
+bringing back the spare, which decides again. Every verdict and the final state are those of a
+software engine run alone through the same orders and deployment; after the gateway stops, no
+simulated card process it started is left.
 """
 
 from __future__ import annotations
@@ -20,13 +21,15 @@ from gateway_support import RULES, USERS, Client, order, run_async
 
 from riskgw.card.lockstep import LockstepCard, Settings
 from riskgw.card.simcard import SimCard
+from riskgw.card.soft import SoftCard
+from riskgw.card.tables import load_data_dir
 from riskgw.doe.compiler import compile_files
 from riskgw.doe.isa import Event
-from riskgw.engine.engine import Engine, event_inputs
-from riskgw.engine.replay import load_data
+from riskgw.engine.engine import event_inputs
 from riskgw.exchange.sim import Behaviour, start_exchange
 from riskgw.gateway.config import GatewayConfig
-from riskgw.gateway.control import handle
+from riskgw.gateway.control import request
+from riskgw.gateway.deploy import swap
 from riskgw.gateway.failover import FailoverConfig
 from riskgw.gateway.protocol import MsgType
 from riskgw.gateway.serve import start_gateway
@@ -54,7 +57,7 @@ def orders(first: int, n: int) -> list[dict[str, Any]]:
                 account_id=account,
                 ticket=ticket(sec),
                 price=ref_price(sec) * (50 if oid % 4 == 3 else 1),
-                quantity=10**9 if oid % 7 == 5 else 100,
+                quantity=10**9 if oid % 7 == 5 else 500 if oid % 3 == 0 else 100,
                 ts=34_200 * 10**9 + oid * 10**8,
             )
         )
@@ -113,6 +116,9 @@ async def until(
 
 def test_a_killed_card_fails_over_and_back_to_a_spare_from_the_pool(tmp_path: Path) -> None:
     TINY.write(tmp_path / "data")
+    cap = tmp_path / "95_cap.sql"
+    cap.write_text("Rule OrderCap ( trade_order.quantity <= 300 )\n", encoding="utf-8")
+    deployed = [*RULES, cap]
     before = sim_card_groups()  # a card server other tests of this worker keep running
     settings = Settings(
         failback="manual",
@@ -127,6 +133,7 @@ def test_a_killed_card_fails_over_and_back_to_a_spare_from_the_pool(tmp_path: Pa
     sent: list[dict[str, Any]] = []
     verdicts: dict[int, bool] = {}
     groups: set[int] = set()
+    deploy_after: list[int] = []  # the orders sent before the deployment
 
     async def script() -> tuple[str, dict[str, Any]]:
         server, _exchange = await start_exchange("127.0.0.1", 0, REST_ALL)
@@ -141,8 +148,14 @@ def test_a_killed_card_fails_over_and_back_to_a_spare_from_the_pool(tmp_path: Pa
             fsync=False,
             heartbeat_ms=600_000,  # the broker sends no heartbeats while a spare starts
             failover=FailoverConfig(True, settings, spares=1),
+            control=("127.0.0.1", 0),
+            control_token=TOKEN,
         )
         running = await start_gateway(config, logged.append)
+
+        async def ctl(**message: Any) -> dict[str, Any]:
+            return await request("127.0.0.1", running.control_port, {"token": TOKEN, **message}, WAIT_S)
+
         try:
             lock = running.gateway.card
             assert isinstance(lock, LockstepCard) and lock.primary == "card", lock.status()
@@ -164,22 +177,35 @@ def test_a_killed_card_fails_over_and_back_to_a_spare_from_the_pool(tmp_path: Pa
             assert lock.primary == "card" and lock.counters.mismatches == 0, lock.status()
             # the gateway's card and the spare the pool started ahead
             await until(lambda: running.gateway.status()["spares"]["ready"] == 1, "the spare")
+            first_image = lock.image.digest()[:12]
+            assert (await ctl(cmd="status"))["spares"]["image"] == first_image
+            files = [[p.name, p.read_text(encoding="utf-8")] for p in deployed]
+            answer = await ctl(cmd="deploy", files=files, who="test", message="order cap")
+            assert answer["ok"], answer
+            deploy_after.append(len(sent))
+            new_image = lock.image.digest()[:12]
+            assert new_image != first_image
+            # the spare loads the new program in the background
+            await until(
+                lambda: running.gateway.status()["spares"]["image"] == new_image, "the spare's reload"
+            )
+            await decide(orders(7, 6))  # the card decides, under the new program
             groups.update(sim_card_groups() - before)
             assert len(groups) == 2, groups
             first = lock.card
             assert isinstance(first, SimCard) and first.server is not None
             os.killpg(first.server.pid, signal.SIGKILL)  # the server and its simulator
-            await decide(orders(7, 6))  # the first meets the dead card: software decides it
+            await decide(orders(13, 6))  # the first meets the dead card: software decides it
             assert lock.primary == "software" and lock.counters.failovers == 1, lock.status()
             assert lock.failovers[0].reason.startswith("driver error"), lock.failovers[0]
 
-            answer = handle(running.gateway, TOKEN, {"token": TOKEN, "cmd": "failback"})
+            answer = await ctl(cmd="failback")
             assert answer["ok"], answer
-            next_id = 13
+            next_id = 19
 
             async def one_more() -> None:  # a few events while the card loads: caught up after
                 nonlocal next_id
-                if next_id < 16:
+                if next_id < 22:
                     await decide(orders(next_id, 1))
                     next_id += 1
 
@@ -190,9 +216,10 @@ def test_a_killed_card_fails_over_and_back_to_a_spare_from_the_pool(tmp_path: Pa
             second = lock.card
             assert isinstance(second, SimCard) and second is not first and second.server is not None
             assert second.server.pid in groups, "the card that came back is the spare started ahead"
+            assert second.image.digest()[:12] == new_image
             await decide(orders(next_id, 6))  # the card decides again
             assert lock.primary == "card", lock.status()
-            status = handle(running.gateway, TOKEN, {"token": TOKEN, "cmd": "status"})
+            status = await ctl(cmd="status")
             await broker.close()
             groups.update(sim_card_groups() - before)  # the next spare, started after the take
             return running.gateway.card.state_hash(), status
@@ -204,9 +231,15 @@ def test_a_killed_card_fails_over_and_back_to_a_spare_from_the_pool(tmp_path: Pa
 
     state, status = run_async(script(), timeout=1700)
 
-    engine = Engine(compile_files(RULES).image)
-    load_data(engine, tmp_path / "data")
-    want = {v["order_id"]: engine.process(Event.NEW, event_inputs(v)).accepted for v in sent}
+    # the software engine alone, through the same orders and the same deployment between them
+    engine = SoftCard("fast")
+    engine.load_image(compile_files(RULES).image)
+    load_data_dir(engine, tmp_path / "data")
+    want: dict[int, bool] = {}
+    for n, v in enumerate(sent):
+        if n == deploy_after[0]:
+            swap(engine, compile_files(deployed).image, {}, False, {})
+        want[v["order_id"]] = engine.process(Event.NEW, event_inputs(v)).accepted
     assert verdicts == want
     assert set(want.values()) == {True, False}, "the session accepts some orders and rejects others"
     assert state == engine.state_hash()

@@ -111,7 +111,7 @@ def test_a_new_program_reaches_the_spares_started_and_those_to_come() -> None:
     assert pool.take() is starts.cards[0]
     wait_for(lambda: len(starts.cards) == 2 and starts.cards[1].loaded != [])
     assert starts.cards[1].loaded == [fewer], "the next spare starts with the current program"
-    assert pool.status() == {"spares": 1, "ready": 1, "started": 2, "taken": 1}
+    assert pool.status() == {"image": fewer.digest()[:12], "spares": 1, "ready": 1, "started": 2, "taken": 1}
     pool.close()
 
 

@@ -52,6 +52,7 @@ class SimCardPool:
         self.log_dir = log_dir
         self.started = 0
         self.taken = 0
+        self.loaded: str | None = None  # the digest of the program the spares were last loaded with
         self._start = start
         self._ready: queue.Queue[SimCard | CardError] = queue.Queue()
         self._orders: queue.Queue[object] = queue.Queue()
@@ -77,6 +78,7 @@ class SimCardPool:
                     except CardError:
                         card.close()
                         raise
+                    self.loaded = image.digest()
                 self._ready.put(card)
             except CardError as exc:
                 self._ready.put(exc)
@@ -108,6 +110,7 @@ class SimCardPool:
                         got.close()
                     self._orders.put(None)
                     continue
+                self.loaded = image.digest()
             self._ready.put(got)
 
     def program(self, image: Image) -> None:
@@ -117,8 +120,11 @@ class SimCardPool:
         self.image = image
         self._orders.put(_RELOAD)
 
-    def status(self) -> dict[str, int]:
+    def status(self) -> dict[str, int | str | None]:
+        """How many spares are kept, ready, started and taken, and the program they were last loaded
+        with (its digest's first 12 hex digits)."""
         return {
+            "image": None if self.loaded is None else self.loaded[:12],
             "spares": self.spares,
             "ready": self._ready.qsize(),
             "started": self.started,
