@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+from collections import Counter
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,3 +164,53 @@ def run_async(coro: Coroutine[Any, Any, T], timeout: float = 25.0) -> T:
         return await asyncio.wait_for(coro, timeout)
 
     return asyncio.run(bounded())
+
+
+class StalledExchange:
+    """An exchange that reads nothing until told to: the gateway's forwards back up, past the
+    kernel's socket buffers (kept small here) into the gateway's own memory."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # accepted sockets inherit it
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.sock.setblocking(False)
+        self.port = self.sock.getsockname()[1]
+        self.orders: Counter[tuple[int, int]] = Counter()  # NEW_ORDERs received, on any connection
+        self.cancels: Counter[tuple[int, int]] = Counter()  # CANCEL_REQUESTs received
+        self.sent = 0  # frames sent on the connection `answer` writes to
+
+    async def accept(self) -> socket.socket:
+        conn, _ = await asyncio.wait_for(asyncio.get_running_loop().sock_accept(self.sock), 60)
+        return conn
+
+    async def serve(self, conn: socket.socket, holding: set[tuple[int, int]] | None = None) -> None:
+        """Read the connection to its end, counting NEW_ORDERs; answer STATUS_REQUESTs: an order
+        received and in `holding` rests in full, any other is not held."""
+        loop = asyncio.get_running_loop()
+        reader = FrameReader()
+        try:
+            while data := await loop.sock_recv(conn, 1 << 16):
+                for frame in reader.feed(data):
+                    assert isinstance(frame, Frame), frame
+                    key = (frame["account_id"], frame["order_id"])
+                    if frame.type is MsgType.NEW_ORDER:
+                        self.orders[key] += 1
+                    elif frame.type is MsgType.CANCEL_REQUEST:
+                        self.cancels[key] += 1
+                    elif frame.type is MsgType.STATUS_REQUEST and holding is not None:
+                        self.sent += 1
+                        seq = self.sent
+                        left = 100 if key in holding and self.orders[key] else 0
+                        status = dict(order_id=key[1], account_id=key[0], exec_quantity=left)
+                        await loop.sock_sendall(conn, encode(MsgType.ORDER_STATUS, seq, **status))
+        except ConnectionError:
+            pass
+        finally:
+            conn.close()
+
+    async def answer(self, conn: socket.socket, msg_type: MsgType, **values: Any) -> None:
+        """Send the gateway a frame (a FILL, a CANCELLED) on `conn`, read or not."""
+        self.sent += 1
+        await asyncio.get_running_loop().sock_sendall(conn, encode(msg_type, self.sent, **values))

@@ -13,13 +13,12 @@ import random
 import signal
 import socket
 import sys
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 from failover_support import OracleRun, fields_of, same_state
-from gateway_support import RULES, SMALL, Client, held_order, run_async
+from gateway_support import RULES, SMALL, Client, StalledExchange, held_order, run_async
 
 from riskgw.doe.compiler import compile_files
 from riskgw.engine.engine import Decision, Engine
@@ -27,7 +26,7 @@ from riskgw.engine.replay import load_data
 from riskgw.exchange.sim import Behaviour, start_exchange
 from riskgw.gateway.control import request
 from riskgw.gateway.journal import scan
-from riskgw.gateway.protocol import Frame, FrameReader, MsgType, encode
+from riskgw.gateway.protocol import MsgType
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -295,47 +294,6 @@ def test_gateway_killed_three_times_under_load(tmp_path: Path) -> None:
         assert same_state(engine.image, engine.snapshot(), run) is None
 
     run_async(script(), timeout=170)
-
-
-class StalledExchange:
-    """An exchange that reads nothing until told to: the gateway's forwards back up, past the
-    kernel's socket buffers (kept small here) into the gateway's own memory."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # accepted sockets inherit it
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen()
-        self.sock.setblocking(False)
-        self.port = self.sock.getsockname()[1]
-        self.orders: Counter[tuple[int, int]] = Counter()  # NEW_ORDERs received, on any connection
-
-    async def accept(self) -> socket.socket:
-        conn, _ = await asyncio.wait_for(asyncio.get_running_loop().sock_accept(self.sock), 60)
-        return conn
-
-    async def serve(self, conn: socket.socket, holding: set[tuple[int, int]] | None = None) -> None:
-        """Read the connection to its end, counting NEW_ORDERs; answer STATUS_REQUESTs: an order
-        received and in `holding` rests in full, any other is not held."""
-        loop = asyncio.get_running_loop()
-        reader = FrameReader()
-        seq = 0
-        try:
-            while data := await loop.sock_recv(conn, 1 << 16):
-                for frame in reader.feed(data):
-                    assert isinstance(frame, Frame), frame
-                    key = (frame["account_id"], frame["order_id"])
-                    if frame.type is MsgType.NEW_ORDER:
-                        self.orders[key] += 1
-                    elif frame.type is MsgType.STATUS_REQUEST and holding is not None:
-                        seq += 1
-                        left = 100 if key in holding and self.orders[key] else 0
-                        status = dict(order_id=key[1], account_id=key[0], exec_quantity=left)
-                        await loop.sock_sendall(conn, encode(MsgType.ORDER_STATUS, seq, **status))
-        except ConnectionError:
-            pass
-        finally:
-            conn.close()
 
 
 def test_no_accepted_leaves_before_its_forward(tmp_path: Path) -> None:

@@ -18,6 +18,10 @@
     kill_file = "gateway.kill"         # where kill switches are kept (default: the journal + .kill)
     metrics = "127.0.0.1:9102"         # Prometheus metrics at http://HOST:PORT/metrics (off when not set)
     audit = "audit.sqlite"             # every decision in SQLite, for `riskgw log query` (off when not set)
+    exchange_backlog_limit = 1048576   # bytes the exchange has not read past which new orders are
+                                       # refused with EXCHANGE_BACKLOG, until it has read them all
+    held_replies_limit = 10000         # replies held for a session (they wait for the exchange to
+                                       # read its orders) past which the session is not read from
 
     [failover]                         # the card's hot standby: riskgw/gateway/failover.py
     policy = "failover"
@@ -56,6 +60,12 @@ if TYPE_CHECKING:  # `riskgw ctl` reads this module and needs none of the engine
     from riskgw.gateway.snapshot import SnapshotSettings
 
 CARDS = ("soft", "sim", "pynq", "auto")
+# Bytes written to the exchange that the kernel did not take (the exchange reads too little) past
+# which new orders are refused with EXCHANGE_BACKLOG, until the exchange has read them all.
+EXCHANGE_BACKLOG_LIMIT = 1 << 20
+# Frames held for one session (they wait for the exchange to read its orders: Gateway.flush) past
+# which the session is not read from.
+HELD_REPLIES_LIMIT = 10_000
 SIM_PREFIX = "sim:"  # sim:tcp://HOST:PORT, a running `riskgw sim-card`
 
 
@@ -109,6 +119,8 @@ class GatewayConfig:
     failover: FailoverConfig | None = None  # [failover]; None: the defaults
     fix: FixConfig | None = None  # [fix]: the FIX acceptor; None: off
     snapshots: SnapshotSettings = field(default_factory=lambda: _snapshot_settings())
+    exchange_backlog_limit: int = EXCHANGE_BACKLOG_LIMIT
+    held_replies_limit: int = HELD_REPLIES_LIMIT
 
     @property
     def kill_path(self) -> Path:
@@ -191,6 +203,8 @@ _KEYS = {
     "failover",
     "fix",
     "snapshots",
+    "exchange_backlog_limit",
+    "held_replies_limit",
 }
 TOKEN_ENV = "RISKGW_CONTROL_TOKEN"
 JOURNAL_SYNC = ("commit", "interval", "none")
@@ -246,6 +260,11 @@ def build_config(args: argparse.Namespace) -> GatewayConfig:
     if not isinstance(sync_ms, int) or isinstance(sync_ms, bool) or sync_ms <= 0:
         raise UserError("journal_sync_ms must be a positive whole number of milliseconds")
     config.journal_sync_ms = sync_ms
+    for name in ("exchange_backlog_limit", "held_replies_limit"):
+        limit = file.get(name, getattr(config, name))
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit <= 0:
+            raise UserError(f"{name} must be a positive whole number")
+        setattr(config, name, limit)
     users = file.get("users", {})
     if not isinstance(users, dict):
         raise UserError("users must be a table of [users.NAME] sections")

@@ -42,6 +42,13 @@ BEGIN_STRING = "FIX.4.4"
 APP_MESSAGES = {"D", "F", "G"}
 # The fields read from inbound application messages (all three types).
 INBOUND_TAGS = (1, 11, 38, 40, 41, 44, 54, 55, 59, 60)
+# BusinessRejectReason (380) "Application not available", with this Text (58), for a D or G that
+# arrives while the gateway does not read its session (see _Application._not_now)
+NOT_AVAILABLE = "4"
+NOT_NOW_TEXT = (
+    "not taken: this session's earlier answers wait for the exchange to read the orders they answer "
+    "(exchange backlog); send it again later"
+)
 BIND_TRIES = 20  # port 0: free ports tried before giving up (another process may take one first)
 LOGOUT_WAIT_S = 2.0  # at stop, how long brokers get to answer our Logout
 
@@ -319,7 +326,28 @@ class _Application(quickfix.Application if quickfix is not None else object):  #
         except Exception as exc:
             self.acceptor.log(f"FIX: {type(exc).__name__} reading a {msg_type}: {exc}")
             return
+        if msg_type != "F" and not session.readable.is_set():
+            self._not_now(message, msg_type, sid)
+            return
         self.acceptor.hand_over(session.received, msg_type, fields)
+
+    def _not_now(self, message: Any, msg_type: str, sid: Any) -> None:
+        """The gateway does not read this session (its replies wait for the exchange to read, past
+        held_replies_limit): a D or G is refused here, on QuickFIX's thread, with nothing kept for
+        it. Blocking this thread instead could deadlock with the loop's sends to the session."""
+        try:
+            reply = quickfix.Message()
+            reply.getHeader().setField(quickfix.BeginString(BEGIN_STRING))
+            reply.getHeader().setField(quickfix.MsgType("j"))
+            reply.setField(45, message.getHeader().getField(34))
+            reply.setField(372, msg_type)
+            if message.isSetField(11):
+                reply.setField(379, message.getField(11))
+            reply.setField(380, NOT_AVAILABLE)
+            reply.setField(58, NOT_NOW_TEXT)
+            quickfix.Session.sendToTarget(reply, sid)
+        except Exception as exc:
+            self.acceptor.log(f"FIX: {type(exc).__name__} refusing a {msg_type}: {exc}")
 
     def _session(self, sid: Any) -> FixSession | None:
         try:

@@ -17,6 +17,7 @@ into messages.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -60,6 +61,7 @@ TEXT = {
     Reason.KILL_SWITCH: "a kill switch is on for the account or the session",
     Reason.UNKNOWN_ORDER: "the order is not open",
     Reason.SHUTDOWN: "the gateway has no exchange connection",
+    Reason.EXCHANGE_BACKLOG: "the exchange is not reading what it is sent: no new orders until it does",
     Reason.PROTOCOL: "the order is not valid",
 }
 SIDES = {"1": 0, "2": 1}  # Side (54) buy, sell -> direction
@@ -218,6 +220,18 @@ class FixTransport(asyncio.Transport):
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
         pass
 
+    # The gateway stops reading a session whose held replies pass held_replies_limit (see
+    # Gateway.flush). QuickFIX reads a FIX session on its own thread, so "not reading" it means its
+    # new orders and replaces are refused there, at once (riskgw.gateway.fix, _Application._not_now).
+    def pause_reading(self) -> None:
+        self._session.readable.clear()
+
+    def resume_reading(self) -> None:
+        self._session.readable.set()
+
+    def is_reading(self) -> bool:
+        return self._session.readable.is_set()
+
 
 class FixSession(BrokerSession):
     """One configured FIX session (SenderCompID, TargetCompID); it lives as long as the acceptor, so
@@ -242,6 +256,8 @@ class FixSession(BrokerSession):
         self.transport = FixTransport(self)
         self.peer = f"FIX {config.sender_comp_id}"
         self.logged_on = False
+        self.readable = threading.Event()  # clear: QuickFIX's thread refuses D and G (see FixTransport)
+        self.readable.set()
         self.by_cl_ord_id: dict[str, FixOrder] = {}
         self.by_order_id: dict[int, FixOrder] = {}
         self._request: Request | None = None

@@ -234,6 +234,8 @@ async def _start_on(
         raise
     gateway = Gateway(card, opened.journal, config.users, config.heartbeat_ms, log, config.heartbeat_timeout)
     gateway.kill = kill
+    gateway.exchange_backlog_limit = config.exchange_backlog_limit
+    gateway.held_replies_limit = config.held_replies_limit
     versions = [version] if resumed is None else list(resumed.meta.versions)
     gateway.deployer = Deployer(gateway, store, [*versions, *(m.version for m in opened.marks)], log)
     if config.audit is not None:

@@ -38,7 +38,7 @@ from riskgw.doe.values import decode_char
 from riskgw.engine.engine import EVENTS, Decision, event_inputs
 from riskgw.engine.table import Value
 from riskgw.gateway.audit import AuditLog
-from riskgw.gateway.config import User
+from riskgw.gateway.config import EXCHANGE_BACKLOG_LIMIT, HELD_REPLIES_LIMIT, User
 from riskgw.gateway.fastpath import EXEC_FIELDS, clean_body, order_inputs
 from riskgw.gateway.journal import Entry, Journal
 from riskgw.gateway.jsync import JournalSyncer
@@ -115,6 +115,9 @@ class Counters:
     resync_mismatches: int = 0  # orders the exchange held less (or more) of than the gateway
     repeated: int = 0  # NEW_ORDERs identical to one already decided, answered again
     replies_held: int = 0  # sessions' replies held until the exchange's socket drained (see flush)
+    backlogs: int = 0  # times new orders began to be refused because the exchange did not read
+    sessions_held_back: int = 0  # times a session was not read from for its held replies
+    cancels_merged: int = 0  # cancel requests for an order whose cancel still waited for the exchange
 
 
 def _exec_values(frame: Frame) -> dict[str, Any]:
@@ -179,6 +182,15 @@ class Gateway:
         self.reconnecting: asyncio.Task[None] | None = None
         self.closing = False
         self.write_buffer_high = 1 << 20  # bytes of unread replies before a broker is not read from
+        self.exchange_backlog_limit = EXCHANGE_BACKLOG_LIMIT
+        self.held_replies_limit = HELD_REPLIES_LIMIT
+        # Set (the loop time it began) while new orders are refused with EXCHANGE_BACKLOG: the
+        # exchange's unread bytes passed exchange_backlog_limit; cleared when it has read them all.
+        self.backlog_since: float | None = None
+        self._backlog_refused = 0  # orders refused in the current backlog, for its log line
+        # Orders a CANCEL_REQUEST was queued for since the exchange link last had nothing waiting in
+        # user space: while it has, another cancel of the same order adds nothing and is not sent.
+        self._cancels_waiting: set[OrderKey] = set()
         self.sessions: set[BrokerSession] = set()
         self.counters = Counters()
         self.kill = KillSwitches()
@@ -203,6 +215,7 @@ class Gateway:
         self._accepting: set[FrameLink] = set()
         # Sessions' frames held until the exchange's socket drains (see flush), in order.
         self._held: dict[FrameLink, list[bytes | None]] = {}
+        self._held_back: set[BrokerSession] = set()  # not read from until their held frames leave
         self._flush_pending = False
 
     def restore_open_orders(self, entries: Sequence[Entry]) -> None:
@@ -332,6 +345,8 @@ class Gateway:
         """Cancel-on-disconnect: ask the exchange to cancel the open orders the session sent, when
         its login says so. Their answers still run through the card; they reach no session."""
         self.sessions.discard(session)
+        self._held.pop(session, None)  # replies it can no longer be sent
+        self._held_back.discard(session)
         user = session.user
         if user is None or not user.cancel_on_disconnect or self.closing:
             return
@@ -341,8 +356,8 @@ class Gateway:
         self._log(f"{session.peer}: {user.name} disconnected with {len(mine)} open orders: cancelling them")
         if self.exchange is None:
             return
-        for account, order_id in mine:
-            self.queue(self.exchange, MsgType.CANCEL_REQUEST, order_id=order_id, account_id=account)
+        for key in mine:
+            self.cancel_at_exchange(key)
 
     # ------------------------------------------------------------------ control
 
@@ -357,11 +372,22 @@ class Gateway:
         if not (on and cancel_open) or self.exchange is None:
             return 0
         sent = 0
-        for (acct, order_id), order in self.open.items():
-            if everything or acct == account or (user is not None and order.user == user):
-                self.queue(self.exchange, MsgType.CANCEL_REQUEST, order_id=order_id, account_id=acct)
-                sent += 1
+        for key, order in self.open.items():
+            if everything or key[0] == account or (user is not None and order.user == user):
+                sent += self.cancel_at_exchange(key)
         return sent
+
+    def cancel_at_exchange(self, key: OrderKey) -> bool:
+        """Ask the exchange to cancel an open order. Not sent again (False) while a cancel of it
+        still waits in the link's user-space buffer: the exchange has not read that one yet, and
+        repeats would only grow the backlog of an exchange that does not read."""
+        assert self.exchange is not None
+        if key in self._cancels_waiting and self.exchange.backed_up:
+            self.counters.cancels_merged += 1
+            return False
+        self._cancels_waiting.add(key)
+        self.queue(self.exchange, MsgType.CANCEL_REQUEST, order_id=key[1], account_id=key[0])
+        return True
 
     def program_changed(self) -> None:
         """A deployment swapped the card's program: rule ids change, counts by rule name carry on."""
@@ -380,12 +406,27 @@ class Gateway:
             "logged_on": sorted(s.user.name for s in self.sessions if s.user is not None),
             "open_orders": len(self.open),
             "exchange": self.exchange is not None,
+            "exchange_backlog": self.backlog_status(),
             "journal_records": self.journal.records,
             "state_hash": self.card.state_hash(),
             "card": self.card.status() if isinstance(self.card, LockstepCard) else None,
             "card_kind": card_kind(self.card),
             "counters": vars(self.counters).copy(),
             **{name: part() for name, part in self.status_parts.items()},
+        }
+
+    def backlog_status(self) -> dict[str, Any]:
+        """What waits for the exchange to read: bytes in the link's user-space buffer, whether new
+        orders are refused for it (and for how long), and the replies held back meanwhile."""
+        since = self.backlog_since
+        return {
+            "bytes": self.exchange.buffered if self.exchange is not None else 0,
+            "limit": self.exchange_backlog_limit,
+            "refusing": since is not None,
+            "seconds": 0.0 if since is None else round(asyncio.get_running_loop().time() - since, 3),
+            "held_replies": sum(len(frames) for frames in self._held.values()),
+            "held_sessions": len(self._held),
+            "sessions_not_read": len(self._held_back),
         }
 
     # ------------------------------------------------------------------ outbox
@@ -453,30 +494,72 @@ class Gateway:
         accepting, self._accepting = self._accepting, set()
         now = asyncio.get_running_loop().time()
         exchange = self.exchange
+        blocked = False
         if exchange is not None:
             frames = out.pop(exchange, None)
             if frames is not None:
                 _write(exchange, frames, now)
-        blocked = exchange is not None and exchange.backed_up
+            backlog = exchange.buffered
+            blocked = backlog > 0
+            if not blocked:
+                self._cancels_waiting.clear()  # every cancel queued is in the kernel
+            elif backlog > self.exchange_backlog_limit and self.backlog_since is None:
+                self._backlog_began(backlog, now)
         held = self._held
+        limit = self.held_replies_limit
         for link, frames in out.items():
-            if link in held:
-                held[link].extend(frames)  # behind what already waits: frames leave in order
+            waiting = held.get(link)
+            if waiting is not None:
+                waiting.extend(frames)  # behind what already waits: frames leave in order
             elif blocked and link in accepting:
-                held[link] = frames
+                waiting = held[link] = frames
                 self.counters.replies_held += 1
             else:
                 _write(link, frames, now)
+                continue
+            if len(waiting) > limit and isinstance(link, BrokerSession) and link not in self._held_back:
+                # It sends faster than its answers may leave: it is not read from until they do.
+                self._held_back.add(link)
+                self.counters.sessions_held_back += 1
+                self._log(
+                    f"{link.peer}: {len(waiting)} replies wait for the exchange to read "
+                    f"(held_replies_limit {limit}): not reading this session until they leave"
+                )
+                link.hold_back()
 
-    def release_held(self) -> None:
-        """The exchange's socket took every byte given to it (or the link is gone, and the resync
-        of its reconnect settles the orders whose forwards it lost): the held frames leave."""
-        if not self._held:
-            return
-        held, self._held = self._held, {}
-        now = asyncio.get_running_loop().time()
-        for link, frames in held.items():
-            _write(link, frames, now)
+    def _backlog_began(self, backlog: int, now: float) -> None:
+        self.backlog_since = now
+        self._backlog_refused = 0
+        self.counters.backlogs += 1
+        self._log(
+            f"the exchange is not reading: {backlog} bytes wait for it (exchange_backlog_limit "
+            f"{self.exchange_backlog_limit}); new orders are refused with EXCHANGE_BACKLOG until it "
+            "has read them"
+        )
+
+    def release_held(self, read: bool = True) -> None:
+        """The exchange's socket took every byte given to it (`read`), or the link is gone and the
+        resync of its reconnect settles the orders whose forwards it lost: the backlog is over,
+        the held frames leave, and the sessions held back for them are read from again."""
+        self._cancels_waiting.clear()
+        since = self.backlog_since
+        if since is not None:
+            self.backlog_since = None
+            took = asyncio.get_running_loop().time() - since
+            how = "has read its backlog" if read else "connection dropped with its backlog"
+            self._log(
+                f"the exchange {how} after {took:.1f} s ({self._backlog_refused} new orders refused "
+                "with EXCHANGE_BACKLOG meanwhile)"
+            )
+        if self._held:
+            held, self._held = self._held, {}
+            now = asyncio.get_running_loop().time()
+            for link, frames in held.items():
+                _write(link, frames, now)
+        if self._held_back:
+            sessions, self._held_back = self._held_back, set()
+            for session in sessions:
+                session.let_go()
 
     # ------------------------------------------------------------------ card
 
@@ -614,6 +697,10 @@ class Gateway:
         if self.exchange is None or self.failed is not None:
             self._reject(session, frame, Reason.SHUTDOWN)
             return
+        if self.backlog_since is not None:
+            self._backlog_refused += 1
+            self._reject(session, frame, Reason.EXCHANGE_BACKLOG)
+            return
         if key in self.open:
             # The book and the exchange know an order by account and id; a second open one with the
             # same id could not be told apart, so it never reaches the card.
@@ -690,7 +777,7 @@ class Gateway:
             return None
         if key[1] <= self.forgotten.get(account, key[1] - 1) or self.kill.blocks(user.name, account):
             return None
-        if self.exchange is None or self.failed is not None:
+        if self.exchange is None or self.failed is not None or self.backlog_since is not None:
             return None
         try:
             return frame, values, key, order_inputs(values)
@@ -750,7 +837,7 @@ class Gateway:
         elif self.exchange is None:
             self._reject(session, frame, Reason.SHUTDOWN)
         else:
-            self.queue(self.exchange, MsgType.CANCEL_REQUEST, order_id=key[1], account_id=key[0])
+            self.cancel_at_exchange(key)
 
     def logon(self, session: BrokerSession, frame: Frame) -> None:
         user = self.users.get(frame["username"])
@@ -870,6 +957,9 @@ class BrokerSession(FrameLink):
         self.paused = 0  # times its replies backed up
         self.paused_at: float | None = None  # loop time it was last held back, while it is
         self.last_rx = asyncio.get_running_loop().time()
+        # Why it is not read from: "writes" (it does not read its replies), "held" (its replies
+        # wait for the exchange to read, see Gateway.flush). Read again when neither holds.
+        self._holds: set[str] = set()
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
@@ -888,11 +978,31 @@ class BrokerSession(FrameLink):
     # backlog stays bounded (by its open orders' exchange answers) and costs no one else anything.
     def pause_writing(self) -> None:
         self.paused += 1
-        self.paused_at = asyncio.get_running_loop().time()
-        if self.transport is not None:
-            self.transport.pause_reading()
+        self._hold("writes")
 
     def resume_writing(self) -> None:
+        self._release("writes")
+
+    def hold_back(self) -> None:
+        """Not read from until the gateway's held replies to it leave (`let_go`)."""
+        self._hold("held")
+
+    def let_go(self) -> None:
+        self._release("held")
+
+    def _hold(self, why: str) -> None:
+        if not self._holds:
+            self.paused_at = asyncio.get_running_loop().time()
+            if self.transport is not None:
+                self.transport.pause_reading()
+        self._holds.add(why)
+
+    def _release(self, why: str) -> None:
+        if why not in self._holds:
+            return
+        self._holds.discard(why)
+        if self._holds:
+            return
         self.paused_at = None
         self.last_rx = asyncio.get_running_loop().time()  # its silence while held back was ours
         if self.transport is not None and not self.transport.is_closing():
@@ -953,10 +1063,14 @@ class ExchangeUplink(FrameLink):
         self.transport.set_write_buffer_limits(high=0, low=0)
 
     @property
-    def backed_up(self) -> bool:
-        """Frames written to the link still wait in user space (the kernel's buffer was full)."""
+    def buffered(self) -> int:
+        """Bytes written to the link that still wait in user space (the kernel's buffer was full)."""
         transport = self.transport
-        return transport is not None and transport.get_write_buffer_size() > 0
+        return 0 if transport is None else transport.get_write_buffer_size()
+
+    @property
+    def backed_up(self) -> bool:
+        return self.buffered > 0
 
     def pause_writing(self) -> None:
         pass  # the gateway's flush asks `backed_up` after each write
@@ -980,7 +1094,7 @@ class ExchangeUplink(FrameLink):
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
         gw = self.gateway
-        gw.release_held()
+        gw.release_held(read=False)
         if gw.exchange is self:
             gw.exchange = None
             if gw.exchange_address is not None and not gw.closing:
