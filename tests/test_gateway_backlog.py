@@ -20,6 +20,7 @@ import pytest
 from gateway_support import RULES, SMALL, STEP, USERS, Client, StalledExchange, held_order, run_async
 
 from riskgw.gateway.config import GatewayConfig
+from riskgw.gateway.metrics import render
 from riskgw.gateway.protocol import Frame, MsgType, Reason, encode
 from riskgw.gateway.serve import Running, start_gateway
 from riskgw.gateway.server import Gateway
@@ -127,7 +128,11 @@ def test_a_stalled_exchange_bounds_memory_and_recovers(tmp_path: Path) -> None:
             assert refused.type is MsgType.REJECTED and refused["reason"] == Reason.EXCHANGE_BACKLOG
             assert refused["order_id"] == 900_001
             assert gw.counters.accepted == accepted_before
-            assert gw.rejects_by_reason["EXCHANGE_BACKLOG"] >= 1
+            assert gw.rejects_by_reason["EXCHANGE_BACKLOG"] == 1
+            page = render(gw)
+            assert "riskgw_exchange_backlog_refusing 1\n" in page
+            assert 'riskgw_rejects_total{reason="EXCHANGE_BACKLOG"} 1\n' in page
+            assert "riskgw_sessions_not_read 1\n" in page
 
             # a cancel of an open order still goes out, once however often it is asked for
             open_key = max(k for k in gw.open if k[0] in (1, 2))  # alice's accounts
@@ -154,6 +159,7 @@ def test_a_stalled_exchange_bounds_memory_and_recovers(tmp_path: Path) -> None:
             serving = asyncio.get_running_loop().create_task(exchange.serve(conn))
             got = await answers(bob, len(sent), timeout=60)
             await until(lambda: gw.backlog_since is None, "the backlog to clear", gw)
+            assert "riskgw_exchange_backlog_refusing 0\n" in render(gw)
             assert not gw._held and not gw._held_back
             began = sum("the exchange is not reading" in line for line in logged)
             assert sum("has read its backlog" in line for line in logged) == began == gw.counters.backlogs

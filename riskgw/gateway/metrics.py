@@ -109,6 +109,31 @@ def render(gw: Gateway) -> str:
         "1 while the exchange link is up",
         [("", int(gw.exchange is not None))],
     )
+    backlog = gw.backlog_status()
+    metric(
+        "riskgw_exchange_backlog_bytes",
+        "gauge",
+        "bytes written to the exchange that it has not read and the kernel did not take",
+        [("", backlog["bytes"])],
+    )
+    metric(
+        "riskgw_exchange_backlog_refusing",
+        "gauge",
+        "1 while new orders are refused with EXCHANGE_BACKLOG (the exchange is not reading)",
+        [("", int(backlog["refusing"]))],
+    )
+    metric(
+        "riskgw_held_replies",
+        "gauge",
+        "replies to brokers held until the exchange has read the orders they answer",
+        [("", backlog["held_replies"])],
+    )
+    metric(
+        "riskgw_sessions_not_read",
+        "gauge",
+        "broker sessions not read from because their held replies passed held_replies_limit",
+        [("", backlog["sessions_not_read"])],
+    )
     metric("riskgw_kill_all", "gauge", "1 while the gateway-wide kill switch is on", [("", int(gw.kill.all))])
     metric(
         "riskgw_card_info",
