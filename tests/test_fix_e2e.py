@@ -281,8 +281,10 @@ def test_permissions_password_and_unsupported_messages(tmp_path: Path) -> None:
             await b2.report("8", T11="x2", T103="15")  # Account (1) missing, and two accounts to pick from
             b2.new_order("x3", "ACME", "1", 100, "", 1, 34_301, ord_type="1")  # a market order
             await b2.report("8", T11="x3", T103="11")
-            b2.send("H", (11, "x1"), (55, "ACME"), (54, "1"))  # OrderStatusRequest: not supported
-            await b2.recv("j", T380="3", T372="H")
+            b2.send("H", (11, "x1"), (55, "ACME"), (54, "1"))  # OrderStatusRequest: x1 was rejected
+            await b2.report("I", T11="x1", T39="8", T151="0")
+            b2.send("AF", (584, "m1"), (585, "7"))  # OrderMassStatusRequest: not supported
+            await b2.recv("j", T380="3", T372="AF")
             b2.held("x1", account=1)  # a ClOrdID used before
             await b2.report("8", T11="x1", T103="6")
             b2.held("x4", account=1)

@@ -4,8 +4,8 @@ QuickFIX (the optional extra `fix`) does Logon, heartbeats, test requests, resen
 fills, sequence numbers (kept in a FileStore, so they survive restarts) and the session-level
 checks: a garbled message, a wrong checksum or body length is ignored as the FIX spec says (its
 sequence number then shows up as a gap and is asked for again), a missing required tag or a bad
-value gets a session Reject (3), wrong CompIDs a Reject and a Logout. Messages other than D, F and G
-get a BusinessMessageReject (j).
+value gets a session Reject (3), wrong CompIDs a Reject and a Logout. Messages other than D, F, G
+and H get a BusinessMessageReject (j).
 
 QuickFIX calls the Application on its own thread. Each callback copies what it needs out of the
 message (QuickFIX owns it) and hands it to the gateway's asyncio loop; replies go back through
@@ -39,10 +39,10 @@ except ImportError:  # the optional extra is not installed
 PATCHED = "+riskgw"  # in the version of the QuickFIX build that survives malformed first messages
 
 BEGIN_STRING = "FIX.4.4"
-APP_MESSAGES = {"D", "F", "G"}
-# The fields read from inbound application messages (all three types).
-INBOUND_TAGS = (1, 11, 38, 40, 41, 44, 54, 55, 59, 60)
-# BusinessRejectReason (380) "Application not available", with this Text (58), for a D or G that
+APP_MESSAGES = {"D", "F", "G", "H"}
+# The fields read from inbound application messages (all four types).
+INBOUND_TAGS = (1, 11, 38, 40, 41, 44, 54, 55, 59, 60, 790)
+# BusinessRejectReason (380) "Application not available", with this Text (58), for a D, G or H that
 # arrives while the gateway does not read its session (see _Application._not_now)
 NOT_AVAILABLE = "4"
 NOT_NOW_TEXT = (
@@ -221,6 +221,8 @@ class FixAcceptor:
         if records:
             self.log(f"FIX: {len(records)} order-map records read, {restored} open FIX orders restored")
         self.orders.open()
+        for session in self.sessions.values():
+            session.record_outcomes()
 
     async def stop(self) -> None:
         """Log every broker out (waiting briefly for their Logouts), then stop QuickFIX."""
@@ -333,8 +335,8 @@ class _Application(quickfix.Application if quickfix is not None else object):  #
 
     def _not_now(self, message: Any, msg_type: str, sid: Any) -> None:
         """The gateway does not read this session (its replies wait for the exchange to read, past
-        held_replies_limit): a D or G is refused here, on QuickFIX's thread, with nothing kept for
-        it. Blocking this thread instead could deadlock with the loop's sends to the session."""
+        held_replies_limit): a D, G or H is refused here, on QuickFIX's thread, with nothing kept
+        for it. Blocking this thread instead could deadlock with the loop's sends to the session."""
         try:
             reply = quickfix.Message()
             reply.getHeader().setField(quickfix.BeginString(BEGIN_STRING))

@@ -5,6 +5,10 @@ session or ClOrdID they answer to. One JSON line per new mapping (a new order, a
 leg, a cancel or replace on its way) goes to `orders.jsonl` in the FIX store, flushed and fsynced
 before the order reaches the card; at start the sessions read it back and, with the journal's
 decisions and exchange answers, rebuild their orders.
+
+The gateway keeps the decisions and answers of only its last 100,000 done orders, so an order's
+outcome (OrdStatus, CumQty, the value filled) also gets a line when the order is done, flushed but
+not fsynced: the journal holds it durably while the order is in that window.
 """
 
 from __future__ import annotations
@@ -50,12 +54,13 @@ class OrderMap:
         if self._file.tell() and not self.path.read_bytes().endswith(b"\n"):
             self._file.write("\n")  # end a torn line so the next record stands on its own
 
-    def record(self, **fields: Any) -> None:
+    def record(self, durable: bool = True, **fields: Any) -> None:
         if self._file is None:
             return
         self._file.write(json.dumps(fields, separators=(",", ":")) + "\n")
         self._file.flush()
-        os.fsync(self._file.fileno())
+        if durable:
+            os.fsync(self._file.fileno())
 
     def close(self) -> None:
         if self._file is not None:

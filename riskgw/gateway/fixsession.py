@@ -1,7 +1,8 @@
 """A FIX 4.4 session as one more broker session of the gateway: one order path for both protocols.
 
 Inbound, NewOrderSingle (D), OrderCancelRequest (F) and OrderCancelReplaceRequest (G) become the
-gateway's `new_order` and `cancel_request` calls. Outbound, the gateway queues its usual frames to
+gateway's `new_order` and `cancel_request` calls; OrderStatusRequest (H) is answered from the
+session's own record of its orders. Outbound, the gateway queues its usual frames to
 this session (ACCEPTED, REJECTED, FILL, EXCH_REJECT, CANCELLED, LOGOUT); `frame()` turns each into
 FIX messages at the moment it is queued, when the request it answers is still known, and the
 gateway's flush hands them to QuickFIX after the journal commit, as it writes bytes to a socket.
@@ -35,6 +36,8 @@ from riskgw.gateway.server import BrokerSession, Gateway
 
 # A message to send: (MsgType (35), body fields in order). MsgType "5" is a Logout with Text.
 Outbound = tuple[str, list[tuple[int, str]]]
+Outcome = tuple[str, int, int]  # a done order's OrdStatus, CumQty and value filled
+DONE = ("2", "4", "8")  # OrdStatus of a done order: filled, cancelled, rejected
 
 # Gateway order ids of FIX orders start here, above any a binary-protocol broker plausibly uses,
 # because FIX identifies orders by ClOrdID strings and the gateway (and the DuplicateOrderId rule)
@@ -65,6 +68,11 @@ TEXT = {
     Reason.PROTOCOL: "the order is not valid",
 }
 SIDES = {"1": 0, "2": 1}  # Side (54) buy, sell -> direction
+UNKNOWN_ORDER_REJ, UNKNOWN_ORDER_CXL = "5", "1"  # OrdRejReason (103), CxlRejReason (102)
+OUTCOME_LOST = (
+    "the order is done, but its outcome is no longer kept (the gateway keeps its last 100,000 done "
+    "orders, and this one's outcome line was lost): the audit store (riskgw log query) has it"
+)
 
 
 def first_order_id(entries: Sequence[Entry]) -> int:
@@ -170,14 +178,19 @@ class FixOrder:
     status: str = "A"  # OrdStatus (39): pending new until the gateway answers
     pending: Pending | None = None
     execs: int = 0
+    # Done before a restart, and its outcome is known neither from the journal (the gateway keeps
+    # the last DECIDED_WINDOW done orders) nor from an outcome line of the order map: FIX answers
+    # about it are those for an unknown order (OrdRejReason 5, CxlRejReason 1), never a made-up state.
+    outcome_lost: bool = False
+    outcome_recorded: bool = False  # its outcome line is in the order map
 
     @property
     def leaves(self) -> int:
-        return 0 if self.status in ("2", "4", "8") else max(self.quantity - self.cum_qty, 0)
+        return 0 if self.status in DONE else max(self.quantity - self.cum_qty, 0)
 
     @property
     def done(self) -> bool:
-        return self.status in ("2", "4", "8")
+        return self.status in DONE
 
 
 @dataclass
@@ -298,6 +311,49 @@ class FixSession(BrokerSession):
             self._cancel(fields, replace=False)
         elif msg_type == "G":
             self._cancel(fields, replace=True)
+        elif msg_type == "H":
+            self._status(fields)
+
+    def _status(self, fields: dict[int, str]) -> None:
+        """OrderStatusRequest: an ExecutionReport with ExecType I and the order's state; for a
+        ClOrdID this session never used, or an order whose outcome is lost (see FixOrder), the
+        FIX answer for an unknown order: OrdStatus 8, OrdRejReason 5 and why in Text. It leaves in
+        order with the session's other answers (so never before an ACCEPTED still held back)."""
+        cl_ord_id = fields.get(11, "")
+        order = self.by_cl_ord_id.get(cl_ord_id)
+        if order is None or order.outcome_lost:
+            out = self._unknown(order, cl_ord_id, fields)
+        else:
+            out = self._report(order, "I", exec_id="0")
+        if 790 in fields:  # OrdStatusReqID, echoed
+            out[1].insert(-1, (790, fields[790]))
+        self._tokens += 1
+        self._ready[self._tokens] = [out]
+        self.gateway.queue_raw(self, self._tokens.to_bytes(8, "little"))
+
+    def _unknown(self, order: FixOrder | None, cl_ord_id: str, fields: dict[int, str]) -> Outbound:
+        text = f"unknown ClOrdID {cl_ord_id!r}" if order is None else OUTCOME_LOST
+        body = [
+            (37, order.fix_order_id if order is not None else "NONE"),
+            (11, cl_ord_id),
+            (17, "0"),
+            (150, "I"),
+            (39, "8"),
+        ]
+        account = order.account if order is not None else fields.get(1)
+        if account:
+            body.append((1, account))
+        body += [
+            (55, order.instrument.symbol if order is not None else fields.get(55, "")),
+            (54, order.side if order is not None else fields.get(54, "1")),
+            (151, "0"),
+            (14, "0"),
+            (6, "0"),
+            (103, UNKNOWN_ORDER_REJ),
+            (58, text),
+            (60, _utc_now()),
+        ]
+        return ("8", body)
 
     def _account(self, fields: dict[int, str]) -> tuple[str, int]:
         text = fields.get(1)
@@ -404,6 +460,8 @@ class FixSession(BrokerSession):
         try:
             if cl_ord_id in self.by_cl_ord_id:
                 raise Invalid("6", f"ClOrdID (11) {cl_ord_id!r} was used before")
+            if order.outcome_lost:
+                raise Invalid(UNKNOWN_ORDER_CXL, OUTCOME_LOST)
             if order.done:
                 raise Invalid("0", "the order is done")
             if order.pending is not None:
@@ -481,17 +539,52 @@ class FixSession(BrokerSession):
         before a restart reach this session, and F or G for them work."""
         orders: dict[str, FixOrder] = {}
         legs: dict[str, int] = {}  # fix_order_id -> OrderQty already filled before the live leg
+        outcomes: dict[str, Outcome] = {}  # fix_order_id -> its outcome line's
         for record in records:
             try:
-                self._apply(record, orders, legs)
+                self._apply(record, orders, legs, outcomes)
             except (KeyError, TypeError, ValueError) as exc:  # a line edited by hand: it is skipped
                 self.gateway._log(f"{self.peer}: order-map record {record} skipped: {exc!r}")
         for order in orders.values():
-            self._settle(order, legs[order.fix_order_id])
+            self._settle(order, legs[order.fix_order_id], outcomes.get(order.fix_order_id))
 
-    def _apply(self, record: dict[str, Any], orders: dict[str, FixOrder], legs: dict[str, int]) -> None:
-        """One order-map record: a new order, a replacement leg, or a cancel or replace sent."""
+    def record_outcomes(self) -> None:
+        """At start, once the order map is open: an outcome line for each done order that has none
+        yet (done before the line was written), while the journal still knows the outcome."""
+        for order in {id(o): o for o in self.by_cl_ord_id.values()}.values():
+            self._record_outcome(order)
+
+    def _record_outcome(self, order: FixOrder) -> None:
+        if not order.done or order.outcome_recorded or order.outcome_lost or not order.order_id:
+            return
+        order.outcome_recorded = True
+        if self.orders is not None:
+            self.orders.record(
+                durable=False,
+                k="done",
+                s=self.config.sender_comp_id,
+                oid=order.fix_order_id,
+                st=order.status,
+                cum=order.cum_qty,
+                val=order.cum_value,
+            )
+
+    def _apply(
+        self,
+        record: dict[str, Any],
+        orders: dict[str, FixOrder],
+        legs: dict[str, int],
+        outcomes: dict[str, Outcome],
+    ) -> None:
+        """One order-map record: a new order, a replacement leg, a cancel or replace sent, or the
+        outcome of an order that is done."""
         kind = record.get("k")
+        if kind == "done":
+            status = str(record["st"])
+            if status not in DONE:
+                raise ValueError(f"OrdStatus {status!r} is not a done one")
+            outcomes[str(record["oid"])] = (status, int(record["cum"]), int(record["val"]))
+            return
         if kind == "new":
             instrument = Instrument(record["sym"], record["ticket"], int(record["scale"]))
             order = FixOrder(
@@ -529,13 +622,27 @@ class FixSession(BrokerSession):
                 kind, record["cl"], int(record["px"]), int(record["qty"]), int(record["ts"])
             )
 
-    def _settle(self, order: FixOrder, before: int) -> None:
-        """Status and fills of a restored order from its live leg's journaled decision and answers."""
+    def _settle(self, order: FixOrder, before: int, outcome: Outcome | None) -> None:
+        """Status and fills of a restored order from its live leg's journaled decision and answers;
+        for one the gateway no longer keeps (done before its last 100,000 done orders), from its
+        outcome line, or lost when it has none."""
         gw = self.gateway
         key = (order.account_id, order.order_id)
         decision = gw.decided.get(key)
-        if decision is None or not decision[1].accepted:
-            order.status, order.pending = "8", None  # refused, or never reached the card
+        order.outcome_recorded = outcome is not None
+        if decision is None:
+            order.pending = None
+            if outcome is not None:
+                order.status, order.cum_qty, order.cum_value = outcome
+            elif order.order_id <= gw.forgotten.get(order.account_id, order.order_id - 1):
+                # Its record was dropped (an id at or below the highest dropped one of its account
+                # is done, or never reached the card just before a crash): not known to be refused.
+                order.status, order.outcome_lost = "8", True
+            else:
+                order.status = "8"  # never reached the card (the gateway stopped first)
+            return
+        if not decision[1].accepted:
+            order.status, order.pending = "8", None  # refused by the rules
             return
         order.cum_qty = before
         last: MsgType | None = None
@@ -687,8 +794,10 @@ class FixSession(BrokerSession):
         last: tuple[int, int] | None = None,
         text: str | None = None,
         rej: str | None = None,
+        exec_id: str | None = None,  # given: a status report, which is not an execution
     ) -> Outbound:
-        order.execs += 1
+        if exec_id is None:
+            order.execs += 1
         scale = order.instrument.price_scale
         avg = format_price(0, scale)
         if order.cum_qty:
@@ -703,13 +812,14 @@ class FixSession(BrokerSession):
         ]
         if orig is not None:
             body.append((41, orig))
-        body += [
-            (
-                17,
+        if exec_id is None:
+            exec_id = (
                 f"{order.order_id}.{order.execs}"
                 if order.order_id
-                else f"{order.fix_order_id}.R{time.time_ns()}",
-            ),
+                else f"{order.fix_order_id}.R{time.time_ns()}"
+            )
+        body += [
+            (17, exec_id),
             (150, exec_type),
             (39, order.status),
         ]
@@ -730,6 +840,7 @@ class FixSession(BrokerSession):
         if text:
             body.append((58, text))
         body.append((60, _utc_now()))
+        self._record_outcome(order)
         return ("8", body)
 
     def _cancel_reject(

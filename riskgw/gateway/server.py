@@ -449,6 +449,15 @@ class Gateway:
         if msg_type is MsgType.ACCEPTED:
             self._accepting.add(link)
 
+    def queue_raw(self, link: FrameLink, data: bytes) -> None:
+        """Bytes already made for the link (a FIX session's token for its own messages), to leave in
+        order with its other frames: held with them while the exchange is backed up."""
+        out = self._out.get(link)
+        if out is None:
+            out = self._out[link] = []
+            self._schedule()
+        out.append(data)
+
     def queue_close(self, link: FrameLink) -> None:
         out = self._out.get(link)
         if out is None:
