@@ -18,8 +18,9 @@
     kill_file = "gateway.kill"         # where kill switches are kept (default: the journal + .kill)
     metrics = "127.0.0.1:9102"         # Prometheus metrics at http://HOST:PORT/metrics (off when not set)
     audit = "audit.sqlite"             # every decision in SQLite, for `riskgw log query` (off when not set)
-    exchange_backlog_limit = 1048576   # bytes the exchange has not read past which new orders are
-                                       # refused with EXCHANGE_BACKLOG, until it has read them all
+    exchange_backlog_limit = 1048576   # bytes for the exchange waiting in the gateway (the kernel's
+                                       # socket buffer full) past which new orders are refused with
+                                       # EXCHANGE_BACKLOG, until the exchange has read them all
     held_replies_limit = 10000         # replies held for a session (they wait for the exchange to
                                        # read its orders) past which the session is not read from
 
