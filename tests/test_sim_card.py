@@ -74,6 +74,25 @@ def test_heartbeat_runs_while_idle(sim_card: Server) -> None:
         card.close()
 
 
+def test_a_rest_stops_the_clock_until_the_next_request(sim_card: Server) -> None:
+    """What a spare in a pool (riskgw/card/simpool.py) does while it waits: no simulated cycle, so
+    no CPU; the next request starts the clock again."""
+    card = SimCard.connect(sim_card.address)
+    try:
+        before = card.regs.cycles()
+        card.rest()
+        time.sleep(2.0)
+        rested = card.regs.cycles() - before
+        assert rested < 256, f"{rested} cycles ran in 2 s of rest"  # the reads' own, and a step or two
+        start = card.regs.cycles()
+        deadline = time.monotonic() + 30
+        while card.regs.cycles() - start < 4 * 256:
+            assert time.monotonic() < deadline, "the clock did not run again after a request"
+            time.sleep(0.2)
+    finally:
+        card.close()
+
+
 def test_decisions_and_state_equal_the_software_engine(
     sim_card: Server, image: Image, tmp_path: Path
 ) -> None:

@@ -1,6 +1,7 @@
 """SimCardPool without Verilator: cards come from a stand-in start function, so what is checked is
-the pool's own work: a spare started ahead on the pool's thread and loaded with the program, the
-next one started when one is taken, a failed start reported to the taker, spares closed at the end."""
+the pool's own work: a spare started ahead on the pool's thread, loaded with the program and its
+clock at rest, the next one started when one is taken, a new program reaching the spares, a failed
+start reported to the taker, spares closed at the end."""
 
 from __future__ import annotations
 
@@ -29,6 +30,10 @@ class StubCard(SimCard):
         self.loaded: list[Image] = []
         self.closed = False
         self.thread = threading.current_thread().name
+        self.rested: list[int] = []  # the number of programs loaded at each rest
+
+    def rest(self) -> None:
+        self.rested.append(len(self.loaded))
 
     def load_image(self, image: Image) -> None:
         if self.fail_load:
@@ -69,6 +74,7 @@ def test_a_spare_is_started_ahead_loaded_and_replaced_when_taken() -> None:
     card = pool.take()
     assert card is starts.cards[0] and isinstance(card, StubCard)
     assert card.loaded == [image] and card.thread == "sim-card pool"
+    assert card.rested == [1], "a spare's clock rests once its program is loaded"
     wait_for(lambda: len(starts.cards) == 2)  # the next one, in the background
     assert pool.take() is starts.cards[1]
     wait_for(lambda: len(starts.cards) == 3)
@@ -108,6 +114,7 @@ def test_a_new_program_reaches_the_spares_started_and_those_to_come() -> None:
     pool.program(fewer)  # a deployment: the ready spare loads it in the background
     wait_for(lambda: starts.cards[0].loaded[-1:] == [fewer])
     assert starts.cards[0].loaded == [rules, fewer] and starts.cards[0].thread == "sim-card pool"
+    wait_for(lambda: starts.cards[0].rested == [1, 2])  # and rests again after the reload
     assert pool.take() is starts.cards[0]
     wait_for(lambda: len(starts.cards) == 2 and starts.cards[1].loaded != [])
     assert starts.cards[1].loaded == [fewer], "the next spare starts with the current program"

@@ -161,6 +161,13 @@ class SimCard(CardDriver):
         """Use a server that is already running (`riskgw sim-card --listen ADDRESS`)."""
         return cls(SimLink(address, timeout))
 
+    def rest(self) -> None:
+        """Stop the card's clock until the next request: a spare that waits costs no CPU (its
+        heartbeat stands still meanwhile, so nothing should watch it)."""
+        if self._closed:
+            raise CardError("the card is closed")
+        self.link.call({"op": "rest"})
+
     # ------------------------------------------------------------------ CardDriver
 
     def _live(self) -> Image:

@@ -3,7 +3,8 @@
 Started by `riskgw sim-card` (riskgw/card/simserver.py) inside the Verilator model of
 `hdl/rgw_card.sv`. Between requests the clock keeps running in real-time steps, so HEARTBEAT
 advances while the host is idle and a stopped simulator shows as a stalled heartbeat; before the
-first request it rests, so a card started ahead and not used yet costs no CPU. SIGTERM,
+first request, and after a `rest` request until the next, it rests, so a card started ahead and
+not used yet costs no CPU. SIGTERM,
 SIGINT or a `shutdown` request end the test cleanly.
 """
 
@@ -45,6 +46,7 @@ class Service:
         self.bench = bench
         self.params = params
         self.shutdown = False
+        self.resting = False  # a `rest` asked the clock to stop until the next request
 
     async def handle(self, parts: list[bytes]) -> list[bytes]:
         try:
@@ -66,6 +68,9 @@ class Service:
                 if cycles > 0:
                     await Timer(cycles * CLOCK_NS, "ns")
                 return encode({"ok": True, "cycles": max(cycles, 0)})
+            if op == "rest":
+                self.resting = True
+                return encode({"ok": True})
             if op == "shutdown":
                 self.shutdown = True
                 return encode({"ok": True})
@@ -185,6 +190,7 @@ async def serve(dut: Any) -> None:
             if ready:
                 reply = await service.handle(sock.recv_multipart())
                 sock.send_multipart(reply)
+                served, service.resting = not service.resting, False
                 continue
             start = time.perf_counter()
             await Timer(IDLE_CYCLES * CLOCK_NS, "ns")

@@ -4,7 +4,8 @@ Starting `riskgw sim-card` costs a process start, cocotb's start and the model's
 an idle machine, 5-10 s on a loaded one), and loading a program costs about 20,000 simulated
 cycles of register writes. A failback needs a new card at once; the pool keeps `spares` cards
 started, and with `image` set, loaded with that program, so that `take()` hands one over in
-microseconds and starts the next in the background.
+microseconds and starts the next in the background. A spare's clock rests until it is taken (the
+taker's first request starts it), so that a spare costs memory but no CPU.
 
 When the program changes (a deployment), `program(image)` makes the spares already started load
 the new one in the background, and the next ones start with it; a card taken before that is done
@@ -71,14 +72,16 @@ class SimCardPool:
                 log = None if self.log_dir is None else self.log_dir / f"sim-card-{self.started}.log"
                 self.started += 1
                 card = self._start(self.params, timeout=self.timeout, log=log)
-                image = self.image
-                if image is not None:
-                    try:
+                try:
+                    image = self.image
+                    if image is not None:
                         card.load_image(image)
-                    except CardError:
+                        self.loaded = image.digest()
+                    card.rest()  # until it is taken: a card that has served requests runs its clock idle
+                except CardError:
+                    with contextlib.suppress(CardError, OSError):
                         card.close()
-                        raise
-                    self.loaded = image.digest()
+                    raise
                 self._ready.put(card)
             except CardError as exc:
                 self._ready.put(exc)
@@ -105,6 +108,7 @@ class SimCardPool:
             if isinstance(got, SimCard) and image is not None:
                 try:
                     got.load_image(image)  # nothing when it holds this program already
+                    got.rest()
                 except CardError:
                     with contextlib.suppress(CardError, OSError):
                         got.close()

@@ -14,6 +14,7 @@ an `error` line.
               min_tx, max_cycles, reads (optional)    cycles (simulated cycles the call took),
                                                       values: the `reads` registers read after
     run       cycles                                  cycles (the clock ran that many, nothing else)
+    rest      -                                       - (the clock stops until the next request)
     shutdown  -                                       - (the server exits after the reply)
 
 `stream` queues the rx packets (packet i on session sessions[i]) in order, then collects tx
@@ -22,7 +23,9 @@ out; it returns those and any others already out. With no rx packets it just col
 `max_cycles` pass first it answers ok false. Register reads and writes are 32-bit AXI-Lite
 accesses of riskgw/card/regmap.py, one at a time, in order. A poll in `access` reads its register
 until it reads `want` (the value it gives back), at most MAX_POLLS times, then answers ok false: a
-DOE command's completion is waited for inside the server, not by a round trip per try.
+DOE command's completion is waited for inside the server, not by a round trip per try. Between
+requests the clock runs (the heartbeat advances) except before the first request and after a
+`rest`: a spare card waiting in a pool (riskgw/card/simpool.py) costs no CPU.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-PROTO_VERSION = 2  # 2: polls in `access`
+PROTO_VERSION = 3  # 2: polls in `access`; 3: `rest`
 MAX_POLLS = 100_000  # reads of one poll before the server gives up on it
 READY_PREFIX = "riskgw sim-card: ready on "
 ERROR_PREFIX = "riskgw sim-card: error: "  # the line that says why a server stopped
