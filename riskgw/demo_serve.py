@@ -24,6 +24,7 @@ from pathlib import Path
 from riskgw.errors import UserError
 from riskgw.exchange.sim import Behaviour, start_exchange
 from riskgw.gateway.config import TOKEN_ENV, GatewayConfig, User
+from riskgw.gateway.failover import FailoverConfig
 from riskgw.gateway.fixconfig import DEFAULT_TARGET as FIX_TARGET
 from riskgw.gateway.fixconfig import demo_fix_config
 from riskgw.gateway.serve import start_gateway
@@ -139,6 +140,9 @@ async def serve_demo(workdir: Path, card: str, ports: dict[str, int], seed: int,
         metrics=("127.0.0.1", ports["metrics"]),
         audit=workdir / "audit.sqlite",
         fix=fix_config,
+        # no spare simulated card: at the reference data's size one costs about 230 MB and a minute
+        # of CPU to start, which would share two cores with the demo's orders; a failback starts one
+        failover=FailoverConfig(spares=0),
     )
     if not config.rules:
         raise UserError(f"no example rules in {REPO_RULES}: run the demo from a riskgw checkout")

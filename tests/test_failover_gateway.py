@@ -224,7 +224,11 @@ def test_failover_settings_are_checked_with_one_line_messages() -> None:
     assert got.settings == Settings(policy="halt", failback="auto", heartbeat_timeout_ms=50, hash_every=0)
     assert got.wanted("soft") is True and FailoverConfig().wanted("soft") is False
     assert FailoverConfig().wanted("sim") is True
+    assert got.spares == 1 and parse_failover({"spares": 0}).spares == 0
     for table, message in (
+        ({"spares": -1}, "failover.spares must be a whole number from 0 to 8"),
+        ({"spares": 9}, "failover.spares must be a whole number from 0 to 8"),
+        ({"spares": True}, "failover.spares must be a whole number from 0 to 8"),
         ({"policy": "panic"}, "failover.policy must be one of failover, halt, alarm"),
         ({"failback": "sometimes"}, "failover.failback must be one of auto, manual"),
         ({"heartbeat_timeout_ms": 0}, "failover.heartbeat_timeout_ms must be a whole number >= 1"),
