@@ -19,10 +19,11 @@ acts); under `alarm` it is logged and counted, the card stays primary and the so
 re-synchronised from the card so that later comparisons still mean something.
 
 Failback (SOFTWARE -> SHADOW -> LOCKSTEP): a new card (from `new_card`: a new simulator process,
-or the same card after a reset) is loaded with the program and a snapshot of the software engine's
-state, its hash checked, and the events decided while it was loading replayed into it; it then
-runs in SHADOW for `probation_events` events without a difference before it decides again,
-automatically (`failback = "auto"`) or when an operator asks (`request_failback`).
+a spare started ahead, or the same card after a reset; `on_program` hears of every program
+loaded, so that spares can carry the current one) is loaded with the program and a snapshot of
+the software engine's state, its hash checked, and the events decided while it was loading
+replayed into it; it then runs in SHADOW for `probation_events` events without a difference before
+it decides again, automatically (`failback = "auto"`) or when an operator asks (`request_failback`).
 
 The failover time is measured from detection to the first decision the software engine makes (to
 the end of the switch when nothing was in flight).
