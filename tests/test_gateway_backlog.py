@@ -28,7 +28,7 @@ from riskgw.gateway.server import Gateway
 pytestmark = pytest.mark.timeout(120)
 
 LIMIT = 4 << 10  # exchange_backlog_limit: 64 forwarded orders
-HELD = 300  # held_replies_limit
+HELD = 5_000  # held_replies_limit: above one read's frames, so the backlog begins before the hold
 READ_CHUNK = 256 << 10  # most an asyncio socket transport reads at once
 NEW_ORDER_BYTES = len(encode(MsgType.NEW_ORDER, 1, **held_order(1, 1)))
 CANCEL_BYTES = len(encode(MsgType.CANCEL_REQUEST, 1, order_id=1, account_id=1))
@@ -66,6 +66,7 @@ async def stalled_gateway(
     SMALL.write(tmp_path / "data")
     exchange = StalledExchange()
     settings.setdefault("users", dict(USERS))
+    settings.setdefault("exchange_backlog_limit", LIMIT)
     config = GatewayConfig(
         rules=list(RULES),
         listen=("127.0.0.1", 0),
@@ -74,7 +75,6 @@ async def stalled_gateway(
         journal=tmp_path / "gw.journal",
         fsync=False,
         journal_sync="none",
-        exchange_backlog_limit=LIMIT,
         heartbeat_ms=60_000,  # the brokers here send no heartbeats
         **settings,
     )
@@ -94,9 +94,8 @@ def test_a_stalled_exchange_bounds_memory_and_recovers(tmp_path: Path) -> None:
         bob = await logon(running.port, "bob")
         alice = await logon(running.port, "alice")
         try:
-            # bob: orders until the forwards are past the limit (his first burst is decided before
-            # the flush that finds the backlog), then many more: refused, and held behind his
-            # ACCEPTEDs, until he is no longer read from
+            # bob: orders whose forwards pass the limit, then many more: refused, and held behind
+            # his ACCEPTEDs, until he is no longer read from
             sent: dict[int, dict[str, Any]] = {}
             for order_id in range(1, 32_001):
                 values = held_order(order_id, order_id % SMALL.n_accounts, k=order_id % 16)
@@ -118,20 +117,20 @@ def test_a_stalled_exchange_bounds_memory_and_recovers(tmp_path: Path) -> None:
             assert HELD < status["held_replies"] <= HELD + 2 * reads
             backlog = status["bytes"]
             assert LIMIT < backlog <= LIMIT + READ_CHUNK
-            assert gw.counters.accepted <= 2 * reads
             assert sum("the exchange is not reading" in line for line in logged) == 1
 
             # another broker's new order is refused at once, and says why; not run, not forwarded
             accepted_before = gw.counters.accepted
+            refused_before = gw.rejects_by_reason["EXCHANGE_BACKLOG"]  # bob's
             alice.send(MsgType.NEW_ORDER, **held_order(900_001, 1))
             (refused,) = await answers(alice, 1)
             assert refused.type is MsgType.REJECTED and refused["reason"] == Reason.EXCHANGE_BACKLOG
             assert refused["order_id"] == 900_001
             assert gw.counters.accepted == accepted_before
-            assert gw.rejects_by_reason["EXCHANGE_BACKLOG"] == 1
+            assert gw.rejects_by_reason["EXCHANGE_BACKLOG"] == refused_before + 1
             page = render(gw)
             assert "riskgw_exchange_backlog_refusing 1\n" in page
-            assert 'riskgw_rejects_total{reason="EXCHANGE_BACKLOG"} 1\n' in page
+            assert f'riskgw_rejects_total{{reason="EXCHANGE_BACKLOG"}} {refused_before + 1}\n' in page
             assert "riskgw_sessions_not_read 1\n" in page
 
             # a cancel of an open order still goes out, once however often it is asked for
@@ -169,6 +168,12 @@ def test_a_stalled_exchange_bounds_memory_and_recovers(tmp_path: Path) -> None:
                 (sent[f["order_id"]]["account_id"], f["order_id"]) for f in got if f.type is MsgType.ACCEPTED
             }
             assert any(o > decided_before for _, o in accepted), "no order was taken after the backlog"
+            refused_ids = [
+                f["order_id"]
+                for f in got
+                if f.type is MsgType.REJECTED and f["reason"] == Reason.EXCHANGE_BACKLOG
+            ]
+            assert 0 < len(refused_ids) < decided_before
             # another broker's new order is taken again
             alice.send(MsgType.NEW_ORDER, **held_order(900_002, 2, k=1))
             (taken,) = await answers(alice, 1)
@@ -232,20 +237,30 @@ def test_a_fix_session_not_read_is_refused_at_once_and_recovers(tmp_path: Path) 
     async def script() -> None:
         logged: list[str] = []
         exchange, conn, running = await stalled_gateway(
-            tmp_path, logged, held_replies_limit=50, fix=fix_config()
+            tmp_path, logged, held_replies_limit=50, fix=fix_config(), exchange_backlog_limit=1 << 20
         )
         gw = running.gateway
         serving: asyncio.Task[None] | None = None
+        bob = await logon(running.port, "bob")
         try:
             assert running.fix is not None
             broker = await connect(tmp_path, running.fix.port)
             session = running.fix.sessions[("BROKER1", "RISKGW")]
+            # a binary broker's orders until the exchange link is backed up (the kernel's buffers
+            # full): from then on, the answers to orders accepted wait for the exchange to read
+            bob_sent: dict[int, int] = {}  # order id -> account
+            while not (gw.exchange is not None and gw.exchange.backed_up):
+                for order_id in range(len(bob_sent) + 1, len(bob_sent) + 201):
+                    bob_sent[order_id] = order_id % SMALL.n_accounts
+                    bob.send(MsgType.NEW_ORDER, **held_order(order_id, bob_sent[order_id], k=order_id % 16))
+                await until(lambda: gw.counters.orders == len(bob_sent), "bob's orders", gw)
+            base = gw.counters.orders
             # orders until the session is held back (the forwards fill the kernel's buffers, its
             # answers wait and pass the cap), then more: each refused at once by QuickFIX's thread
             first = 600
             for i in range(first):
                 broker.held(f"c{i}", i % SMALL.n_accounts, k=i // SMALL.n_accounts % 16)
-            await until(lambda: gw.counters.orders == first, "the first orders to be decided", gw)
+            await until(lambda: gw.counters.orders == base + first, "the first orders to be decided", gw)
             await until(lambda: session in gw._held_back, "the session to be held back", gw)
             assert not session.readable.is_set()
             held = gw.backlog_status()["held_replies"]
@@ -260,7 +275,7 @@ def test_a_fix_session_not_read_is_refused_at_once_and_recovers(tmp_path: Path) 
                 assert fields[380] == "4" and fields[372] == "D" and "exchange backlog" in fields[58]
                 refused.add(fields[379])
             assert refused == {f"c{i}" for i in range(first, first + more)}
-            assert gw.counters.orders == first and gw.backlog_status()["held_replies"] == held
+            assert gw.counters.orders == base + first and gw.backlog_status()["held_replies"] == held
 
             # the exchange reads: the held answers leave, one per order that reached the gateway
             serving = asyncio.get_running_loop().create_task(exchange.serve(conn))
@@ -273,6 +288,9 @@ def test_a_fix_session_not_read_is_refused_at_once_and_recovers(tmp_path: Path) 
             assert session.readable.is_set() and not gw._held_back
             accepted = {(int(f[1]), int(f[37])) for f in reports.values() if f[150] == "0"}
             assert accepted, "no order was accepted: the test shows nothing"
+            got = await answers(bob, len(bob_sent))
+            assert sorted(f["order_id"] for f in got) == sorted(bob_sent)
+            accepted |= {(bob_sent[f["order_id"]], f["order_id"]) for f in got if f.type is MsgType.ACCEPTED}
             # a refused order sent again (same ClOrdID: it never reached the gateway) is taken
             again = min(refused)
             i = int(again[1:])
@@ -285,6 +303,7 @@ def test_a_fix_session_not_read_is_refused_at_once_and_recovers(tmp_path: Path) 
         finally:
             while _LIVE:
                 await _LIVE.pop().stop()
+            await bob.close()
             await running.stop()
         assert serving is not None
         await asyncio.wait_for(serving, STEP)
