@@ -491,6 +491,7 @@ class Gateway:
             self._out.clear()
             self._accepting.clear()
             self._held.clear()
+            self._held_back.clear()  # every session is logged out below
             if self.failed is None:
                 self.failed = exc
                 self._log(f"cannot write the journal {self.journal.path}: {exc.strerror}; stopping")
