@@ -158,7 +158,8 @@ def test_a_killed_card_fails_over_and_back_to_a_spare_from_the_pool(tmp_path: Pa
 
         try:
             lock = running.gateway.card
-            assert isinstance(lock, LockstepCard) and lock.primary == "card", lock.status()
+            assert isinstance(lock, LockstepCard)
+            assert lock.primary == "card", lock.status()
             broker = await Client.connect(running.port)
             broker.send(MsgType.LOGON, username="bob", password=USERS["bob"].password)
             await broker.recv_type(MsgType.LOGON_ACK)
