@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 from riskgw.gateway.protocol import HEADER, VERSION, Frame, FrameReader, MsgType, ProtocolError, encode
 
@@ -64,8 +64,8 @@ class FrameLink(asyncio.Protocol, abc.ABC):
         self.last_tx = 0.0  # loop time of the last write (the gateway's heartbeats read it)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport; uvloop's are not subclasses of asyncio.Transport, so no isinstance check.
+        self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         if peer:
             self.peer = f"{peer[0]}:{peer[1]}"
