@@ -51,8 +51,9 @@ QUICK_RATES = (1_000, 5_000, 20_000)
 SIM_RATES = (50, 200)
 
 
-def _spawn(argv: list[str], log: Path) -> tuple[subprocess.Popen[str], int]:
-    """Start a riskgw command; returns it and the port from its `listening on HOST:PORT` line."""
+def _spawn(argv: list[str], log: Path) -> tuple[subprocess.Popen[str], int, str]:
+    """Start a riskgw command; returns it, the port from its `listening on HOST:PORT` line and the
+    event loop that line names."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "riskgw.cli", *argv],
         stdout=subprocess.DEVNULL,
@@ -73,7 +74,8 @@ def _spawn(argv: list[str], log: Path) -> tuple[subprocess.Popen[str], int]:
         if found:
             # its later output goes to the log from a thread, so it never blocks on a full pipe
             threading.Thread(target=_copy, args=(proc.stderr, seen, log), daemon=True).start()
-            return proc, int(found.group(1))
+            loop = re.search(r"event loop (\w+)", line)
+            return proc, int(found.group(1)), loop.group(1) if loop else "?"
 
 
 def _copy(stream: IO[str], seen: list[str], log: Path) -> None:
@@ -121,7 +123,7 @@ def run_mode(
 ) -> dict[str, Any]:
     rules = sorted(str(p) for p in (ROOT / "rules").glob("*.sql"))
     tag = f"{card}-{journal_sync}"
-    exch, exch_port = _spawn(
+    exch, exch_port, exch_loop = _spawn(
         ["exchange-sim", "--listen", "127.0.0.1:0", "--fill", "1", "--partial", "0", "--reject", "0"],
         workdir / f"exchange-{tag}.log",
     )
@@ -130,7 +132,7 @@ def run_mode(
     argv += ["--user", "bench:bench:*", "--heartbeat-ms", "60000", "--card", card]
     argv += ["--journal-sync", journal_sync]
     try:
-        gw, port = _spawn(argv, workdir / f"serve-{tag}.log")
+        gw, port, gw_loop = _spawn(argv, workdir / f"serve-{tag}.log")
     except BaseException:
         _stop(exch)
         raise
@@ -160,6 +162,7 @@ def run_mode(
     return {
         "card": card,
         "journal_sync": journal_sync,
+        "event_loop": {"gateway": gw_loop, "exchange": exch_loop},
         "runs": runs,
         "highest_rate_held": max(held, default=0),
     }

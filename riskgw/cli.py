@@ -174,6 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="keep a closed connection's resting orders (default: cancel them, as most venues do)",
     )
+    p.add_argument(
+        "--event-loop",
+        choices=["uvloop", "asyncio"],
+        default="uvloop",
+        help="uvloop (default; asyncio when it cannot be imported) or asyncio's own loop",
+    )
     p.set_defaults(func=cmd_exchange_sim)
 
     p = sub.add_parser("sim-card", help="run the card's HDL in Verilator and serve it over ZeroMQ")
@@ -212,6 +218,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--journal-sync",
         choices=["commit", "interval", "none"],
         help="fsync each commit before its replies leave (default), in the background, or never",
+    )
+    p.add_argument(
+        "--event-loop",
+        choices=["uvloop", "asyncio"],
+        help="uvloop (default; asyncio when it cannot be imported) or asyncio's own loop",
     )
     p.add_argument(
         "--control", metavar="HOST:PORT", help="control port for riskgw ctl (token: $RISKGW_CONTROL_TOKEN)"

@@ -1,7 +1,7 @@
 """`riskgw exchange-sim`: an exchange for the gateway to talk to, over the wire protocol.
 
     riskgw exchange-sim --listen 127.0.0.1:9100 [--seed N] [--fill F --partial P --reject R]
-                        [--keep-on-disconnect]
+                        [--keep-on-disconnect] [--event-loop uvloop|asyncio]
 
 Each NEW_ORDER first trades against the resting orders of the other side of its security's book
 (price-time priority, at the resting order's price), then its remainder meets the simulated market:
@@ -31,6 +31,7 @@ from typing import Any
 
 from riskgw.errors import UserError
 from riskgw.gateway.link import FrameLink, order_values, parse_host_port
+from riskgw.gateway.loops import DEFAULT_EVENT_LOOP, loop_name, run
 from riskgw.gateway.protocol import Frame, MsgType, ProtocolError
 
 OrderKey = tuple[int, int]  # (account_id, order_id)
@@ -218,7 +219,8 @@ async def _serve(host: str, port: int, behaviour: Behaviour) -> None:
         loop.add_signal_handler(sig, stop.set)
     bound = server.sockets[0].getsockname()
     print(
-        f"exchange-sim: listening on {bound[0]}:{bound[1]} (seed {behaviour.seed})",
+        f"exchange-sim: listening on {bound[0]}:{bound[1]} (seed {behaviour.seed}, "
+        f"event loop {loop_name(loop)})",
         file=sys.stderr,
         flush=True,
     )
@@ -243,5 +245,9 @@ def run_exchange_sim(args: argparse.Namespace) -> int:
         seed=args.seed,
         cancel_on_disconnect=not getattr(args, "keep_on_disconnect", False),
     )
-    asyncio.run(_serve(host, port, behaviour))
+    run(
+        _serve(host, port, behaviour),
+        getattr(args, "event_loop", DEFAULT_EVENT_LOOP),
+        lambda text: print(f"exchange-sim: {text}", file=sys.stderr, flush=True),
+    )
     return 0

@@ -13,6 +13,8 @@
                                        # interval: fsync every journal_sync_ms in the background
                                        # (a power loss can lose acknowledged orders); none: never
     journal_sync_ms = 10
+    event_loop = "uvloop"              # uvloop (the default), or asyncio: its own selector loop; asyncio
+                                       # runs when uvloop cannot be imported (Windows has none)
     control = "127.0.0.1:9001"         # control port for `riskgw ctl` (off when not set)
     control_token = "..."              # or the environment variable RISKGW_CONTROL_TOKEN
     kill_file = "gateway.kill"         # where kill switches are kept (default: the journal + .kill)
@@ -55,6 +57,7 @@ from typing import TYPE_CHECKING, Any
 from riskgw.errors import UserError
 from riskgw.gateway.fixconfig import FixConfig, parse_fix
 from riskgw.gateway.link import parse_host_port
+from riskgw.gateway.loops import DEFAULT_EVENT_LOOP, check_event_loop
 
 if TYPE_CHECKING:  # `riskgw ctl` reads this module and needs none of the engine
     from riskgw.gateway.failover import FailoverConfig
@@ -111,6 +114,7 @@ class GatewayConfig:
     fsync: bool = True
     journal_sync: str = "commit"  # commit | interval | none (riskgw/gateway/jsync.py)
     journal_sync_ms: int = 10
+    event_loop: str = DEFAULT_EVENT_LOOP  # riskgw/gateway/loops.py
     users: dict[str, User] = field(default_factory=dict)
     control: tuple[str, int] | None = None
     control_token: str = ""
@@ -195,6 +199,7 @@ _KEYS = {
     "fsync",
     "journal_sync",
     "journal_sync_ms",
+    "event_loop",
     "users",
     "control",
     "control_token",
@@ -261,6 +266,9 @@ def build_config(args: argparse.Namespace) -> GatewayConfig:
     if not isinstance(sync_ms, int) or isinstance(sync_ms, bool) or sync_ms <= 0:
         raise UserError("journal_sync_ms must be a positive whole number of milliseconds")
     config.journal_sync_ms = sync_ms
+    event_loop = getattr(args, "event_loop", None) or file.get("event_loop", DEFAULT_EVENT_LOOP)
+    check_event_loop(str(event_loop))
+    config.event_loop = str(event_loop)
     for name in ("exchange_backlog_limit", "held_replies_limit"):
         limit = file.get(name, getattr(config, name))
         if not isinstance(limit, int) or isinstance(limit, bool) or limit <= 0:

@@ -32,6 +32,7 @@ class MemoryTransport(asyncio.Transport):
     def __init__(self) -> None:
         super().__init__()
         self.out: list[bytes] = []
+        self.reading = True
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self.out.append(bytes(data))
@@ -47,6 +48,16 @@ class MemoryTransport(asyncio.Transport):
 
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
         pass  # nothing is ever buffered
+
+    # The caller feeds the protocol; these only record whether the protocol wants to be read.
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def is_reading(self) -> bool:
+        return self.reading
 
 
 class FrameLink(asyncio.Protocol, abc.ABC):

@@ -30,6 +30,7 @@ from riskgw.gateway.failover import FailoverConfig, watch, with_standby
 from riskgw.gateway.journal import JournalHeader, open_journal
 from riskgw.gateway.jsync import JournalSyncer
 from riskgw.gateway.kill import KillSwitches
+from riskgw.gateway.loops import loop_name, run
 from riskgw.gateway.metrics import render, start_metrics
 from riskgw.gateway.protocol import MsgType, Reason
 from riskgw.gateway.server import MAX_RULES, BrokerSession, Gateway
@@ -278,6 +279,7 @@ async def _start_on(
             "hold the order path (set [failover] standby = true)"
         )
     loop = asyncio.get_running_loop()
+    gateway.status_parts["event_loop"] = lambda: loop_name(loop)  # the one running, not the one asked for
     host, port = config.exchange
     gateway.exchange_address = config.exchange
     try:
@@ -343,7 +345,7 @@ async def _start_on(
         f"card {config.card}{' + software standby' if isinstance(card, LockstepCard) else ''}, "
         f"{len(image.rules)} rules, {rows} data rows, journal {config.journal} "
         f"({running.replayed} events replayed, {len(gateway.open)} orders open), "
-        f"state {card.state_hash()[:12]}"
+        f"state {card.state_hash()[:12]}, event loop {loop_name(loop)}"
     )
     return running
 
@@ -368,4 +370,5 @@ async def _serve(config: GatewayConfig) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    return asyncio.run(_serve(build_config(args)))
+    config = build_config(args)
+    return run(_serve(config), config.event_loop, _say)

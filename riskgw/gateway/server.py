@@ -216,6 +216,10 @@ class Gateway:
         # Sessions' frames held until the exchange's socket drains (see flush), in order.
         self._held: dict[FrameLink, list[bytes | None]] = {}
         self._held_back: set[BrokerSession] = set()  # not read from until their held frames leave
+        # Sessions read since the last flush, and those not read again until the next (see
+        # BrokerSession.data_received).
+        self._read: set[BrokerSession] = set()
+        self._read_twice: list[BrokerSession] = []
         self._flush_pending = False
 
     def restore_open_orders(self, entries: Sequence[Entry]) -> None:
@@ -479,6 +483,11 @@ class Gateway:
         taken all of it (`release_held`). So an ACCEPTED never leaves before its order's NEW_ORDER
         is in the kernel's socket buffer, where a killed gateway cannot lose it."""
         self._flush_pending = False
+        self._read.clear()
+        if self._read_twice:
+            again, self._read_twice = self._read_twice, []
+            for session in again:
+                session.read_again()
         try:
             if self.syncer is not None and self.syncer.failed is not None:
                 raise self.syncer.failed
@@ -968,7 +977,8 @@ class BrokerSession(FrameLink):
         self.paused_at: float | None = None  # loop time it was last held back, while it is
         self.last_rx = asyncio.get_running_loop().time()
         # Why it is not read from: "writes" (it does not read its replies), "held" (its replies
-        # wait for the exchange to read, see Gateway.flush). Read again when neither holds.
+        # wait for the exchange to read, see Gateway.flush), "turn" (it was read twice since the
+        # last flush, see data_received). Read again when none holds.
         self._holds: set[str] = set()
 
     def connection_made(self, transport: Any) -> None:
@@ -983,6 +993,17 @@ class BrokerSession(FrameLink):
     def data_received(self, data: bytes) -> None:
         self.last_rx = asyncio.get_running_loop().time()
         super().data_received(data)
+        # One read per session between two flushes, as asyncio's own loop reads each connection at
+        # most once a turn: uvloop (libuv) reads a connection again in the same turn while each
+        # read fills its buffer, up to 32 times, so a broker that floods the gateway could pass
+        # held_replies_limit by that much before a flush held it back.
+        gw = self.gateway
+        if self not in gw._read:
+            gw._read.add(self)
+            return
+        self._hold("turn")
+        gw._read_twice.append(self)
+        gw._schedule()  # a read that queued nothing schedules no flush
 
     # A broker that does not read its replies is not read from either until it catches up, so its
     # backlog stays bounded (by its open orders' exchange answers) and costs no one else anything.
@@ -999,6 +1020,10 @@ class BrokerSession(FrameLink):
 
     def let_go(self) -> None:
         self._release("held")
+
+    def read_again(self) -> None:
+        """Read from again after a flush (see data_received)."""
+        self._release("turn")
 
     def _hold(self, why: str) -> None:
         if not self._holds:

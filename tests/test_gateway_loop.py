@@ -1,0 +1,207 @@
+"""The event loop setting: `riskgw serve` and `riskgw exchange-sim` run on the loop they are told
+to (each says which one is running, read from the running loop itself), and on asyncio's own when
+uvloop cannot be imported."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from gateway_support import RULES, SMALL, Client, held_order, run_async, start_stack
+from test_gateway_backlog import test_a_stalled_exchange_bounds_memory_and_recovers as stalled_exchange_test
+
+from riskgw.errors import UserError
+from riskgw.exchange.sim import Behaviour
+from riskgw.gateway.config import build_config
+from riskgw.gateway.control import request
+from riskgw.gateway.link import MemoryTransport
+from riskgw.gateway.loops import loop_name, run
+from riskgw.gateway.protocol import Frame, FrameReader, MsgType, encode
+from riskgw.gateway.server import BrokerSession
+
+TOKEN = "loop-test-token"
+
+
+def spawn(*argv: str) -> tuple[subprocess.Popen[str], str]:
+    """Start a riskgw command; returns it and its `listening on` line."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "riskgw.cli", *argv],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stderr is not None
+    seen = []
+    while True:
+        line = proc.stderr.readline()
+        if "listening on" in line:
+            return proc, line
+        if not line:
+            proc.wait()
+            raise AssertionError(f"riskgw {argv[0]} exited: {''.join(seen)}")
+        seen.append(line)
+
+
+def port_in(line: str) -> int:
+    found = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+    assert found is not None, line
+    return int(found.group(1))
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_serve_and_exchange_sim_run_on_the_configured_loop(tmp_path: Path, loop: str) -> None:
+    data = SMALL.write(tmp_path / "data")
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        exch, line = spawn(
+            "exchange-sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--fill",
+            "1",
+            "--partial",
+            "0",
+            "--reject",
+            "0",
+            "--event-loop",
+            loop,
+        )
+        procs.append(exch)
+        assert f"event loop {loop})" in line, line
+        config = tmp_path / "gateway.toml"
+        rules = ", ".join(f'"{p}"' for p in RULES)
+        config.write_text(
+            f'rules = [{rules}]\ndata = "{data}"\njournal = "{tmp_path / "j"}"\n'
+            f'listen = "127.0.0.1:0"\nexchange = "127.0.0.1:{port_in(line)}"\n'
+            f'event_loop = "{loop}"\n'
+            '[users.alice]\npassword = "pw-a"\naccounts = [1]\n'
+        )
+        gw, line = spawn("serve", "--config", str(config))
+        procs.append(gw)
+        assert line.rstrip().endswith(f"event loop {loop}"), line
+
+        async def broker() -> None:
+            c = await Client.connect(port_in(line))
+            c.send(MsgType.LOGON, username="alice", password="pw-a")
+            await c.recv_type(MsgType.LOGON_ACK)
+            c.send(MsgType.NEW_ORDER, **held_order(1, account=1))
+            await c.recv_type(MsgType.ACCEPTED)
+            assert (await c.recv_type(MsgType.FILL))["exec_quantity"] == 100
+            await c.close()
+
+        asyncio.run(asyncio.wait_for(broker(), 20))
+        for proc in (gw, exch):
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=15) == 0
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def test_status_names_the_loop_running(tmp_path: Path) -> None:
+    async def script() -> str:
+        stack = await start_stack(tmp_path, Behaviour(), control=("127.0.0.1", 0), control_token=TOKEN)
+        try:
+            answer = await request("127.0.0.1", stack.running.control_port, {"token": TOKEN, "cmd": "status"})
+            assert answer["event_loop"] == loop_name(asyncio.get_running_loop())
+            return str(answer["event_loop"])
+        finally:
+            await stack.close()
+
+    logged: list[str] = []
+    assert run(script(), "uvloop", logged.append) == "uvloop"
+    assert run(script(), "asyncio", logged.append) == "asyncio"
+    assert logged == []
+
+
+def test_without_uvloop_the_gateway_runs_on_asyncio(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # `import uvloop` raises ImportError
+
+    async def script() -> str:
+        stack = await start_stack(tmp_path, Behaviour())
+        try:
+            c = await stack.broker()
+            c.send(MsgType.NEW_ORDER, **held_order(1, account=1))
+            await c.recv_type(MsgType.ACCEPTED)
+            await c.close()
+            return str(stack.gateway.status()["event_loop"])
+        finally:
+            await stack.close()
+
+    logged: list[str] = []
+    assert run(script(), "uvloop", logged.append) == "asyncio"
+    assert len(logged) == 1 and logged[0].startswith("event loop asyncio: uvloop cannot be imported"), logged
+
+
+def serve_args(**given: object) -> argparse.Namespace:
+    names = ["config", "rules", "listen", "exchange", "card", "data", "journal", "heartbeat_ms", "user"]
+    names += ["control", "metrics", "audit", "kill_file", "journal_sync", "event_loop"]
+    base: dict[str, object] = dict.fromkeys(names)
+    base.update(rules=[str(RULES[0])], user=["a:b:*"], no_fsync=False)
+    base.update(given)
+    return argparse.Namespace(**base)
+
+
+def test_the_event_loop_setting(tmp_path: Path) -> None:
+    assert build_config(serve_args()).event_loop == "uvloop"  # the default
+    config = tmp_path / "gateway.toml"
+    config.write_text(f'rules = ["{RULES[0]}"]\nevent_loop = "asyncio"\n')
+    assert build_config(serve_args(config=str(config), rules=None)).event_loop == "asyncio"
+    # the flag overrides the file
+    assert (
+        build_config(serve_args(config=str(config), rules=None, event_loop="uvloop")).event_loop == "uvloop"
+    )
+    config.write_text(f'rules = ["{RULES[0]}"]\nevent_loop = "tokio"\n')
+    with pytest.raises(UserError, match=r"^event_loop must be one of uvloop, asyncio, not 'tokio'$"):
+        build_config(serve_args(config=str(config), rules=None))
+
+
+def test_a_session_is_read_once_between_two_flushes(tmp_path: Path) -> None:
+    """asyncio reads each connection at most once a turn; uvloop reads one again in the same turn
+    while its reads fill the buffer. The gateway evens that out: a session read a second time
+    before a flush is not read again until the flush, whatever the loop."""
+
+    async def script() -> None:
+        stack = await start_stack(tmp_path, Behaviour(fill=1.0, partial=0.0, reject=0.0))
+        try:
+            gw = stack.gateway
+            session = BrokerSession(gw)
+            transport = MemoryTransport()
+            session.connection_made(transport)
+            session.data_received(encode(MsgType.LOGON, 1, username="alice", password="pw-a"))
+            assert transport.reading
+            session.data_received(encode(MsgType.NEW_ORDER, 2, **held_order(1, 1)))
+            assert not transport.reading and session.paused_at is not None
+            assert session.last_seq == 2  # what the second read brought is decided all the same
+            await asyncio.sleep(0)  # the flush
+            assert transport.reading and session.paused_at is None
+            frames = [f for f in FrameReader().feed(b"".join(transport.out)) if isinstance(f, Frame)]
+            assert [f.type for f in frames] == [MsgType.LOGON_ACK, MsgType.ACCEPTED]
+            session.data_received(encode(MsgType.HEARTBEAT, 3))
+            assert transport.reading  # the first read since the flush
+            session.connection_lost(None)
+        finally:
+            await stack.close()
+
+    run_async(script())
+
+
+def test_a_stalled_exchange_bounds_memory_on_uvloop_too(tmp_path: Path) -> None:
+    """The bounds of held replies and of the exchange's backlog hold on uvloop as on asyncio (its
+    test runs on asyncio, the loop pytest's asyncio.run makes): here on uvloop's."""
+    import uvloop
+
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    try:
+        stalled_exchange_test(tmp_path)
+    finally:
+        asyncio.set_event_loop_policy(None)
