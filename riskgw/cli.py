@@ -222,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--event-loop",
         choices=["uvloop", "asyncio"],
-        help="uvloop (default; asyncio when it cannot be imported) or asyncio's own loop",
+        help="asyncio's own loop (default) or uvloop (asyncio when it cannot be imported)",
     )
     p.add_argument(
         "--control", metavar="HOST:PORT", help="control port for riskgw ctl (token: $RISKGW_CONTROL_TOKEN)"

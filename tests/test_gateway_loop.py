@@ -152,13 +152,13 @@ def serve_args(**given: object) -> argparse.Namespace:
 
 
 def test_the_event_loop_setting(tmp_path: Path) -> None:
-    assert build_config(serve_args()).event_loop == "uvloop"  # the default
+    assert build_config(serve_args()).event_loop == "asyncio"  # the default
     config = tmp_path / "gateway.toml"
-    config.write_text(f'rules = ["{RULES[0]}"]\nevent_loop = "asyncio"\n')
-    assert build_config(serve_args(config=str(config), rules=None)).event_loop == "asyncio"
+    config.write_text(f'rules = ["{RULES[0]}"]\nevent_loop = "uvloop"\n')
+    assert build_config(serve_args(config=str(config), rules=None)).event_loop == "uvloop"
     # the flag overrides the file
     assert (
-        build_config(serve_args(config=str(config), rules=None, event_loop="uvloop")).event_loop == "uvloop"
+        build_config(serve_args(config=str(config), rules=None, event_loop="asyncio")).event_loop == "asyncio"
     )
     config.write_text(f'rules = ["{RULES[0]}"]\nevent_loop = "tokio"\n')
     with pytest.raises(UserError, match=r"^event_loop must be one of uvloop, asyncio, not 'tokio'$"):

@@ -31,7 +31,7 @@ from typing import Any
 
 from riskgw.errors import UserError
 from riskgw.gateway.link import FrameLink, order_values, parse_host_port
-from riskgw.gateway.loops import DEFAULT_EVENT_LOOP, loop_name, run
+from riskgw.gateway.loops import EXCHANGE_SIM_EVENT_LOOP, loop_name, run
 from riskgw.gateway.protocol import Frame, MsgType, ProtocolError
 
 OrderKey = tuple[int, int]  # (account_id, order_id)
@@ -247,7 +247,7 @@ def run_exchange_sim(args: argparse.Namespace) -> int:
     )
     run(
         _serve(host, port, behaviour),
-        getattr(args, "event_loop", DEFAULT_EVENT_LOOP),
+        getattr(args, "event_loop", EXCHANGE_SIM_EVENT_LOOP),
         lambda text: print(f"exchange-sim: {text}", file=sys.stderr, flush=True),
     )
     return 0

@@ -13,7 +13,7 @@
                                        # interval: fsync every journal_sync_ms in the background
                                        # (a power loss can lose acknowledged orders); none: never
     journal_sync_ms = 10
-    event_loop = "uvloop"              # uvloop (the default), or asyncio: its own selector loop; asyncio
+    event_loop = "asyncio"             # asyncio (the default): its own selector loop, or uvloop; asyncio
                                        # runs when uvloop cannot be imported (Windows has none)
     control = "127.0.0.1:9001"         # control port for `riskgw ctl` (off when not set)
     control_token = "..."              # or the environment variable RISKGW_CONTROL_TOKEN
@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING, Any
 from riskgw.errors import UserError
 from riskgw.gateway.fixconfig import FixConfig, parse_fix
 from riskgw.gateway.link import parse_host_port
-from riskgw.gateway.loops import DEFAULT_EVENT_LOOP, check_event_loop
+from riskgw.gateway.loops import GATEWAY_EVENT_LOOP, check_event_loop
 
 if TYPE_CHECKING:  # `riskgw ctl` reads this module and needs none of the engine
     from riskgw.gateway.failover import FailoverConfig
@@ -114,7 +114,7 @@ class GatewayConfig:
     fsync: bool = True
     journal_sync: str = "commit"  # commit | interval | none (riskgw/gateway/jsync.py)
     journal_sync_ms: int = 10
-    event_loop: str = DEFAULT_EVENT_LOOP  # riskgw/gateway/loops.py
+    event_loop: str = GATEWAY_EVENT_LOOP  # riskgw/gateway/loops.py
     users: dict[str, User] = field(default_factory=dict)
     control: tuple[str, int] | None = None
     control_token: str = ""
@@ -266,7 +266,7 @@ def build_config(args: argparse.Namespace) -> GatewayConfig:
     if not isinstance(sync_ms, int) or isinstance(sync_ms, bool) or sync_ms <= 0:
         raise UserError("journal_sync_ms must be a positive whole number of milliseconds")
     config.journal_sync_ms = sync_ms
-    event_loop = getattr(args, "event_loop", None) or file.get("event_loop", DEFAULT_EVENT_LOOP)
+    event_loop = getattr(args, "event_loop", None) or file.get("event_loop", GATEWAY_EVENT_LOOP)
     check_event_loop(str(event_loop))
     config.event_loop = str(event_loop)
     for name in ("exchange_backlog_limit", "held_replies_limit"):

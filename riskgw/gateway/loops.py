@@ -1,11 +1,14 @@
-"""The event loop `riskgw serve` and `riskgw exchange-sim` run on: uvloop, else asyncio's own.
+"""The event loop `riskgw serve` and `riskgw exchange-sim` run on: asyncio's own, or uvloop.
 
-uvloop (libuv underneath) costs each connection's read, write and callback less CPU than asyncio's
-selector loop, and the gateway's order path is a few of those per order. Its transports keep the
-flow-control contract the exchange link relies on (riskgw.gateway.server.ExchangeUplink): with a
-high water mark of 0, get_write_buffer_size() counts every byte the kernel did not take, including
-libuv's write queue, pause_writing comes when one is left over, and resume_writing when the queue
-is empty. Where uvloop is not installed (it has no Windows build), asyncio's loop runs instead.
+uvloop (libuv underneath) spends less CPU than asyncio's selector loop on each read, write and
+callback. That is most of what the exchange simulator does per order, so it runs on uvloop unless
+told otherwise; on the gateway, whose order path is mostly Python of its own, the saving measured
+is within the noise (docs/gateway.md, "The event loop"), so it stays on asyncio's loop unless
+`event_loop = "uvloop"`. uvloop's transports keep the flow-control contract the exchange link
+relies on (riskgw.gateway.server.ExchangeUplink): with a high water mark of 0,
+get_write_buffer_size() counts every byte the kernel did not take, libuv's write queue included,
+pause_writing comes when one is left over and resume_writing when the queue is empty. Where uvloop
+is not installed (it has no Windows build), asyncio's loop runs instead.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from riskgw.errors import UserError
 
 T = TypeVar("T")
 EVENT_LOOPS = ("uvloop", "asyncio")
-DEFAULT_EVENT_LOOP = "uvloop"
+GATEWAY_EVENT_LOOP = "asyncio"
+EXCHANGE_SIM_EVENT_LOOP = "uvloop"
 
 
 def _asyncio_loop() -> asyncio.AbstractEventLoop:
