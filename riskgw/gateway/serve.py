@@ -343,9 +343,10 @@ async def _start_on(
     log(
         f"listening on {bound[0]}:{bound[1]}, exchange {config.exchange[0]}:{config.exchange[1]}, "
         f"card {config.card}{' + software standby' if isinstance(card, LockstepCard) else ''}, "
+        f"event loop {loop_name(loop)}, "
         f"{len(image.rules)} rules, {rows} data rows, journal {config.journal} "
         f"({running.replayed} events replayed, {len(gateway.open)} orders open), "
-        f"state {card.state_hash()[:12]}, event loop {loop_name(loop)}"
+        f"state {card.state_hash()[:12]}"
     )
     return running
 
