@@ -336,6 +336,9 @@ def main(argv: list[str] | None = None) -> int:
             "latency_cycles: rising clock edges from the edge that accepts an event on s_evt to the edge "
             "after which its decision is valid on m_dec; the DOE alone, no TOE or parsing.",
             "doe_cycle_register: the DOE's own count (load-port register 0x0/4) for comparison.",
+            "busy_cycles: from the same edge to the edge after which s_evt is ready for the next event. "
+            "An accepted NEW's decision leaves when its NEW section ends; its ACCEPT section (the "
+            "trigger updates) runs after that, and only the busy figure counts it.",
             "Table size = rows of order_info (the reference's orders per account); account_ticket_info "
             "holds up to 20 x 1024 holdings and account_info 20 accounts.",
             "The smallest size runs on a build sized for it (with the sweeps and the throughput); the "

@@ -144,8 +144,10 @@ class Doe:
         self.dut.s_evt_valid.value = 0
         return times
 
-    async def timed(self, kind: Event, values: Sequence[Value]) -> tuple[int, int, bool]:
-        """One event into an idle DOE: (latency in cycles, the DOE's own cycle count, accept)."""
+    async def timed(self, kind: Event, values: Sequence[Value]) -> tuple[int, int, int, bool]:
+        """One event into an idle DOE: (latency in cycles, busy cycles, the DOE's own cycle count,
+        accept). Busy: from the same edge to the edge after which s_evt is ready for the next event
+        (an accepted NEW's ACCEPT section runs after its decision has left)."""
         d = self.dut
         self._put(int(kind), values, 0)
         await self._accepted()
@@ -158,9 +160,16 @@ class Doe:
                 break
             await RisingEdge(d.clk)
             cycles += 1
+        busy = cycles
+        while True:
+            await RisingEdge(d.clk)
+            busy += 1
+            await ReadOnly()
+            if int(d.s_evt_ready.value):
+                break
         await RisingEdge(d.clk)
         own = await self.read(addr(REGION_CTRL, CTRL_LAST_CYCLES))
-        return cycles, own, accept
+        return cycles, busy, own, accept
 
     async def check_status(self) -> int:
         return await self.read(addr(REGION_CTRL, CTRL_STATUS))
@@ -360,19 +369,25 @@ async def _flows_at(
     rows_held = {t.name: await doe.read(addr(REGION_COUNT, t.id)) for t in image.tables}
     status = await doe.check_status()
     lat: dict[str, list[int]] = {f: [] for f in FLOWS}
+    busy: dict[str, list[int]] = {f: [] for f in FLOWS}
     own: dict[str, list[int]] = {f: [] for f in FLOWS}
     rng = random.Random(n)
     mismatches = []
     for k in range(samples):
         for flow, kind, fields, want in flow_events(n, sample0 + k, rng):
-            cycles, counted, accept = await doe.timed(kind, list(event_inputs(fields)))
+            cycles, busy_cycles, counted, accept = await doe.timed(kind, list(event_inputs(fields)))
             if accept != want:
                 mismatches.append(f"{flow}: accept={accept}")
             lat[flow].append(cycles)
+            busy[flow].append(busy_cycles)
             own[flow].append(counted)
     status |= await doe.check_status()
     flows = {
-        f: summary(v) | {"doe_cycle_register": {"min": min(own[f]), "max": max(own[f])}}
+        f: summary(v)
+        | {
+            "busy_cycles": {"min": min(busy[f]), "max": max(busy[f]), "median": statistics.median(busy[f])},
+            "doe_cycle_register": {"min": min(own[f]), "max": max(own[f])},
+        }
         for f, v in lat.items()
     }
     every = [c for v in lat.values() for c in v]
@@ -413,7 +428,7 @@ async def new_latency(doe: Doe, paths: list[str], samples: int) -> dict[str, obj
     for k in range(samples):
         f = {"order_id": 5000 + k, "account_id": k % 4, "ticket_id": ticket(0), "direction": k % 2}
         f |= {"price": 100 + k % 7, "quantity": 1 + k % 50}
-        cycles, _own, accept = await doe.timed(Event.NEW, list(event_inputs(f)))
+        cycles, _busy, _own, accept = await doe.timed(Event.NEW, list(event_inputs(f)))
         lat.append(cycles)
         verdicts.add(accept)
     new_bundles = len(image.code.get((Event.NEW, 0), []))

@@ -424,6 +424,7 @@ def fig_flows(s: Section, inputs: dict[str, Input], facts: dict[str, Any], plot:
                         fmt(med * NS_PER_CYCLE if med is not None else None, 0),
                         f"{fmt(jit, 0)} / {fmt(jit * NS_PER_CYCLE if jit is not None else None, 0)}",
                         ratio(REF_JITTER_NS, jit * NS_PER_CYCLE) if jit else "jitter 0",
+                        fmt((f.get("busy_cycles") or {}).get("median"), 0),
                     ]
                 )
             size = hdl["flows_by_table_rows"][str(n)]
@@ -441,9 +442,13 @@ def fig_flows(s: Section, inputs: dict[str, Input], facts: dict[str, Any], plot:
                         "median ns",
                         "jitter cycles / ns",
                         "reference 100 ns ÷ jitter",
+                        "busy cycles (median)",
                     ],
                     rows,
                 ),
+                "Busy: cycles until the DOE takes its next event. An accepted order's decision leaves "
+                "when its checks end; the update after accepting it (its ACCEPT section) runs after "
+                "that, within the busy cycles.",
                 "Jitter over all flows (slowest median - fastest): "
                 f"{size.get('jitter_over_all_flows_cycles', 'n/a')} cycles; the largest within one flow: "
                 f"{size.get('max_jitter_within_a_flow_cycles', 'n/a')} cycles.",

@@ -46,7 +46,9 @@
  *
  *   | tag[TAG_W-1:0] | accept | failed[RULES-1:0] (bit i: rule id i failed) |
  *
- *   accept = no rule failed, for NEW; 1 for every other kind.
+ *   accept = no rule failed, for NEW; 1 for every other kind.  A NEW's decision leaves when its
+ *   NEW section ends, before its ACCEPT section runs; the next event is taken once the ACCEPT
+ *   section has ended and the decision has been taken, so it sees the ACCEPT section's updates.
  *
  * Execution: a section runs bundle by bundle.  Every register starts NULL except the inputs and
  * the constants.  In a bundle the ALU instructions issue together on their lanes; the table
@@ -61,7 +63,9 @@
  * then the writes follow (WRITE 1 cycle, ALLOC 2), and the bundle commits in the cycle the last
  * answer arrives: k reads alone take k + 2 cycles.  A SCAN holds the table unit for rows + 3
  * cycles.  A DIV/MOD lane holds the commit until 2 + 64 / DIV_BITS cycles after decode.  An
- * event adds 2 cycles (decision), and a NEW that passes runs the ACCEPT section as well.
+ * event adds 2 cycles (decision).  A NEW that passes runs the ACCEPT section after its decision
+ * has left: the ACCEPT section adds to the time until the next event is taken, not to the NEW's
+ * latency.
  */
 module rgw_doe #(
     // instruction slots per bundle (ALU lanes)
@@ -140,7 +144,6 @@ typedef enum logic [3:0] {
     ST_TABLE,
     ST_ALU,
     ST_SEC_END,
-    ST_EMIT,
     ST_CFG_RD
 } state_t;
 
@@ -595,14 +598,19 @@ assign m_cfg_rd_data = m_cfg_rd_data_reg;
 
 // ---------------------------------------------------------------- decision
 
-logic         m_dec_valid_reg;
-logic         m_dec_accept_reg;
+// The decision register: written when the decision is known (the end of the NEW section for a
+// NEW, before its ACCEPT section runs; the end of the section for any other event) and held until
+// m_dec takes it.  The next event waits for it to be taken, so tag_reg holds its tag.
+logic             m_dec_valid_reg;
+logic             m_dec_accept_reg;
+logic [RULES-1:0] m_dec_failed_reg;
 
-assign s_evt.ready = state_reg == ST_IDLE && !s_cfg_valid && !table_busy && !m_cfg_rd_valid_reg;
+assign s_evt.ready = state_reg == ST_IDLE && !s_cfg_valid && !table_busy && !m_cfg_rd_valid_reg
+    && !m_dec_valid_reg;
 assign m_dec.valid = m_dec_valid_reg;
 assign m_dec.tag = tag_reg;
 assign m_dec.accept = m_dec_accept_reg;
-assign m_dec.failed = failed_reg;
+assign m_dec.failed = m_dec_failed_reg;
 
 logic [CL_SECTIONS-1:0] evt_sec;
 always_comb begin
@@ -650,6 +658,9 @@ always_ff @(posedge clk) begin
     m_cfg_rd_valid_reg <= 1'b0;
     cycles_reg <= cycles_reg + 1;
     pc_reg <= pc_next;
+    if (m_dec.ready) begin
+        m_dec_valid_reg <= 1'b0;
+    end
 
     if (start_sec) begin
         // fresh registers (rgw_doe_regs' clear): inputs from in_data_reg, loaded at this edge
@@ -749,18 +760,17 @@ always_ff @(posedge clk) begin
             // waits for the ALU lanes; the commit follows the case
         end
         ST_SEC_END: begin
+            // the decision leaves now, except after an ACCEPT section (its NEW's decision left
+            // when the NEW section ended)
+            if (kind_reg != EVENT_NEW || phase_new_reg) begin
+                m_dec_valid_reg <= 1'b1;
+                m_dec_accept_reg <= kind_reg != EVENT_NEW || failed_reg == 0;
+                m_dec_failed_reg <= failed_reg;
+                last_cycles_reg <= cycles_reg;
+            end
             if (start_sec) begin
                 phase_new_reg <= 1'b0;
             end else begin
-                m_dec_valid_reg <= 1'b1;
-                m_dec_accept_reg <= kind_reg != EVENT_NEW || failed_reg == 0;
-                last_cycles_reg <= cycles_reg;
-                state_reg <= ST_EMIT;
-            end
-        end
-        ST_EMIT: begin
-            if (m_dec.ready) begin
-                m_dec_valid_reg <= 1'b0;
                 state_reg <= ST_IDLE;
             end
         end
