@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -214,3 +217,23 @@ class StalledExchange:
         """Send the gateway a frame (a FILL, a CANCELLED) on `conn`, read or not."""
         self.sent += 1
         await asyncio.get_running_loop().sock_sendall(conn, encode(msg_type, self.sent, **values))
+
+
+def spawn(*argv: str) -> tuple[subprocess.Popen[str], str]:
+    """Start a riskgw command; returns it and the first stderr line that says where it listens."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "riskgw.cli", *argv],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stderr is not None
+    seen = []
+    while True:
+        line = proc.stderr.readline()
+        if "listening on" in line:
+            return proc, line
+        if not line:
+            proc.wait()
+            raise AssertionError(f"riskgw {argv[0]} exited: {''.join(seen)}")
+        seen.append(line)

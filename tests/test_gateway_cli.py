@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from gateway_support import RULES, SMALL, Client, held_order
+from gateway_support import RULES, SMALL, Client, held_order, spawn
 
 from riskgw.cli import build_parser
 from riskgw.cli import main as cli_main
@@ -110,25 +108,6 @@ def test_unreachable_exchange_is_a_one_line_error(tmp_path: Path, capsys: pytest
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == f"riskgw: error: cannot reach the exchange at 127.0.0.1:{port}: Connection refused"
     assert "Traceback" not in "\n".join(err)
-
-
-def spawn(*argv: str) -> tuple[subprocess.Popen[str], str]:
-    """Start a riskgw command; returns it and the first stderr line that says where it listens."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "riskgw.cli", *argv],
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert proc.stderr is not None
-    seen = []
-    while True:
-        line = proc.stderr.readline()
-        if "listening on" in line:
-            return proc, line
-        if not line:
-            raise AssertionError(f"riskgw {argv[0]} exited: {''.join(seen)}")
-        seen.append(line)
 
 
 def test_serve_and_exchange_sim_commands_trade_and_stop_on_sigterm(tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import re
 import signal
 import subprocess
@@ -14,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from gateway_support import RULES, SMALL, Client, held_order, run_async, start_stack
+from gateway_support import RULES, SMALL, Client, held_order, run_async, spawn, start_stack
 from test_gateway_backlog import test_a_stalled_exchange_bounds_memory_and_recovers as stalled_exchange_test
 
 from riskgw.errors import UserError
@@ -27,26 +26,6 @@ from riskgw.gateway.protocol import Frame, FrameReader, MsgType, encode
 from riskgw.gateway.server import BrokerSession
 
 TOKEN = "loop-test-token"
-
-
-def spawn(*argv: str) -> tuple[subprocess.Popen[str], str]:
-    """Start a riskgw command; returns it and its `listening on` line."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "riskgw.cli", *argv],
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert proc.stderr is not None
-    seen = []
-    while True:
-        line = proc.stderr.readline()
-        if "listening on" in line:
-            return proc, line
-        if not line:
-            proc.wait()
-            raise AssertionError(f"riskgw {argv[0]} exited: {''.join(seen)}")
-        seen.append(line)
 
 
 def port_in(line: str) -> int:
