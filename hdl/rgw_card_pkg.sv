@@ -35,6 +35,10 @@ package rgw_card_pkg;
     localparam logic [15:0] ADDR_ID_REGS = 16'h003c;  // r: registers
     localparam logic [15:0] ADDR_ID_PROG_ROWS = 16'h0040;  // r: program memory bundles
     localparam logic [15:0] ADDR_ID_CLOCK_MHZ = 16'h0044;  // r: the clock the build is timed for
+    localparam logic [15:0] ADDR_ID_KEY_WORDS = 16'h0048;  // r: key words of LOOKUP / ALLOC / SCAN
+    localparam logic [15:0] ADDR_ID_WAYS = 16'h004c;  // r: slots per hash bucket
+    localparam logic [15:0] ADDR_ID_SCANS = 16'h0050;  // r: scan specs
+    localparam logic [15:0] ADDR_ID_IN_WORDS = 16'h0054;  // r: input words of an event (a LOAD row has at most this many)
 
     // CONTROL block: Enable, reset, status and liveness.
     localparam logic [15:0] CONTROL_BASE = 16'h0100;  // block base address

@@ -35,6 +35,9 @@ module rgw_card_regs #(
     parameter int TABLES = 8,
     parameter int COLS = 16,
     parameter int ROWS = 1024,
+    parameter int KEY_WORDS = 6,
+    parameter int WAYS = 4,
+    parameter int SCANS = 16,
     parameter int RULES = 64,
     parameter int IN_WORDS = 16,
     // the clock the build is timed for, in MHz
@@ -234,6 +237,10 @@ always_comb begin
         ADDR_ID_REGS: rd_val = 32'(REGS);
         ADDR_ID_PROG_ROWS: rd_val = 32'(PROG_ROWS);
         ADDR_ID_CLOCK_MHZ: rd_val = 32'(CLOCK_MHZ);
+        ADDR_ID_KEY_WORDS: rd_val = 32'(KEY_WORDS);
+        ADDR_ID_WAYS: rd_val = 32'(WAYS);
+        ADDR_ID_SCANS: rd_val = 32'(SCANS);
+        ADDR_ID_IN_WORDS: rd_val = 32'(IN_WORDS);
         CONTROL_BASE: rd_val = CONTROL_TYPE_VERSION;
         CONTROL_BASE + 16'h4: rd_val = 32'(COUNTERS_BASE);
         ADDR_CONTROL_CONTROL: rd_val = 32'(enable_reg);

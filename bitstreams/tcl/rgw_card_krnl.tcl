@@ -27,6 +27,10 @@ set kernel_regs {
     {ID_REGS 0x003c 1 {} {r: registers}}
     {ID_PROG_ROWS 0x0040 1 {} {r: program memory bundles}}
     {ID_CLOCK_MHZ 0x0044 1 {} {r: the clock the build is timed for}}
+    {ID_KEY_WORDS 0x0048 1 {} {r: key words of LOOKUP / ALLOC / SCAN}}
+    {ID_WAYS 0x004c 1 {} {r: slots per hash bucket}}
+    {ID_SCANS 0x0050 1 {} {r: scan specs}}
+    {ID_IN_WORDS 0x0054 1 {} {r: input words of an event (a LOAD row has at most this many)}}
     {CONTROL_TYPE_VERSION 0x0100 1 {} {r: type[31:16], version[15:0]}}
     {CONTROL_NEXT 0x0104 1 {} {r: byte address of the next block, 0 after the last}}
     {CONTROL_CONTROL 0x0108 1 {} {rw: Control bits}}

@@ -144,6 +144,10 @@ ID_BLOCK = Block(
         Reg("REGS", 0x3C, "r", "registers"),
         Reg("PROG_ROWS", 0x40, "r", "program memory bundles"),
         Reg("CLOCK_MHZ", 0x44, "r", "the clock the build is timed for"),
+        Reg("KEY_WORDS", 0x48, "r", "key words of LOOKUP / ALLOC / SCAN"),
+        Reg("WAYS", 0x4C, "r", "slots per hash bucket"),
+        Reg("SCANS", 0x50, "r", "scan specs"),
+        Reg("IN_WORDS", 0x54, "r", "input words of an event (a LOAD row has at most this many)"),
     ),
     "Who the card is: compared with the program image and the manifest before anything is loaded.",
 )
