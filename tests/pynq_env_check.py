@@ -124,6 +124,7 @@ def pynq_checks() -> dict[str, Any]:
         regs[BASE + b.base + 4] = BLOCKS[i + 1].base if i + 1 < len(BLOCKS) else 0
     ident = {"MAGIC": CARD_MAGIC, "ABI_VERSION": ABI_VERSION, "DATA_W": 512, "LANES": 8, "TABLES": 8}
     ident |= {"COLS": 16, "ROWS_LOG2": 10, "RULES": 64, "REGS": 256, "PROG_ROWS": 256, "CLOCK_MHZ": 250}
+    ident |= {"KEY_WORDS": 6, "WAYS": 4, "SCANS": 16, "IN_WORDS": 16}
     for name, v in ident.items():
         regs[BASE + ID_BLOCK.addr(name)] = v
     for i in range(5):

@@ -6,6 +6,7 @@ card computes the right tables is tested against the simulated card (tests/test_
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Sequence
 from pathlib import Path
@@ -62,6 +63,10 @@ class CardModel:
             "REGS": p.regs,
             "PROG_ROWS": p.prog_rows,
             "CLOCK_MHZ": 250,
+            "KEY_WORDS": p.key_words,
+            "WAYS": p.ways,
+            "SCANS": p.scans,
+            "IN_WORDS": p.in_words,
         }
         for name, v in ident.items():
             self.regs[ID_BLOCK.addr(name)] = v
@@ -219,6 +224,7 @@ def test_identify_reads_the_id_block() -> None:
     assert ident.git_hash == GIT and ident.abi_version == ABI_VERSION
     assert (ident.lanes, ident.tables, ident.cols, ident.rows_log2) == (8, 8, 16, 8)
     assert (ident.data_w, ident.rules, ident.regs, ident.clock_mhz) == (64, 64, 256, 250)
+    assert (ident.key_words, ident.ways, ident.scans, ident.in_words) == (6, 4, 16, 16)
 
 
 @pytest.mark.parametrize(
@@ -243,6 +249,17 @@ def test_a_card_it_does_not_know_is_refused(poke: dict[int, int], message: str) 
     model.regs.update(poke)
     with pytest.raises(CardError, match=message):
         CardRegs(model, PARAMS).attach()
+
+
+@pytest.mark.parametrize("name", [f.name for f in dataclasses.fields(DoeParams)])
+def test_every_doe_parameter_is_checked_against_the_id(name: str) -> None:
+    built = dataclasses.replace(PARAMS, **{name: 2 * getattr(PARAMS, name)})
+    shown, card, want = name, getattr(built, name), getattr(PARAMS, name)
+    if name == "rows":  # the ID shows ROWS as its log2
+        shown, card, want = "rows_log2", 9, 8
+    with pytest.raises(CardError) as info:
+        CardRegs(CardModel(built), PARAMS).attach()
+    assert str(info.value) == f"the card's DOE is not the expected build: {shown} {card} (expected {want})"
 
 
 def test_git_hash_is_checked_when_given() -> None:

@@ -86,18 +86,18 @@ class CardId:
     regs: int
     prog_rows: int
     clock_mhz: int
+    key_words: int
+    ways: int
+    scans: int
+    in_words: int
 
     def mismatches(self, p: DoeParams) -> list[str]:
-        """How a DOE built with `p` differs from this card (the parameters the ID shows)."""
-        want = {
-            "lanes": p.lanes,
-            "tables": p.tables,
-            "cols": p.cols,
-            "rows_log2": (p.rows - 1).bit_length(),
-            "rules": p.rules,
-            "regs": p.regs,
-            "prog_rows": p.prog_rows,
-        }
+        """How a DOE built with `p` differs from this card, one entry per parameter.
+
+        Every DoeParams field is shown by the ID under its own name, except ROWS (a power of two),
+        shown as its log2."""
+        want = {f.name: getattr(p, f.name) for f in fields(DoeParams) if f.name != "rows"}
+        want["rows_log2"] = (p.rows - 1).bit_length()
         return [f"{k} {getattr(self, k)} (expected {v})" for k, v in want.items() if getattr(self, k) != v]
 
 
@@ -118,8 +118,9 @@ class Timestamp:
 class CardRegs:
     """Drives one card over `bus`. Call `attach` first; it checks the card is one this code knows.
 
-    `params` gives the DOE parameters the ID block does not show (key words, scan specs, hash
-    ways); those it shows are checked against them.
+    `params`: the DOE parameters the card is expected to be built with (a bitstream's manifest);
+    `attach` refuses a card whose ID block shows other values. The driver lays out the DOE's
+    addresses with them (ROWS exactly, where the ID shows only its log2).
     """
 
     def __init__(self, bus: Bus, params: DoeParams | None = None) -> None:
@@ -174,19 +175,14 @@ class CardRegs:
         if magic != CARD_MAGIC:
             raise CardError(f"no riskgw card: ID magic {magic:#010x}, expected {CARD_MAGIC:#010x}")
         self.walk()
-        names = ["ABI_VERSION", *(f"GIT_HASH{i}" for i in range(5))]
-        names += ["DATA_W", "LANES", "TABLES", "COLS", "ROWS_LOG2", "RULES", "REGS", "PROG_ROWS", "CLOCK_MHZ"]
-        addrs = [ID_BLOCK.addr("ABI_VERSION"), *(ID_BLOCK.addr("GIT_HASH", i) for i in range(5))]
-        addrs += [ID_BLOCK.addr(n) for n in names[6:]]
+        # every field of CardId but the git hash is the ID register of its upper-case name
+        plain = [f.name.upper() for f in fields(CardId) if f.name != "git_hash"]
+        names = [*plain, *(f"GIT_HASH{i}" for i in range(5))]
+        addrs = [ID_BLOCK.addr(n) for n in plain] + [ID_BLOCK.addr("GIT_HASH", i) for i in range(5)]
         values = dict(zip(names, self.bus.read_many(addrs), strict=True))
         ident = CardId(
-            abi_version=values["ABI_VERSION"],
             git_hash="".join(f"{values[f'GIT_HASH{i}']:08x}" for i in range(5)),
-            **{
-                f.name: values[f.name.upper()]
-                for f in fields(CardId)
-                if f.name not in ("abi_version", "git_hash")
-            },
+            **{n.lower(): values[n] for n in plain},
         )
         if ident.abi_version != ABI_VERSION:
             raise CardError(
