@@ -57,6 +57,7 @@ def test_starts_within_a_minute_and_identifies(sim_card: Server) -> None:
         ident = card.ident
         assert ident.abi_version == ABI_VERSION and ident.data_w == 64 and ident.rows_log2 == 8
         assert (ident.lanes, ident.tables, ident.cols, ident.rules) == (8, 8, 16, 128)
+        assert (ident.key_words, ident.ways, ident.scans, ident.in_words) == (6, 4, 16, 16)
     finally:
         card.close()
     assert sim_card.process.exited() is None, "closing a card it did not start leaves the server up"

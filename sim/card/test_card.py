@@ -348,6 +348,10 @@ async def run_registers(dut) -> None:  # type: ignore[no-untyped-def]
         "REGS": p.regs,
         "PROG_ROWS": p.prog_rows,
         "CLOCK_MHZ": 250,
+        "KEY_WORDS": p.key_words,
+        "WAYS": p.ways,
+        "SCANS": p.scans,
+        "IN_WORDS": p.in_words,
     }
     for name, want in ident.items():
         assert await card.axil_read(ID_BLOCK.addr(name)) == want, name
