@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import select
 from pathlib import Path
+from typing import Any
 
 import pytest
 from gateway_support import USERS, run_async, start_stack
@@ -17,8 +19,21 @@ from riskgw.scenario import DataSet
 pytestmark = pytest.mark.timeout(120)
 
 
-def test_load_generator_answers_every_order_and_reports_percentiles(tmp_path: Path) -> None:
+def test_load_generator_answers_every_order_and_reports_percentiles(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     users = {**USERS, "bench": User("bench", "bench", None)}
+    # The generator waits for the next order with select(2), whose timeout takes microseconds;
+    # epoll's (Python's selectors on Linux) rounds a wait under 1 ms up to 1 ms.
+    waits: list[float] = []
+    real_select = select.select
+
+    def recording_select(r: Any, w: Any, x: Any, timeout: float | None = None) -> Any:
+        if timeout is not None:
+            waits.append(timeout)
+        return real_select(r, w, x, timeout)
+
+    monkeypatch.setattr(select, "select", recording_select)
 
     async def script() -> dict[str, object]:
         stack = await start_stack(tmp_path, Behaviour(fill=1.0, partial=0.0, reject=0.0), users=users)
@@ -32,6 +47,11 @@ def test_load_generator_answers_every_order_and_reports_percentiles(tmp_path: Pa
     assert result["orders"] == 100 and result["answered"] == 100 and result["lost"] == 0
     lat = result["latency_us"]
     assert isinstance(lat, dict) and 0 < lat["p50"] <= lat["p99"] <= lat["max"]
+    late = result["send_late_us"]
+    assert isinstance(late, dict) and 0 <= late["p50"] <= late["max"]
+    # at 200 orders/s (5 ms apart) it waits for the next due time, and hands select() waits of a
+    # fraction of a millisecond as they are
+    assert any(0 < wait < 0.001 for wait in waits) and max(waits) <= 0.01
     # the small data set holds few of the securities it trades: verdicts either way, all answered
     assert result["accepted"] + result["rejected"] == 100
 
