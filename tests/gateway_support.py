@@ -237,3 +237,18 @@ def spawn(*argv: str) -> tuple[subprocess.Popen[str], str]:
             proc.wait()
             raise AssertionError(f"riskgw {argv[0]} exited: {''.join(seen)}")
         seen.append(line)
+
+
+def trade_one_order(port: int, username: str = "alice", password: str = "pw-a", account: int = 1) -> None:
+    """Log on to a gateway on `port`, send one order and see it accepted and filled for 100."""
+
+    async def broker() -> None:
+        c = await Client.connect(port)
+        c.send(MsgType.LOGON, username=username, password=password)
+        await c.recv_type(MsgType.LOGON_ACK)
+        c.send(MsgType.NEW_ORDER, **held_order(1, account=account))
+        await c.recv_type(MsgType.ACCEPTED)
+        assert (await c.recv_type(MsgType.FILL))["exec_quantity"] == 100
+        await c.close()
+
+    asyncio.run(asyncio.wait_for(broker(), 20))

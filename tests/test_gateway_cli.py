@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import signal
 import socket
@@ -10,14 +9,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from gateway_support import RULES, SMALL, Client, held_order, spawn
+from gateway_support import RULES, SMALL, spawn, trade_one_order
 
 from riskgw.cli import build_parser
 from riskgw.cli import main as cli_main
 from riskgw.errors import UserError
 from riskgw.gateway.config import build_config
 from riskgw.gateway.journal import scan
-from riskgw.gateway.protocol import MsgType
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -132,17 +130,7 @@ def test_serve_and_exchange_sim_commands_trade_and_stop_on_sigterm(tmp_path: Pat
         procs.append(gw)
         assert "0 events replayed" in line, line
         gw_port = int(re.search(r"listening on 127\.0\.0\.1:(\d+)", line).group(1))  # type: ignore[union-attr]
-
-        async def broker() -> None:
-            c = await Client.connect(gw_port)
-            c.send(MsgType.LOGON, username="alice", password="pw-a")
-            await c.recv_type(MsgType.LOGON_ACK)
-            c.send(MsgType.NEW_ORDER, **held_order(1, account=1))
-            await c.recv_type(MsgType.ACCEPTED)
-            assert (await c.recv_type(MsgType.FILL))["exec_quantity"] == 100
-            await c.close()
-
-        asyncio.run(asyncio.wait_for(broker(), 20))
+        trade_one_order(gw_port)
         for proc in (gw, exch):
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=15) == 0

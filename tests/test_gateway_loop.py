@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from gateway_support import RULES, SMALL, Client, held_order, run_async, spawn, start_stack
+from gateway_support import RULES, SMALL, held_order, run_async, spawn, start_stack, trade_one_order
 from test_gateway_backlog import test_a_stalled_exchange_bounds_memory_and_recovers as stalled_exchange_test
 
 from riskgw.errors import UserError
@@ -65,17 +65,7 @@ def test_serve_and_exchange_sim_run_on_the_configured_loop(tmp_path: Path, loop:
         gw, line = spawn("serve", "--config", str(config))
         procs.append(gw)
         assert f", event loop {loop}, " in line, line
-
-        async def broker() -> None:
-            c = await Client.connect(port_in(line))
-            c.send(MsgType.LOGON, username="alice", password="pw-a")
-            await c.recv_type(MsgType.LOGON_ACK)
-            c.send(MsgType.NEW_ORDER, **held_order(1, account=1))
-            await c.recv_type(MsgType.ACCEPTED)
-            assert (await c.recv_type(MsgType.FILL))["exec_quantity"] == 100
-            await c.close()
-
-        asyncio.run(asyncio.wait_for(broker(), 20))
+        trade_one_order(port_in(line))
         for proc in (gw, exch):
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=15) == 0
