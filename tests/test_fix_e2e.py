@@ -22,6 +22,7 @@ from riskgw.errors import UserError
 from riskgw.exchange.sim import Behaviour
 from riskgw.gateway.fixsession import parse_utc_ns
 from riskgw.gateway.journal import scan
+from riskgw.gateway.metrics import render
 from riskgw.gateway.protocol import MsgType
 from riskgw.scenario import POOR_ACCOUNT, ref_price, ticket
 
@@ -365,6 +366,10 @@ def test_answers_and_cancels_for_orders_placed_before_a_restart(tmp_path: Path) 
                 ("BROKER1", True, 3),
                 ("BROKER2", False, 0),
             ]
+            page = render(stack.gateway)
+            assert 'riskgw_fix_session_logged_on{sender_comp_id="BROKER1"} 1' in page
+            assert 'riskgw_fix_session_logged_on{sender_comp_id="BROKER2"} 0' in page
+            assert 'riskgw_fix_session_open_orders{sender_comp_id="BROKER1"} 3' in page
             # Another account's sell that crosses a1: the fill for a1 reaches the session that placed it.
             seller, k = next(
                 (a, k)

@@ -141,6 +141,21 @@ def render(gw: Gateway) -> str:
         "1 for the executor that decides orders: pynq (a U200), sim or soft",
         [(f'kind="{card_kind(gw.card)}"', 1)],
     )
+    fix = gw.status_parts.get("fix")
+    if fix is not None:
+        sessions = fix()["sessions"]
+        metric(
+            "riskgw_fix_session_logged_on",
+            "gauge",
+            "1 while the FIX session (its broker's SenderCompID) is logged on",
+            [(f'sender_comp_id="{f["sender_comp_id"]}"', int(f["logged_on"])) for f in sessions],
+        )
+        metric(
+            "riskgw_fix_session_open_orders",
+            "gauge",
+            "orders of the FIX session open at the exchange",
+            [(f'sender_comp_id="{f["sender_comp_id"]}"', f["open_orders"]) for f in sessions],
+        )
     _standby_metrics(gw, metric, lines)
     lines.append("# HELP riskgw_card_event_us time the card took per event, microseconds")
     lines.append("# TYPE riskgw_card_event_us histogram")
