@@ -23,9 +23,10 @@ def test_every_metric_on_the_dashboard_is_served(tmp_path: Path) -> None:
         return {m.group(1) for m in re.finditer(r"^# TYPE (\S+) ", text, re.M)}
 
     names = run_async(served())
-    # the hot standby's metrics appear only with a card under a standby: take those from the source
+    # the hot standby's metrics appear only with a card under a standby, the FIX sessions' only with
+    # a FIX port: take those from the source
     source = Path(metrics_module.__file__).read_text(encoding="utf-8")
-    names |= set(re.findall(r'"(riskgw_card_[a-z_]+)"', source))
+    names |= set(re.findall(r'"(riskgw_(?:card|fix)_[a-z_]+)"', source))
     dash = json.loads(DASHBOARD.read_text(encoding="utf-8"))
     exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
     asked = {re.sub(r"_(bucket|sum|count)$", "", m) for e in exprs for m in re.findall(r"riskgw_[a-z_]+", e)}
