@@ -124,7 +124,8 @@ def count(cells: dict[str, int]) -> dict[str, Any]:
     not LUTs. Cells left unmapped (yosys's internal `$_..._` gates) mean the mapping is incomplete:
     they are listed, and such a result never counts as a fit."""
     unmapped = {c: n for c, n in cells.items() if re.fullmatch(r"_[A-Z0-9_]+_", c)}
-    luts = sum(n for c, n in cells.items() if re.fullmatch(r"LUT[1-6](_2)?", c))
+    # an INV is a LUT1 on the fabric
+    luts = sum(n for c, n in cells.items() if re.fullmatch(r"LUT[1-6](_2)?|INV", c))
     lutram = sum(n * LUTRAM_LUTS[c] for c, n in cells.items() if c in LUTRAM_LUTS)
     ffs = sum(n for c, n in cells.items() if c in ("FDRE", "FDSE", "FDCE", "FDPE", "LDCE", "LDPE"))
     ramb36 = sum(n for c, n in cells.items() if c.startswith("RAMB36"))

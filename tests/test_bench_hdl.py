@@ -51,9 +51,9 @@ def test_rows_param_holds_the_orders() -> None:
 
 def test_synth_counts_resources_by_cell_name() -> None:
     cells = {"LUT6": 10, "LUT2": 5, "FDRE": 7, "FDSE": 1, "RAMB36E2": 2, "RAMB18E2": 2, "URAM288": 1}
-    cells |= {"DSP48E2": 3, "RAM64M": 2, "CARRY8": 4, "MUXF7": 9}
+    cells |= {"DSP48E2": 3, "RAM64M": 2, "CARRY8": 4, "MUXF7": 9, "INV": 2}
     r = synth.count(cells)
-    assert (r["LUT"], r["LUT_as_memory"], r["FF"]) == (15, 8, 8)
+    assert (r["LUT"], r["LUT_as_memory"], r["FF"]) == (17, 8, 8)
     assert (r["RAMB36"], r["RAMB18"], r["URAM"], r["DSP"]) == (2, 2, 1, 3)
     assert set(r["utilisation_percent"]) == set(synth.U200)
     assert r["fits_in_half_of_u200"]
