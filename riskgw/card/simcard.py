@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from riskgw.card.driver import CardDriver, CardError
@@ -144,12 +144,17 @@ class SimCard(CardDriver):
         timeout: float = 30.0,
         start_timeout: float = 900.0,
         log: Path | None = None,
+        on_process: Callable[[SimProcess], None] | None = None,
     ) -> SimCard:
-        """Start `riskgw sim-card` as a child process (building the model if it is not cached)."""
+        """Start `riskgw sim-card` as a child process (building the model if it is not cached).
+        `on_process` hears of the process as soon as it runs, so that another thread can stop a start
+        nobody wants any more (a pool being closed): the start then fails with CardError."""
         p = params or CardParams()
         extra = ["--data-w", str(p.data_w), "--rows", str(p.doe.rows), "--ways", str(p.doe.ways)]
         process = SimProcess(sim_card_argv("tcp://127.0.0.1:0", extra), log=log)
         try:
+            if on_process is not None:
+                on_process(process)
             address = process.wait_ready(start_timeout)
         except CardError:
             process.stop()
