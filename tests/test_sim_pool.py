@@ -1,24 +1,38 @@
 """SimCardPool without Verilator: cards come from a stand-in start function, so what is checked is
 the pool's own work: a spare started ahead on the pool's thread, loaded with the program and its
 clock at rest, the next one started when one is taken, a new program reaching the spares, a failed
-start reported to the taker, spares closed at the end."""
+start counted and tried again (the taker gets the next good card), spares closed at the end, and a
+close that does not wait for a start under way yet leaves no card running."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from riskgw.card.driver import CardError
 from riskgw.card.simcard import SimCard
-from riskgw.card.simpool import SimCardPool
+from riskgw.card.simlink import SimProcess
+from riskgw.card.simpool import SimCardPool, retry_delay
 from riskgw.doe.compiler import compile_files
 from riskgw.doe.image import Image
 
 RULES = sorted((Path(__file__).resolve().parent.parent / "rules").glob("*.sql"))
+
+
+class FakeProcess:
+    """Stands in for a card's SimProcess: `proc.terminate()` is what the pool does to stop a start."""
+
+    def __init__(self) -> None:
+        self.proc = self
+        self.terminated = threading.Event()
+
+    def terminate(self) -> None:
+        self.terminated.set()
 
 
 class StubCard(SimCard):
@@ -31,11 +45,16 @@ class StubCard(SimCard):
         self.closed = False
         self.thread = threading.current_thread().name
         self.rested: list[int] = []  # the number of programs loaded at each rest
+        self.fake = FakeProcess()
+        self.server = cast(SimProcess, self.fake)
+        self.slow_load = False  # a load that lasts until the process is stopped
 
     def rest(self) -> None:
         self.rested.append(len(self.loaded))
 
     def load_image(self, image: Image) -> None:
+        if self.slow_load and self.fake.terminated.wait(10.0):
+            raise CardError("the simulated card was killed by signal 15")
         if self.fail_load:
             raise CardError("load failed")
         self.loaded.append(image)
@@ -45,16 +64,45 @@ class StubCard(SimCard):
 
 
 class Starts:
-    def __init__(self, fail: frozenset[int] = frozenset(), fail_load: frozenset[int] = frozenset()) -> None:
+    """The pool's `start`: start n fails when n is in `fail` (or `fail_all`), waits for `hold[n]`
+    when it is there (or for its process to be stopped, when `stoppable`)."""
+
+    def __init__(
+        self,
+        fail: frozenset[int] = frozenset(),
+        fail_load: frozenset[int] = frozenset(),
+        fail_all: bool = False,
+        hold: dict[int, threading.Event] | None = None,
+        stoppable: bool = False,
+    ) -> None:
         self.cards: list[StubCard] = []
+        self.times: list[float] = []
         self.fail = fail
         self.fail_load = fail_load
+        self.fail_all = fail_all
+        self.hold = hold or {}
+        self.stoppable = stoppable
 
-    def __call__(self, params: Any, timeout: float = 0.0, log: Path | None = None) -> SimCard:
+    def __call__(
+        self,
+        params: Any,
+        timeout: float = 0.0,
+        log: Path | None = None,
+        on_process: Callable[[SimProcess], None] | None = None,
+    ) -> SimCard:
         n = len(self.cards)
         card = StubCard(n, fail_load=n in self.fail_load)
         self.cards.append(card)
-        if n in self.fail:
+        self.times.append(time.monotonic())
+        if on_process is not None:
+            on_process(cast(SimProcess, card.fake))
+        if n in self.hold:
+            if self.stoppable:
+                if card.fake.terminated.wait(10.0):
+                    raise CardError("the simulated card was killed by signal 15")
+            else:
+                self.hold[n].wait(10.0)
+        if self.fail_all or n in self.fail:
             raise CardError(f"start {n} failed")
         return card
 
@@ -85,20 +133,6 @@ def test_a_spare_is_started_ahead_loaded_and_replaced_when_taken() -> None:
         pool.take()
 
 
-def test_a_card_that_fails_to_start_or_load_is_an_error_for_the_taker_only() -> None:
-    image = compile_files(RULES).image
-    starts = Starts(fail=frozenset({0}), fail_load=frozenset({1}))
-    pool = SimCardPool(spares=1, image=image, start=starts)
-    with pytest.raises(CardError, match="start 0 failed"):
-        pool.take()
-    with pytest.raises(CardError, match="load failed"):
-        pool.take()
-    assert starts.cards[1].closed, "a card that could not load its program is closed"
-    card = pool.take()
-    assert card is starts.cards[2]
-    pool.close()
-
-
 def test_a_pool_without_a_spare_is_refused() -> None:
     with pytest.raises(ValueError, match="at least one"):
         SimCardPool(spares=0, start=Starts())
@@ -118,7 +152,15 @@ def test_a_new_program_reaches_the_spares_started_and_those_to_come() -> None:
     assert pool.take() is starts.cards[0]
     wait_for(lambda: len(starts.cards) == 2 and starts.cards[1].loaded != [])
     assert starts.cards[1].loaded == [fewer], "the next spare starts with the current program"
-    assert pool.status() == {"image": fewer.digest()[:12], "spares": 1, "ready": 1, "started": 2, "taken": 1}
+    assert pool.status() == {
+        "image": fewer.digest()[:12],
+        "spares": 1,
+        "ready": 1,
+        "started": 2,
+        "failed": 0,
+        "error": None,
+        "taken": 1,
+    }
     pool.close()
 
 
@@ -134,3 +176,149 @@ def test_a_spare_that_cannot_load_a_new_program_is_replaced() -> None:
     assert starts.cards[0].closed
     assert pool.take() is starts.cards[1] and starts.cards[1].loaded == [fewer]
     pool.close()
+
+
+def test_a_failed_start_is_counted_and_logged_at_once_then_tried_again() -> None:
+    image = compile_files(RULES).image
+    retry = threading.Event()
+    starts = Starts(fail=frozenset({0}), hold={1: retry})
+    logged: list[str] = []
+    pool = SimCardPool(spares=1, image=image, start=starts, log=logged.append, retry_first_s=0.05)
+    try:
+        wait_for(lambda: pool.status()["failed"] == 1)
+        status = pool.status()
+        assert status["ready"] == 0, "a start that failed is no card ready"
+        assert status["error"] == "start 0 failed"
+        failed = [line for line in logged if "start 0 failed" in line]
+        assert failed == [
+            "card: a spare simulated card did not start (1 in a row): start 0 failed; trying again in 0.05 s"
+        ]
+        wait_for(lambda: len(starts.cards) == 2)  # the pool tries again by itself, after the pause
+        assert starts.times[1] - starts.times[0] >= 0.05
+        assert pool.status()["ready"] == 0
+        retry.set()
+        card = pool.take(timeout=10.0)
+        assert card is starts.cards[1] and card.loaded == [image] and card.rested == [1]
+        status = pool.status()
+        assert (status["failed"], status["error"], status["started"], status["taken"]) == (1, None, 2, 1)
+        wait_for(lambda: logged[-1] == "card: a spare simulated card started after 1 failed starts")
+        assert len([line for line in logged if "start 0 failed" in line]) == 1, "logged once"
+    finally:
+        retry.set()
+        pool.close()
+
+
+def test_a_taker_waits_through_failed_starts_and_loads_for_the_next_good_card() -> None:
+    image = compile_files(RULES).image
+    starts = Starts(fail=frozenset({0}), fail_load=frozenset({1}))
+    pool = SimCardPool(spares=1, image=image, start=starts, retry_first_s=0.01)
+    card = pool.take(timeout=10.0)
+    assert card is starts.cards[2]
+    assert starts.cards[1].closed, "a card that could not load its program is closed"
+    assert pool.status()["failed"] == 2
+    pool.close()
+
+
+def test_failed_starts_are_tried_again_after_a_pause_doubling_up_to_the_most() -> None:
+    assert [retry_delay(n) for n in range(1, 8)] == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    assert retry_delay(10_000) == 30.0
+    starts = Starts(fail=frozenset({0, 1, 2, 3}))
+    pool = SimCardPool(spares=1, start=starts, retry_first_s=0.05, retry_most_s=0.12)
+    card = pool.take(timeout=10.0, tries=5)
+    assert card is starts.cards[4]
+    gaps = [b - a for a, b in zip(starts.times, starts.times[1:], strict=False)]
+    for gap, pause in zip(gaps, [0.05, 0.1, 0.12, 0.12], strict=True):
+        assert gap >= pause, (gaps, pause)
+    pool.close()
+
+
+def test_a_taker_gets_the_error_after_tries_fresh_failures_or_its_timeout() -> None:
+    starts = Starts(fail_all=True)
+    pool = SimCardPool(spares=1, start=starts, retry_first_s=0.01, retry_most_s=0.01)
+    wait_for(lambda: pool.failed >= 1)
+    before = pool.failed
+    with pytest.raises(
+        CardError, match=r"no simulated card could start \(2 starts failed\): start \d+ failed"
+    ):
+        pool.take(timeout=30.0, tries=2)
+    assert pool.failed >= before + 2, "failures before the take do not count"
+    pool.close()
+
+    hold = threading.Event()
+    slow = Starts(hold={0: hold})
+    pool = SimCardPool(spares=1, start=slow)
+    try:
+        with pytest.raises(CardError, match="no simulated card started within 0 s"):
+            pool.take(timeout=0.2)
+    finally:
+        hold.set()
+        pool.close()
+
+
+def closing(pool: SimCardPool) -> tuple[threading.Thread, list[float]]:
+    """close() on another thread, so that a close that waits cannot hang the test."""
+    took: list[float] = []
+
+    def close() -> None:
+        t0 = time.monotonic()
+        pool.close()
+        took.append(time.monotonic() - t0)
+
+    thread = threading.Thread(target=close, daemon=True)
+    thread.start()
+    return thread, took
+
+
+def test_close_does_not_wait_for_a_slow_start_whose_card_is_closed_when_it_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("riskgw.card.simpool.CLOSE_WAIT_S", 0.3)
+    hold = threading.Event()
+    starts = Starts(hold={0: hold})  # a start that does not stop when its process is told to
+    pool = SimCardPool(spares=1, start=starts)
+    try:
+        wait_for(lambda: len(starts.cards) == 1)
+        thread, took = closing(pool)
+        thread.join(5.0)
+        assert not thread.is_alive(), "close() waited for the start under way"
+        assert took[0] < 3.0
+        card = starts.cards[0]
+        assert card.fake.terminated.is_set(), "the process being started is told to stop"
+        assert not card.closed  # its start has not ended
+    finally:
+        hold.set()
+    wait_for(lambda: card.closed)  # the start ended after close(): the pool's thread closes the card
+    pool._worker.join(5.0)
+    assert not pool._worker.is_alive()
+    assert pool.status()["ready"] == 0 and pool.status()["failed"] == 0
+
+
+def test_close_stops_the_process_being_started_and_the_pool_thread_ends() -> None:
+    starts = Starts(hold={0: threading.Event()}, stoppable=True)
+    logged: list[str] = []
+    pool = SimCardPool(spares=1, start=starts, log=logged.append)
+    wait_for(lambda: len(starts.cards) == 1)
+    thread, took = closing(pool)
+    thread.join(5.0)
+    assert not thread.is_alive() and took[0] < 3.0
+    assert starts.cards[0].fake.terminated.is_set()
+    assert not pool._worker.is_alive(), "the interrupted start ended and the thread with it"
+    assert pool.status()["failed"] == 0 and logged == [], "a start close() stopped is no failure"
+    assert len(starts.cards) == 1, "nothing is started after close()"
+
+
+def test_close_stops_a_spare_loading_a_new_program() -> None:
+    rules = compile_files(RULES).image
+    fewer = compile_files(RULES[:1]).image
+    starts = Starts()
+    pool = SimCardPool(spares=1, image=rules, start=starts)
+    wait_for(lambda: pool.status()["ready"] == 1)
+    spare = starts.cards[0]
+    spare.slow_load = True
+    pool.program(fewer)
+    wait_for(lambda: pool.status()["ready"] == 0)  # out of the pool while it loads
+    thread, took = closing(pool)
+    thread.join(5.0)
+    assert not thread.is_alive() and took[0] < 3.0
+    assert spare.fake.terminated.is_set() and spare.closed
+    assert spare.loaded == [rules]
