@@ -127,13 +127,15 @@ def card_params(shape: DataShape, log: Callable[[str], None]) -> CardParams:
 
 def sim_card_pool(image: Image, data: Path | None, spares: int, log: Callable[[str], None]) -> SimCardPool:
     """A pool of `spares` cards for `sim`, loaded with `image` and sized for `data`: the gateway takes
-    its card from it, and each failback the next (SimCardPool says how)."""
+    its card from it, and each failback the next (SimCardPool says how); `log` hears of a spare that
+    fails to start, which the pool tries again."""
     params = card_params(data_shape(image, data), log)
-    return SimCardPool(params, spares=spares, timeout=LINK_TIMEOUT_S, image=image)
+    return SimCardPool(params, spares=spares, timeout=LINK_TIMEOUT_S, image=image, log=log)
 
 
 def take_first(pool: SimCardPool) -> SimCard:
-    """The gateway's card from `pool`: the first start of a build waits for the build."""
+    """The gateway's card from `pool`: the first start of a build waits for the build; a start that
+    fails is tried again, and the gateway gives up after 3 (SimCardPool.take)."""
     try:
         return pool.take(timeout=FIRST_START_S)
     except CardError as exc:
