@@ -16,10 +16,12 @@ import pytest
 
 from riskgw.card.driver import CardError
 from riskgw.card.simcard import SimCard
+from riskgw.card.simgw import take_first
 from riskgw.card.simlink import SimProcess
 from riskgw.card.simpool import SimCardPool, retry_delay
 from riskgw.doe.compiler import compile_files
 from riskgw.doe.image import Image
+from riskgw.errors import UserError
 
 RULES = sorted((Path(__file__).resolve().parent.parent / "rules").glob("*.sql"))
 
@@ -322,3 +324,18 @@ def test_close_stops_a_spare_loading_a_new_program() -> None:
     assert not thread.is_alive() and took[0] < 3.0
     assert spare.fake.terminated.is_set() and spare.closed
     assert spare.loaded == [rules]
+
+
+def test_the_gateways_first_card_is_a_one_line_error_after_three_failed_starts() -> None:
+    starts = Starts(fail_all=True)
+    logged: list[str] = []
+    pool = SimCardPool(spares=1, start=starts, log=logged.append, retry_first_s=0.01)
+    with pytest.raises(UserError) as info:
+        take_first(pool)
+    assert str(info.value) == "--card sim: no simulated card could start (3 starts failed): start 2 failed"
+    assert [line.split(": ", 2)[2] for line in logged] == [
+        "start 0 failed; trying again in 0.01 s",
+        "start 1 failed; trying again in 0.02 s",
+        "start 2 failed; trying again in 0.04 s",
+    ]
+    assert not pool._worker.is_alive(), "the gateway that cannot start closes its pool"
