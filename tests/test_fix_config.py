@@ -65,6 +65,8 @@ def test_fix_section_is_read(tmp_path: Path) -> None:
         (('ticket_id = "600001"', 'ticket_id = "12345678901234567"'), "ticket_id"),
         (("cancel_on_disconnect = false", "cancel_on_disconnect = 1"), "cancel_on_disconnect"),
         (('store = "state/fix"', "stor = 1"), "unknown setting 'stor'"),
+        (("port = 19878", 'host = "127.0.0.1"'), "fix.host: the FIX port cannot be bound to one address"),
+        (("port = 19878", 'listen = "127.0.0.1:9878"'), "fix.listen: .*QuickFIX 1.16 listens on every"),
         (("[fix.sessions.BROKER1]", '[fix.sessions."BRO KER"]'), "CompID"),
     ],
 )

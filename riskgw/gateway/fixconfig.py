@@ -1,7 +1,7 @@
 """The `[fix]` section of the gateway's settings: the FIX 4.4 acceptor, its sessions and instruments.
 
     [fix]
-    port = 9878                     # QuickFIX listens on every interface at this port
+    port = 9878                     # QuickFIX 1.16 listens on every interface at this port (see below)
     store = "gateway.fix"           # sequence numbers and sent messages (default: the journal + ".fix")
     price_scale = 2                 # decimals of a price, for symbols that are their own ticket_id
 
@@ -17,6 +17,10 @@
 
 Without `[fix.instruments]`, a Symbol is the ticket_id itself and prices have `price_scale` decimals;
 with it, only the symbols listed there may be traded.
+
+There is no bind address: QuickFIX 1.16's acceptor binds INADDR_ANY (socket_createAcceptor takes a
+port only, and the settings have no SocketAcceptAddress), so a `host`, `listen`, `address` or `bind`
+key is refused with that reason rather than taken and not honoured.
 """
 
 from __future__ import annotations
@@ -31,6 +35,12 @@ from riskgw.gateway.protocol import TICKET_BYTES
 DEFAULT_PORT = 9878
 DEFAULT_TARGET = "RISKGW"
 MAX_SCALE = 9
+# Keys that would name the FIX port's bind address, which QuickFIX 1.16 cannot honour.
+BIND_KEYS = ("address", "bind", "host", "listen")
+NO_BIND = (
+    "the FIX port cannot be bound to one address: QuickFIX 1.16 listens on every interface; "
+    "set fix.port only and restrict the port with a firewall (docs/operations.md)"
+)
 
 
 @dataclass(frozen=True)
@@ -93,6 +103,9 @@ def parse_fix(section: Any, base: Path, parse_accounts: Any) -> FixConfig:
     if not isinstance(section, dict):
         raise UserError("fix must be a table: [fix]")
     known = {"port", "store", "price_scale", "sessions", "instruments"}
+    bind = sorted(set(section) & set(BIND_KEYS))
+    if bind:
+        raise UserError(f"fix.{bind[0]}: {NO_BIND}")
     unknown = sorted(set(section) - known)
     if unknown:
         raise UserError(f"fix: unknown setting {unknown[0]!r} (settings: {', '.join(sorted(known))})")
