@@ -23,6 +23,10 @@ share of those figures); rejects by reason and failed-rule mask (a gateway that 
 the exchange's fills late, so orders pile up against the open-order limit); the gateway's and the
 exchange's CPU per order; the 1-minute load average. The target on the soft card is p99
 <= 200 µs at 20,000 orders/s. Compare medians of several runs.
+
+Last, on the soft card, the floor (bench/floor.py): the same round trip with a C relay that checks
+nothing in the gateway's place, at 1,000, 5,000 and 20,000 orders/s, with a C load generator and
+exchange and with this benchmark's own: what the machine's loopback costs before any gateway work.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from bench.floor import FLOOR_RATES, floor_figures
 from riskgw.demo_serve import sim_card_available
 from riskgw.scenario import DataSet
 
@@ -103,9 +108,14 @@ def _cpu_s(pid: int) -> float:
 
 
 def _load(port: int, rate: float, seconds: float, first_id: int, pids: dict[str, int]) -> dict[str, Any]:
-    before = {name: _cpu_s(pid) for name, pid in pids.items()}
     cmd = [sys.executable, "-m", "bench.gateway_load", "--port", str(port), "--rate", str(rate)]
-    cmd += ["--seconds", str(seconds), "--first-id", str(first_id)]
+    return measure([*cmd, "--seconds", str(seconds), "--first-id", str(first_id)], pids)
+
+
+def measure(cmd: list[str], pids: dict[str, int]) -> dict[str, Any]:
+    """Run a load generator that prints bench.gateway_load's JSON; add the CPU per order of the
+    processes in `pids`, whether the rate was held, and the load average."""
+    before = {name: _cpu_s(pid) for name, pid in pids.items()}
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False)
     if done.returncode != 0:
         raise SystemExit(f"the load generator failed: {done.stderr.strip().splitlines()[-1:]}")
@@ -264,6 +274,10 @@ def main(argv: list[str] | None = None) -> int:
         for mode in modes:
             say(f"bench.gateway: card {args.card}, journal_sync {mode}")
             results.append(run_mode(workdir, args.card, mode, rates, seconds, say))
+        floor = None
+        if args.card == "soft":
+            say("bench.gateway: the floor, a relay that checks nothing in the gateway's place")
+            floor = floor_figures(FLOOR_RATES, seconds, workdir, say)
         sim_note = "not run: --quick, or --card sim given"
         if args.card == "soft" and not args.quick:
             # the same at a low rate on the simulated card, when `riskgw serve` can run it
@@ -290,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         "target": "soft card: p99 <= 200 µs at 20,000 orders/s",
         "cpu_in_process": cpu,
         "modes": results,
+        "floor": floor,
         "sim_card": sim_note,
     }
     out.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")

@@ -685,6 +685,76 @@ def gateway_modes(inputs: dict[str, Input]) -> list[dict[str, Any]]:
     return modes
 
 
+def floor_lines(floor: Any, modes: list[dict[str, Any]]) -> list[str]:
+    """bench/floor.py's relay in the gateway's place: the table, then what it says of the budget
+    and of the gateway's own share (soft card, journal none, the same harness and rate)."""
+    if not isinstance(floor, dict) or not floor.get("harnesses"):
+        return ["No floor run (bench/floor.py) in these results."]
+    rows, native_at_budget = [], None
+    bench_runs: dict[Any, dict[str, Any]] = {}
+    for h in floor["harnesses"]:
+        for r in h.get("runs", []):
+            lat = r.get("latency_us", {})
+            rows.append(
+                [
+                    str(h.get("harness", "?")),
+                    fmt(r.get("rate"), 0),
+                    f"{fmt(r.get('answered'), 0)} / {fmt(r.get('orders'), 0)}",
+                    *(fmt(lat.get(p)) for p in GW_PERCENTILES),
+                    fmt(r.get("relay_cpu_us_per_order")),
+                    fmt(r.get("loadavg_1m")),
+                ]
+            )
+            if h.get("harness") == "native" and r.get("rate") == BUDGET_RATE:
+                native_at_budget = lat.get("p99")
+            if h.get("harness") == "bench":
+                bench_runs[r.get("rate")] = r
+    out = [
+        "",
+        "Floor (bench/floor.py): a C relay that checks nothing in the gateway's place; harness `native`: "
+        "C load generator and exchange too; `bench`: this benchmark's own generator and exchange-sim.",
+        "",
+        *table(
+            [
+                "floor harness",
+                "offered /s",
+                "answered / sent",
+                *(f"{p.replace('_', '.')} µs" for p in GW_PERCENTILES),
+                "relay CPU µs/order",
+                "load 1 min",
+            ],
+            rows,
+        ),
+    ]
+    p99 = _num(native_at_budget)
+    if p99 is not None:
+        verdict = (
+            "the budget is below what this machine's loopback gives three processes doing no work"
+            if p99 > BUDGET_P99_US
+            else f"{fmt(BUDGET_P99_US - p99)} µs of the budget are left for the gateway's own work at p99"
+        )
+        out.append(
+            f"Floor at {BUDGET_RATE:,}/s (native harness): p99 {fmt(p99)} µs, "
+            f"{ratio(p99, BUDGET_P99_US)} the budget: {verdict}."
+        )
+    over = []
+    for m in modes:
+        if m.get("card") != "soft" or m.get("journal_sync") != "none":
+            continue
+        for r in m.get("runs", []):
+            base = bench_runs.get(r.get("rate"))
+            if base is not None:
+                ours, theirs = r.get("latency_us", {}), base.get("latency_us", {})
+                over.append(
+                    f"{fmt(r.get('rate'), 0)}/s p50 {ratio(ours.get('p50'), theirs.get('p50'))}, "
+                    f"p99 {ratio(ours.get('p99'), theirs.get('p99'))}"
+                )
+    if over:
+        each = "; ".join(over)
+        out.append(f"Gateway (soft card, journal none) ÷ floor (bench harness), same rate: {each}.")
+    return out
+
+
 def fig_gateway(s: Section, inputs: dict[str, Input], facts: dict[str, Any], plot: Plotter) -> None:
     s.body.append(
         "What: the gateway end to end on loopback. Binary protocol (bench/gateway.py): `riskgw serve` "
@@ -759,6 +829,7 @@ def fig_gateway(s: Section, inputs: dict[str, Input], facts: dict[str, Any], plo
             )
         meta = inputs["gateway"].data or {}
         s.body.append(f"Samples: every order of each rate: {fmt(meta.get('seconds_per_rate'))} s per rate.")
+        s.body += floor_lines(meta.get("floor"), modes)
     fix = inputs["fix"].data
     if fix:
         s.body += [

@@ -280,3 +280,36 @@ def test_baselines_are_tabled_with_ratios_against_riskgw_and_the_doe(tmp_path: P
     assert "| SQLite, indexed | 1,000 | 16,000 | 50.00 | 200.00 | 25.0x | 25.0x | 833x |" in text
     assert "| openpit 0.10.0 | 990 | 250,000 | 1.80 | 7.20 | 0.9x | 1.6x | 30.0x |" in text
     assert "agree on 380 of 400 orders (95.0%)" in text
+
+
+def floor_doc(native_p99: float) -> dict[str, Any]:
+    def run(p99: float) -> dict[str, Any]:
+        lat = {"p50": 100.0, "p90": 120.0, "p99": p99, "p99_9": 2 * p99, "max": 3 * p99}
+        return {"rate": 20_000, "orders": 40_000, "answered": 40_000, "latency_us": lat}
+
+    native = run(native_p99) | {"relay_cpu_us_per_order": 20.0, "loadavg_1m": 1.5}
+    bench = run(100.0) | {"relay_cpu_us_per_order": 18.0, "loadavg_1m": 1.6}
+    return {"harnesses": [{"harness": "native", "runs": [native]}, {"harness": "bench", "runs": [bench]}]}
+
+
+def test_gateway_figure_sets_the_budget_against_the_floor(tmp_path: Path) -> None:
+    _, text = make_report(tmp_path, gateway=gateway_doc() | {"floor": floor_doc(1_500.0)})
+    assert (
+        "| native | 20,000 | 40,000 / 40,000 | 100.0 | 120.0 | 1,500 | 3,000 | 4,500 | 20.0 | 1.5 |" in text
+    )
+    assert (
+        "Floor at 20,000/s (native harness): p99 1,500 µs, 7.5x the budget: the budget is below what "
+        "this machine's loopback gives three processes doing no work." in text
+    )
+    # the gateway's p99 150 µs over the bench harness's floor of 100 µs at the same rate
+    assert (
+        "Gateway (soft card, journal none) ÷ floor (bench harness), same rate: 20,000/s p50 0.4x, p99 1.5x."
+        in text
+    )
+    _, text = make_report(tmp_path, gateway=gateway_doc() | {"floor": floor_doc(80.0)})
+    assert (
+        "p99 80.0 µs, 0.4x the budget: 120.0 µs of the budget are left for the gateway's own work at p99."
+        in text
+    )
+    _, text = make_report(tmp_path, gateway=gateway_doc())
+    assert "No floor run (bench/floor.py) in these results." in text
