@@ -46,6 +46,7 @@ def test_fix_section_is_read(tmp_path: Path) -> None:
     config = build_config(args(write(tmp_path, GOOD)))
     fix = config.fix
     assert fix is not None and fix.port == 19878 and fix.store == tmp_path / "state/fix"
+    assert fix.store_sync  # synced unless turned off
     assert fix.sessions == [
         FixSessionConfig("BROKER1", "RISKGW", None),
         FixSessionConfig("BROKER2", "GW", frozenset({1, 2}), "pw", False),
@@ -65,6 +66,7 @@ def test_fix_section_is_read(tmp_path: Path) -> None:
         (('ticket_id = "600001"', 'ticket_id = "12345678901234567"'), "ticket_id"),
         (("cancel_on_disconnect = false", "cancel_on_disconnect = 1"), "cancel_on_disconnect"),
         (('store = "state/fix"', "stor = 1"), "unknown setting 'stor'"),
+        (('store = "state/fix"', 'store_sync = "no"'), "store_sync must be true or false"),
         (("port = 19878", 'host = "127.0.0.1"'), "fix.host: the FIX port cannot be bound to one address"),
         (("port = 19878", 'listen = "127.0.0.1:9878"'), "fix.listen: .*QuickFIX 1.16 listens on every"),
         (("[fix.sessions.BROKER1]", '[fix.sessions."BRO KER"]'), "CompID"),
@@ -75,6 +77,11 @@ def test_bad_fix_settings_are_one_line_errors(tmp_path: Path, change: tuple[str,
     assert text != GOOD
     with pytest.raises(UserError, match=message):
         build_config(args(write(tmp_path, text)))
+
+
+def test_store_sync_can_be_turned_off(tmp_path: Path) -> None:
+    config = build_config(args(write(tmp_path, GOOD.replace('store = "state/fix"', "store_sync = false"))))
+    assert config.fix is not None and config.fix.store_sync is False
 
 
 def test_symbols_are_tickets_without_an_instrument_list() -> None:

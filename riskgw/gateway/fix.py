@@ -1,7 +1,8 @@
 """The FIX 4.4 acceptor: QuickFIX runs the session layer, `FixSession` joins the gateway's order path.
 
 QuickFIX (the optional extra `fix`) does Logon, heartbeats, test requests, resend requests and gap
-fills, sequence numbers (kept in a FileStore, so they survive restarts) and the session-level
+fills, sequence numbers (kept in a FileStore, so they survive restarts; synced to disk before each
+message leaves unless `store_sync = false`, see riskgw.gateway.fixsync) and the session-level
 checks: a garbled message, a wrong checksum or body length is ignored as the FIX spec says (its
 sequence number then shows up as a gap and is asked for again), a missing required tag or a bad
 value gets a session Reject (3), wrong CompIDs a Reject and a Logout. Messages other than D, F, G
@@ -29,6 +30,7 @@ from riskgw.errors import UserError
 from riskgw.gateway.fixconfig import FixConfig, FixSessionConfig
 from riskgw.gateway.fixmap import OrderMap
 from riskgw.gateway.fixsession import FixSession, OrderIds, Outbound
+from riskgw.gateway.fixsync import StoreSyncLogFactory, sync_directory
 from riskgw.gateway.server import Gateway
 
 try:
@@ -49,6 +51,7 @@ NOT_NOW_TEXT = (
     "not taken: this session's earlier answers wait for the exchange to read the orders they answer "
     "(exchange backlog); send it again later"
 )
+ANY_ADDRESS = "0.0.0.0"  # QuickFIX 1.16 binds INADDR_ANY: its settings have no accept address
 BIND_TRIES = 20  # port 0: free ports tried before giving up (another process may take one first)
 LOGOUT_WAIT_S = 2.0  # at stop, how long brokers get to answer our Logout
 
@@ -144,6 +147,7 @@ class FixAcceptor:
         self._app = _Application(self)
         self._acceptor: Any = None
         self._keep: tuple[Any, ...] = ()
+        self._sync: StoreSyncLogFactory | None = None
 
     def _add(self, sc: FixSessionConfig, ids: OrderIds) -> None:
         key = (sc.sender_comp_id, sc.target_comp_id)
@@ -180,8 +184,14 @@ class FixAcceptor:
             except quickfix.ConfigError as exc:
                 raise UserError(f"FIX settings {cfg}: {exc}") from None
             acceptor = None
+            sync = None
+            if self.config.store_sync:
+                sync = StoreSyncLogFactory(self.store, functools.partial(self.hand_over, self.log))
             try:
-                acceptor = quickfix.ThreadedSocketAcceptor(self._app, store, settings)
+                if sync is None:
+                    acceptor = quickfix.ThreadedSocketAcceptor(self._app, store, settings)
+                else:
+                    acceptor = quickfix.ThreadedSocketAcceptor(self._app, store, settings, sync)
                 acceptor.start()
             except quickfix.ConfigError as exc:
                 acceptor = None
@@ -191,11 +201,20 @@ class FixAcceptor:
                 if attempt + 1 == tries:
                     raise UserError(f"cannot open the FIX port {port}: {exc}") from None
                 continue
-            # The C++ acceptor keeps references, not copies, of its settings and store factory:
-            # they must live as long as it does.
-            self._acceptor, self._keep, self.port = acceptor, (settings, store), port
+            # The C++ acceptor keeps references, not copies, of its settings, store and log
+            # factories: they must live as long as it does.
+            self._acceptor, self._keep, self.port = acceptor, (settings, store, sync), port
+            self._sync = sync
+            if sync is not None:
+                self._sync_directory()
             self.gateway.status_parts["fix"] = self.status
             return
+
+    def _sync_directory(self) -> None:
+        try:
+            sync_directory(self.store)
+        except OSError as exc:
+            self.log(f"FIX: cannot sync the store directory {self.store}: {exc.strerror}")
 
     def status(self) -> dict[str, Any]:
         """The `fix` section of the gateway's status (`riskgw ctl status`)."""
@@ -210,7 +229,13 @@ class FixAcceptor:
                     "open_orders": mine,
                 }
             )
-        return {"port": self.port, "store": str(self.store), "sessions": sessions}
+        return {
+            "port": self.port,
+            "store": str(self.store),
+            "store_sync": self._sync is not None,
+            "store_sync_failures": 0 if self._sync is None else self._sync.failures(),
+            "sessions": sessions,
+        }
 
     def _restore(self) -> None:
         """Give each session back its orders from before a restart (see riskgw.gateway.fixmap)."""
@@ -364,5 +389,9 @@ async def start_fix(
     acceptor = FixAcceptor(gateway, config, config.store_path(journal), ids, log)
     acceptor.start()
     comp = ", ".join(f"{s.sender_comp_id}->{s.target_comp_id}" for s in config.sessions)
-    log(f"FIX 4.4 on port {acceptor.port} (sessions {comp}), store {acceptor.store}")
+    synced = "synced before each message leaves" if config.store_sync else "not synced (store_sync = false)"
+    log(
+        f"FIX 4.4 on {ANY_ADDRESS}:{acceptor.port}, every interface (sessions {comp}), "
+        f"store {acceptor.store} ({synced})"
+    )
     return acceptor

@@ -3,6 +3,7 @@
     [fix]
     port = 9878                     # QuickFIX 1.16 listens on every interface at this port (see below)
     store = "gateway.fix"           # sequence numbers and sent messages (default: the journal + ".fix")
+    store_sync = true               # fdatasync the store before each message leaves (default true)
     price_scale = 2                 # decimals of a price, for symbols that are their own ticket_id
 
     [fix.sessions.BROKER1]          # the broker's SenderCompID (49)
@@ -66,6 +67,7 @@ class FixConfig:
     store: Path | None = None  # None: beside the journal
     price_scale: int = 2
     instruments: dict[str, Instrument] = field(default_factory=dict)  # empty: Symbol is the ticket_id
+    store_sync: bool = True  # fdatasync the QuickFIX store before each message leaves (fixsync.py)
 
     def instrument(self, symbol: str) -> Instrument | None:
         """The instrument a Symbol names, or None when it names none."""
@@ -102,7 +104,7 @@ def parse_fix(section: Any, base: Path, parse_accounts: Any) -> FixConfig:
     reads an accounts list the way [users] does."""
     if not isinstance(section, dict):
         raise UserError("fix must be a table: [fix]")
-    known = {"port", "store", "price_scale", "sessions", "instruments"}
+    known = {"port", "store", "store_sync", "price_scale", "sessions", "instruments"}
     bind = sorted(set(section) & set(BIND_KEYS))
     if bind:
         raise UserError(f"fix.{bind[0]}: {NO_BIND}")
@@ -152,10 +154,14 @@ def parse_fix(section: Any, base: Path, parse_accounts: Any) -> FixConfig:
             raise UserError(f"{where}: ticket_id must be 1 to {TICKET_BYTES} bytes")
         instruments[symbol] = Instrument(symbol, ticket, _scale(spec.get("price_scale", 2), where))
     store = section.get("store")
+    store_sync = section.get("store_sync", True)
+    if not isinstance(store_sync, bool):
+        raise UserError("fix.store_sync must be true or false")
     return FixConfig(
         sessions=sessions,
         port=port,
         store=None if store is None else base / str(store),
         price_scale=_scale(section.get("price_scale", 2), "fix"),
         instruments=instruments,
+        store_sync=store_sync,
     )

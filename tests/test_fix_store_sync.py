@@ -1,0 +1,169 @@
+"""The FIX store reaches the disk before a message leaves (riskgw/gateway/fixsync.py), and the FIX
+port's address is what QuickFIX 1.16 makes it: every interface.
+
+os.fdatasync is wrapped for the test: each call on a file of the FIX store records what the file
+held at that moment, then the real fdatasync runs. A message the broker received must have been in
+the store's body file, and its sequence number in the seqnums file, when a sync of those files ran.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import quickfix
+from fix_support import connect, fix_config, fix_port, fix_stack, wait_until
+from gateway_support import run_async
+
+from riskgw.exchange.sim import Behaviour
+from riskgw.gateway import fixsync
+
+pytestmark = pytest.mark.timeout(120)
+
+REST_ALL = Behaviour(fill=0.0, partial=0.0, reject=0.0)
+SOH = "\x01"
+
+
+class SyncRecorder:
+    """Replaces os.fdatasync; keeps (file name, content) for each call on a file under `store`."""
+
+    def __init__(self, store: Path, fail: bool = False) -> None:
+        self.store = store.resolve()
+        self.fail = fail
+        self.calls: list[tuple[str, str]] = []
+        self.received: set[int] = set()  # MsgSeqNums the broker has had (see watch)
+        self.before: dict[int, bool] = {}  # MsgSeqNum -> the body was synced before the broker had it
+        self.lock = threading.Lock()
+        self.real: Callable[[int], None] = os.fdatasync
+
+    def __call__(self, fd: int) -> None:
+        path = Path(os.readlink(f"/proc/self/fd/{fd}"))
+        if path.parent == self.store:
+            text = path.read_text(encoding="latin-1")
+            with self.lock:
+                self.calls.append((path.name, text))
+                if path.suffix == ".body" and text:
+                    seq = last_message(text)
+                    self.before.setdefault(seq, seq not in self.received)
+            if self.fail:
+                raise OSError(errno.EIO, os.strerror(errno.EIO))
+        self.real(fd)
+
+    def watch(self, broker: Any) -> None:
+        """Note each MsgSeqNum the broker's engine hands its application (on QuickFIX's thread)."""
+        delivered = broker.fromApp
+
+        def from_app(message: Any, sid: Any) -> None:
+            with self.lock:
+                self.received.add(int(message.getHeader().getField(34)))
+            delivered(message, sid)
+
+        broker.fromApp = from_app  # the SWIG director looks the method up on the instance
+
+    def synced(self, suffix: str) -> list[str]:
+        with self.lock:
+            return [text for name, text in self.calls if name.endswith(suffix)]
+
+
+def next_sender(seqnums: str) -> int:
+    """The gateway's next outbound MsgSeqNum, from FileStore's seqnums file ("SENDER : TARGET")."""
+    return int(seqnums.split(":")[0])
+
+
+def last_message(body: str) -> int:
+    """The MsgSeqNum of the last message in FileStore's body file (messages back to back)."""
+    last = body.rsplit(f"8=FIX.4.4{SOH}", 1)[-1]
+    return int(last.split(f"{SOH}34=", 1)[1].split(SOH, 1)[0])
+
+
+def listening_addresses(port: int) -> set[str]:
+    """Local addresses (hex, as /proc/net/tcp writes them) of sockets listening on `port`."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, _, hex_port = local.partition(":")
+        if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+            found.add(address)
+    return found
+
+
+def test_each_message_is_synced_before_the_broker_has_it(tmp_path: Path, monkeypatch: Any) -> None:
+    recorder = SyncRecorder(tmp_path / "gw.journal.fix")
+    monkeypatch.setattr(os, "fdatasync", recorder)
+
+    async def script() -> None:
+        async with fix_stack(tmp_path, REST_ALL) as stack:
+            fix = stack.gateway.status()["fix"]
+            assert fix["store_sync"] is True and fix["store_sync_failures"] == 0
+            # QuickFIX 1.16 cannot bind to one address: the docs say so, and this says it still holds
+            assert listening_addresses(fix_port(stack)) == {"00000000"}
+            broker = await connect(tmp_path, fix_port(stack))
+            recorder.watch(broker)
+            received = []
+            for i in range(3):
+                broker.held(f"s{i}", account=1, k=i)
+                received.append(await broker.report("0", T11=f"s{i}"))
+            for report in received:
+                seq = int(report[34])
+                assert recorder.before[seq] is True and seq in recorder.received
+                # synced with this message as the last one written, and the next number after it
+                assert any(last_message(body) == seq for body in recorder.synced(".body"))
+                assert any(header.split()[-1].startswith(f"{seq},") for header in recorder.synced(".header"))
+                assert seq + 1 in {next_sender(s) for s in recorder.synced(".seqnums")}
+            assert {name.rsplit(".", 1)[1] for name, _ in recorder.calls} == {"body", "header", "seqnums"}
+            assert stack.gateway.status()["fix"]["store_sync_failures"] == 0
+
+    run_async(script(), timeout=60)
+
+
+def test_store_sync_false_syncs_nothing(tmp_path: Path, monkeypatch: Any) -> None:
+    recorder = SyncRecorder(tmp_path / "gw.journal.fix")
+    monkeypatch.setattr(os, "fdatasync", recorder)
+    config = fix_config()
+    config.store_sync = False
+
+    async def script() -> None:
+        async with fix_stack(tmp_path, REST_ALL, fix=config) as stack:
+            assert stack.gateway.status()["fix"]["store_sync"] is False
+            broker = await connect(tmp_path, fix_port(stack))
+            broker.held("n1", account=1)
+            await broker.report("0", T11="n1")
+        assert recorder.calls == []
+
+    run_async(script(), timeout=60)
+
+
+def test_a_failing_sync_is_reported_once_and_messages_still_leave(tmp_path: Path, monkeypatch: Any) -> None:
+    recorder = SyncRecorder(tmp_path / "gw.journal.fix", fail=True)
+
+    async def script() -> None:
+        async with fix_stack(tmp_path, REST_ALL) as stack:
+            logged = await stack.restart()  # the first start logs nowhere; this one into `logged`
+            monkeypatch.setattr(os, "fdatasync", recorder)
+            broker = await connect(tmp_path, fix_port(stack))
+            for i in range(2):
+                broker.held(f"f{i}", account=1, k=i)
+                await broker.report("0", T11=f"f{i}")
+            await wait_until(lambda: any("cannot sync the store" in line for line in logged))
+            failures = stack.gateway.status()["fix"]["store_sync_failures"]
+            assert failures >= 3  # Logon, two ExecutionReports
+            assert sum("cannot sync the store" in line for line in logged) == 1
+            assert any("Input/output error" in line for line in logged)
+
+    run_async(script(), timeout=60)
+
+
+def test_store_files_are_named_as_quickfix_names_them() -> None:
+    sid = quickfix.SessionID("FIX.4.4", "RISKGW", "BROKER1")
+    assert [p.name for p in fixsync.store_files(Path("/s"), sid)] == [
+        "FIX.4.4-RISKGW-BROKER1.body",
+        "FIX.4.4-RISKGW-BROKER1.header",
+        "FIX.4.4-RISKGW-BROKER1.seqnums",
+    ]
+    qualified = quickfix.SessionID("FIX.4.4", "RISKGW", "BROKER1", "Q")
+    assert fixsync.store_files(Path("/s"), qualified)[2] == Path("/s/FIX.4.4-RISKGW-BROKER1-Q.seqnums")
