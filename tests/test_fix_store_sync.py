@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +23,7 @@ from gateway_support import run_async
 
 from riskgw.exchange.sim import Behaviour
 from riskgw.gateway import fixsync
+from riskgw.gateway.serve import start_gateway
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -167,3 +169,35 @@ def test_store_files_are_named_as_quickfix_names_them() -> None:
     ]
     qualified = quickfix.SessionID("FIX.4.4", "RISKGW", "BROKER1", "Q")
     assert fixsync.store_files(Path("/s"), qualified)[2] == Path("/s/FIX.4.4-RISKGW-BROKER1-Q.seqnums")
+
+
+def test_a_store_that_lost_its_last_messages_is_refused_by_the_broker(tmp_path: Path) -> None:
+    """What a power cut without store_sync can do, and what docs/operations.md says the broker sees:
+    the gateway's store forgets its last messages (here: its seqnums file is set back by two, as
+    if the last two writes never reached the disk), so its Logon comes with a MsgSeqNum lower than
+    the broker expects. The broker's engine answers with a Logout and disconnects. Each refused
+    attempt uses up gateway numbers (its Logon, its Logout), so once as many are used as were lost,
+    a Logon gets through."""
+
+    async def script() -> None:
+        async with fix_stack(tmp_path, REST_ALL) as stack:
+            broker = await connect(tmp_path, fix_port(stack))
+            for i in range(2):
+                broker.held(f"p{i}", account=1, k=i)
+                await broker.report("0", T11=f"p{i}")
+            await stack.running.stop()  # the broker is logged out
+            await broker.stop()
+            seqnums = tmp_path / "gw.journal.fix" / "FIX.4.4-RISKGW-BROKER1.seqnums"
+            sender, target = (int(part) for part in seqnums.read_text().split(":"))  # the next ones
+            seqnums.write_text(f"{sender - 2:010d} : {target:010d}")
+            stack.running = await start_gateway(stack.config, lambda text: None)
+            again = await connect(tmp_path, fix_port(stack), logon=False)
+            sent = tmp_path / "broker1" / "FIX.4.4-BROKER1-RISKGW.body"
+            refusal = re.compile(f"{SOH}58=MsgSeqNum too low, expecting {sender} but received ([0-9]+){SOH}")
+            await wait_until(lambda: refusal.search(sent.read_text(encoding="latin-1")) is not None)
+            found = refusal.search(sent.read_text(encoding="latin-1"))
+            assert found is not None and int(found[1]) < sender
+            await again.next(("logon",))
+            await wait_until(lambda: stack.gateway.status()["fix"]["sessions"][0]["logged_on"])
+
+    run_async(script(), timeout=60)
