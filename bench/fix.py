@@ -3,13 +3,13 @@
     python -m bench.fix [--quick] [--orders N] [--out bench/results/fix.json]
 
 The gateway (software engine, the example rules, the reference data set's shape at 20 accounts and
-64 securities, fsync off as on a throwaway journal) and the exchange simulator (every order filled)
-run in this process on one asyncio loop, as `riskgw serve` runs them. The broker is a QuickFIX
-initiator in a child process, so its engine does not share this interpreter's lock. It sends one
-order at a time (closed loop) and times, with perf_counter_ns on its own clock, each
-NewOrderSingle's sendToTarget to the arrival of its first ExecutionReport (New, or Rejected) in
-fromApp. Orders are buys of one unit at the reference price, spread over accounts and securities
-and one second apart in TransactTime, so no rule rejects them.
+64 securities, fsync off as on a throwaway journal, and so the FIX store's sync: store_sync = false)
+and the exchange simulator (every order filled) run in this process on one asyncio loop, as
+`riskgw serve` runs them. The broker is a QuickFIX initiator in a child process, so its engine does
+not share this interpreter's lock. It sends one order at a time (closed loop) and times, with
+perf_counter_ns on its own clock, each NewOrderSingle's sendToTarget to the arrival of its first
+ExecutionReport (New, or Rejected) in fromApp. Orders are buys of one unit at the reference price,
+spread over accounts and securities and one second apart in TransactTime, so no rule rejects them.
 
 `run(orders)` returns the figures as a dict; `main` writes them to bench/results/fix.json.
 """
@@ -144,7 +144,7 @@ async def _run_gateway(orders: int, work: Path) -> dict[str, Any]:
         data=data,
         journal=work / "gw.journal",
         fsync=False,
-        fix=FixConfig(sessions=[FixSessionConfig("BROKER1", "RISKGW", None)], port=0),
+        fix=FixConfig(sessions=[FixSessionConfig("BROKER1", "RISKGW", None)], port=0, store_sync=False),
     )
     running = await start_gateway(config, lambda text: None)
     assert running.fix is not None
