@@ -16,9 +16,11 @@ compare between versions; the loopback figures below depend on what else the mac
 
 Then, for each journal mode (the `journal_sync` setting: `commit` fsyncs every group commit,
 `interval` fsyncs in the background, `none` never), the rates go up until one is not held. A rate
-is held when every order was answered and the last answer came within HELD_MS of the last order's
-intended send time (the gateway kept up instead of building a queue). Figures per rate: p50 / p90
-/ p99 / p99.9 / max in µs, and how late the generator sent the orders (`send_late_us`, its own
+is held when every order was answered, the last answer came within HELD_MS of the last order's
+intended send time and the p99 is within HELD_MS too (the gateway kept up instead of building a
+queue: one that falls behind sees the fills late, rejects orders for the cash they hold, and
+catches up by the end on cheap rejects, so the last answer alone can look on time). Figures per
+rate: p50 / p90 / p99 / p99.9 / max in µs, and how late the generator sent the orders (`send_late_us`, its own
 share of those figures); rejects by reason and failed-rule mask (a gateway that falls behind sees
 the exchange's fills late, so orders pile up against the open-order limit); the gateway's and the
 exchange's CPU per order; the 1-minute load average. The target on the soft card is p99
@@ -124,7 +126,9 @@ def measure(cmd: list[str], pids: dict[str, int]) -> dict[str, Any]:
     for name, pid in pids.items():
         spent = _cpu_s(pid) - before[name]
         result[f"{name}_cpu_us_per_order"] = round(1e6 * spent / max(1, result["answered"]), 1)
-    result["held"] = result["lost"] == 0 and (result["last_answer_after_last_due_ms"] or 0) <= HELD_MS
+    on_time = (result["last_answer_after_last_due_ms"] or 0) <= HELD_MS
+    p99_ms = result.get("latency_us", {}).get("p99", 0.0) / 1e3
+    result["held"] = result["lost"] == 0 and on_time and p99_ms <= HELD_MS
     result["loadavg_1m"] = os.getloadavg()[0]
     return result
 

@@ -813,7 +813,12 @@ def fig_gateway(s: Section, inputs: dict[str, Input], facts: dict[str, Any], plo
             f"{fmt(m.get('highest_rate_held'), 0)} orders/s"
             for m in modes
         ]
-        s.body.append("Highest rate held: " + "; ".join(held) + ".")
+        held_ms = fmt((inputs["gateway"].data or {}).get("held_ms"), 0)
+        s.body.append(
+            f"Highest rate held (every order answered, the last answer and the p99 within {held_ms} ms): "
+            + "; ".join(held)
+            + "."
+        )
         soft_at = [
             r
             for m in modes

@@ -8,6 +8,7 @@ import json
 import socket
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from gateway_support import USERS, run_async, start_stack
@@ -26,7 +27,7 @@ def program() -> Path:
 
 
 def _read_frames(sock: socket.socket, count: int) -> list[Frame]:
-    reader, frames = FrameReader(), []
+    reader, frames = FrameReader(), list[Frame]()
     while len(frames) < count:
         chunk = sock.recv(4096)
         assert chunk, "the connection closed"
@@ -85,7 +86,7 @@ def test_native_load_generator_speaks_to_the_gateway(program: Path, tmp_path: Pa
     users = {**USERS, "bench": User("bench", "bench", None)}
     frames = floor._frames(tmp_path / "orders.bin", 100, 1)
 
-    async def script() -> dict[str, object]:
+    async def script() -> dict[str, Any]:
         stack = await start_stack(tmp_path, Behaviour(fill=1.0, partial=0.0, reject=0.0), users=users)
         argv = [str(program), "load", str(stack.running.port), "200", "0.5", str(frames)]
         done = await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True, check=True)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import select
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -59,3 +61,20 @@ def test_load_generator_answers_every_order_and_reports_percentiles(
 def test_cpu_run_accepts_every_order(tmp_path: Path) -> None:
     DataSet().write(tmp_path / "data")
     assert asyncio.run(bench_gateway._cpu_per_order(tmp_path, 200, 20)) > 0
+
+
+@pytest.mark.parametrize(
+    ("p99_us", "last_ms", "lost", "held"),
+    [(900.0, 1.0, 0, True), (634_000.0, 1.0, 0, False), (900.0, 80.0, 0, False), (900.0, 1.0, 1, False)],
+)
+def test_a_rate_is_held_only_without_a_queue(p99_us: float, last_ms: float, lost: int, held: bool) -> None:
+    # A gateway that fell behind rejects orders for the cash its late fills hold and catches up on
+    # those cheap rejects by the end: its last answer is on time, its p99 is not.
+    out = {
+        "answered": 100 - lost,
+        "lost": lost,
+        "last_answer_after_last_due_ms": last_ms,
+        "latency_us": {"p99": p99_us},
+    }
+    result = bench_gateway.measure([sys.executable, "-c", f"print({json.dumps(out)!r})"], {})
+    assert result["held"] is held

@@ -97,7 +97,7 @@ def gateway_doc(card: str = "soft", rate: int = 20_000) -> dict[str, Any]:
         "loadavg_1m": 3.5,
     }
     mode = {"card": card, "journal_sync": "none", "runs": [run], "highest_rate_held": rate}
-    return {"seconds_per_rate": 2.0, "modes": [mode]}
+    return {"seconds_per_rate": 2.0, "held_ms": 50.0, "modes": [mode]}
 
 
 def fix_doc() -> dict[str, Any]:
@@ -197,6 +197,10 @@ def test_failover_and_gateway_figures_read_their_results(tmp_path: Path) -> None
         "| soft | none | 20,000 | 40,000 / 40,000 | 40.0 | 80.0 | 150.0 | 300.0 | 900.0 | yes | 3.5 |" in text
     )
     assert "Soft card at 20,000/s: p99 150.0 µs, budget 200 µs (p99 ÷ budget: 0.8x)." in text
+    assert (
+        "Highest rate held (every order answered, the last answer and the p99 within 50 ms): "
+        "soft card, journal none: 20,000 orders/s." in text
+    )
     assert "FIX p50 ÷ binary p50 (soft card, lowest rate, first journal mode): 3.0x (FIX is timed" in text
     assert "| p50 µs | p90 µs | p99 µs | p99.9 µs | max µs |" in text
     # figure 5 needs the simulated card too
