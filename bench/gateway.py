@@ -45,6 +45,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -184,9 +185,12 @@ def run_mode(
     }
 
 
-async def _cpu_per_order(workdir: Path, n: int, batch: int) -> float:
+async def _cpu_per_order(
+    workdir: Path, n: int, batch: int, around: tuple[Callable[[], None], Callable[[], None]] | None = None
+) -> float:
     """CPU µs per order of the gateway's Python order path: NEW_ORDERs in batches of `batch`, each
-    accepted order filled by a stand-in exchange in the same process; no sockets, no fsync."""
+    accepted order filled by a stand-in exchange in the same process; no sockets, no fsync.
+    `around`: called just before the first order and just after the last, the gateway still alive."""
     from bench.gateway_load import orders
     from riskgw.card.tables import load_data_dir
     from riskgw.doe.compiler import compile_files
@@ -213,6 +217,8 @@ async def _cpu_per_order(workdir: Path, n: int, batch: int) -> float:
     broker.data_received(encode(MsgType.LOGON, 1, username="b", password="b"))
     gw.flush()
     frames = orders(n, 1, DataSet())
+    if around is not None:
+        around[0]()
     spent = 0.0
     for k in range(0, n, batch):
         start = time.process_time()
@@ -229,6 +235,8 @@ async def _cpu_per_order(workdir: Path, n: int, batch: int) -> float:
         exchange.data_received(b"".join(fills))
         gw.flush()
         spent += time.process_time() - start
+    if around is not None:
+        around[1]()
     opened.journal.close()
     card.close()
     if gw.counters.accepted != n:

@@ -225,6 +225,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="asyncio's own loop (default) or uvloop (asyncio when it cannot be imported)",
     )
     p.add_argument(
+        "--gc",
+        choices=["idle", "python"],
+        help="Python's full garbage collections only when no order flows for a second (idle, default)"
+        " or by CPython's own rule (python)",
+    )
+    p.add_argument(
         "--control", metavar="HOST:PORT", help="control port for riskgw ctl (token: $RISKGW_CONTROL_TOKEN)"
     )
     p.add_argument("--kill-file", metavar="PATH", help="where kill switches are kept (default: JOURNAL.kill)")

@@ -15,6 +15,9 @@
     journal_sync_ms = 10
     event_loop = "asyncio"             # asyncio (the default): its own selector loop, or uvloop; asyncio
                                        # runs when uvloop cannot be imported (Windows has none)
+    gc = "idle"                        # idle (the default): Python's full collections only when no
+                                       # event was decided for a second (or every 10 minutes);
+                                       # python: CPython's own rule (see collector.py)
     control = "127.0.0.1:9001"         # control port for `riskgw ctl` (off when not set)
     control_token = "..."              # or the environment variable RISKGW_CONTROL_TOKEN
     kill_file = "gateway.kill"         # where kill switches are kept (default: the journal + .kill)
@@ -55,6 +58,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from riskgw.errors import UserError
+from riskgw.gateway.collector import GC_MODES
 from riskgw.gateway.fixconfig import FixConfig, parse_fix
 from riskgw.gateway.link import parse_host_port
 from riskgw.gateway.loops import GATEWAY_EVENT_LOOP, check_event_loop
@@ -115,6 +119,7 @@ class GatewayConfig:
     journal_sync: str = "commit"  # commit | interval | none (riskgw/gateway/jsync.py)
     journal_sync_ms: int = 10
     event_loop: str = GATEWAY_EVENT_LOOP  # riskgw/gateway/loops.py
+    gc: str = "idle"  # idle | python (riskgw/gateway/collector.py)
     users: dict[str, User] = field(default_factory=dict)
     control: tuple[str, int] | None = None
     control_token: str = ""
@@ -200,6 +205,7 @@ _KEYS = {
     "journal_sync",
     "journal_sync_ms",
     "event_loop",
+    "gc",
     "users",
     "control",
     "control_token",
@@ -269,6 +275,10 @@ def build_config(args: argparse.Namespace) -> GatewayConfig:
     event_loop = getattr(args, "event_loop", None) or file.get("event_loop", GATEWAY_EVENT_LOOP)
     check_event_loop(str(event_loop))
     config.event_loop = str(event_loop)
+    collector = getattr(args, "gc", None) or file.get("gc", "idle")
+    if collector not in GC_MODES:
+        raise UserError(f"gc must be one of {', '.join(GC_MODES)}, not {collector!r}")
+    config.gc = str(collector)
     for name in ("exchange_backlog_limit", "held_replies_limit"):
         limit = file.get(name, getattr(config, name))
         if not isinstance(limit, int) or isinstance(limit, bool) or limit <= 0:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import signal
 import sys
@@ -23,6 +24,7 @@ from riskgw.doe.image import Image
 from riskgw.engine.cbuild import compiler
 from riskgw.errors import UserError
 from riskgw.gateway.audit import AuditLog
+from riskgw.gateway.collector import Collector
 from riskgw.gateway.config import CARDS, SIM_PREFIX, GatewayConfig, build_config
 from riskgw.gateway.control import start_control
 from riskgw.gateway.deploy import Deployer, DeployStore, deployments_dir, initial_version, replay_journal
@@ -58,6 +60,8 @@ class Running:
     watchdog: asyncio.Task[None] | None = None  # the hot standby's, when there is one
     snapshot: Loaded | None = None  # the snapshot the state was rebuilt from (None: the whole journal)
     pool: SimCardPool | None = None  # the simulated cards started ahead for failbacks (card = "sim")
+    collector: Collector | None = None  # Python's full collections when idle (gc = "idle")
+    collecting: asyncio.Task[None] | None = None
 
     @property
     def metrics_port(self) -> int:
@@ -79,6 +83,10 @@ class Running:
             return
         self.stopped = True
         gw = self.gateway
+        if self.collecting is not None:
+            self.collecting.cancel()
+        if self.collector is not None:
+            self.collector.stop()
         if self.watchdog is not None:
             self.watchdog.cancel()
         gw.closing = True
@@ -339,6 +347,14 @@ async def _start_on(
         gateway.syncer = JournalSyncer(config.journal, config.journal_sync_ms)
     if kill.all or kill.accounts or kill.users:
         log(f"kill switches on from {config.kill_path}: {kill.as_dict()}")
+    if config.gc == "idle":
+        counters = gateway.counters
+        running.collector = Collector(lambda: counters.orders + counters.exchange_events, log)
+        running.collector.start()
+        running.collecting = loop.create_task(running.collector.run())
+        gateway.status_parts["gc"] = running.collector.status
+    else:
+        gateway.status_parts["gc"] = lambda: {"mode": "python", "thresholds": list(gc.get_threshold())}
     bound = server.sockets[0].getsockname()
     log(
         f"listening on {bound[0]}:{bound[1]}, exchange {config.exchange[0]}:{config.exchange[1]}, "
