@@ -73,6 +73,10 @@ def test_metrics_count_what_happened(tmp_path: Path) -> None:
         buckets = [v for k, v in m.items() if k.startswith('riskgw_card_event_us_bucket{event="NEW"')]
         assert buckets == sorted(buckets) and buckets[-1] == 2
         assert re.search(r'riskgw_journal_commit_us_bucket\{le="\+Inf"\} \d+', body)
+        # gc = "idle": no full collection yet (the start's own is not counted), and its pause gauge
+        assert m['riskgw_gc_full_collections_total{when="quiet"}'] == 0
+        assert m['riskgw_gc_full_collections_total{when="forced"}'] == 0
+        assert m["riskgw_gc_last_full_ms"] >= 0
 
         status, _ = await http_get(stack.running.metrics_port, "/other")
         assert status == "HTTP/1.1 404 Not Found"

@@ -156,6 +156,21 @@ def render(gw: Gateway) -> str:
             "orders of the FIX session open at the exchange",
             [(f'sender_comp_id="{f["sender_comp_id"]}"', f["open_orders"]) for f in sessions],
         )
+    collector = gw.status_parts.get("gc")
+    gc = collector() if collector is not None else {}
+    if gc.get("mode") == "idle":
+        metric(
+            "riskgw_gc_full_collections_total",
+            "counter",
+            "Python's full garbage collections since the start; forced: while orders flowed",
+            [('when="quiet"', gc["full_collections"] - gc["forced"]), ('when="forced"', gc["forced"])],
+        )
+        metric(
+            "riskgw_gc_last_full_ms",
+            "gauge",
+            "the pause of the last full garbage collection, milliseconds",
+            [("", gc["last_full_ms"])],
+        )
     _standby_metrics(gw, metric, lines)
     lines.append("# HELP riskgw_card_event_us time the card took per event, microseconds")
     lines.append("# TYPE riskgw_card_event_us histogram")
