@@ -28,6 +28,7 @@ from riskgw.gateway.serve import start_gateway
 pytestmark = pytest.mark.timeout(120)
 
 REST_ALL = Behaviour(fill=0.0, partial=0.0, reject=0.0)
+FILL_ALL = Behaviour(fill=1.0, partial=0.0, reject=0.0)
 SOH = "\x01"
 
 
@@ -180,23 +181,32 @@ def test_a_store_that_lost_its_last_messages_is_refused_by_the_broker(tmp_path: 
     a Logon gets through."""
 
     async def script() -> None:
-        async with fix_stack(tmp_path, REST_ALL) as stack:
+        # Orders that fill: none is open when the broker leaves, so no cancel-on-disconnect answer
+        # is sent while it is away (each would use a number, and could fill the gap)
+        async with fix_stack(tmp_path, FILL_ALL) as stack:
             broker = await connect(tmp_path, fix_port(stack))
             for i in range(2):
                 broker.held(f"p{i}", account=1, k=i)
                 await broker.report("0", T11=f"p{i}")
-            await stack.running.stop()  # the broker is logged out
+                await broker.report("F", T11=f"p{i}")
+            # The broker's engine first, so that it does not try to log on again (it reconnects
+            # every second) while the gateway stops.
             await broker.stop()
+            await stack.running.stop()
             seqnums = tmp_path / "gw.journal.fix" / "FIX.4.4-RISKGW-BROKER1.seqnums"
             sender, target = (int(part) for part in seqnums.read_text().split(":"))  # the next ones
             seqnums.write_text(f"{sender - 2:010d} : {target:010d}")
             stack.running = await start_gateway(stack.config, lambda text: None)
             again = await connect(tmp_path, fix_port(stack), logon=False)
             sent = tmp_path / "broker1" / "FIX.4.4-BROKER1-RISKGW.body"
-            refusal = re.compile(f"{SOH}58=MsgSeqNum too low, expecting {sender} but received ([0-9]+){SOH}")
+            # The broker expects `sender`, or one less when the gateway's answer to its Logout did
+            # not reach it before its engine stopped.
+            refusal = re.compile(f"{SOH}58=MsgSeqNum too low, expecting ([0-9]+) but received ([0-9]+){SOH}")
             await wait_until(lambda: refusal.search(sent.read_text(encoding="latin-1")) is not None)
             found = refusal.search(sent.read_text(encoding="latin-1"))
-            assert found is not None and int(found[1]) < sender
+            assert found is not None
+            expecting, received = int(found[1]), int(found[2])
+            assert received < expecting and expecting in (sender - 1, sender)
             await again.next(("logon",))
             await wait_until(lambda: stack.gateway.status()["fix"]["sessions"][0]["logged_on"])
 
