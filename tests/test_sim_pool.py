@@ -166,12 +166,17 @@ def test_a_new_program_reaches_the_spares_started_and_those_to_come() -> None:
     pool.close()
 
 
-def test_a_spare_that_cannot_load_a_new_program_is_replaced() -> None:
+def one_spare_loaded() -> tuple[Image, Image, Starts, SimCardPool]:
+    """The example rules, a smaller program, and a pool of one spare started with the rules."""
     rules = compile_files(RULES).image
-    fewer = compile_files(RULES[:1]).image
     starts = Starts()
     pool = SimCardPool(spares=1, image=rules, start=starts)
     wait_for(lambda: pool.status()["ready"] == 1)
+    return rules, compile_files(RULES[:1]).image, starts, pool
+
+
+def test_a_spare_that_cannot_load_a_new_program_is_replaced() -> None:
+    _, fewer, starts, pool = one_spare_loaded()
     starts.cards[0].fail_load = True
     pool.program(fewer)
     wait_for(lambda: len(starts.cards) == 2 and pool.status()["ready"] == 1)
@@ -310,11 +315,7 @@ def test_close_stops_the_process_being_started_and_the_pool_thread_ends() -> Non
 
 
 def test_close_stops_a_spare_loading_a_new_program() -> None:
-    rules = compile_files(RULES).image
-    fewer = compile_files(RULES[:1]).image
-    starts = Starts()
-    pool = SimCardPool(spares=1, image=rules, start=starts)
-    wait_for(lambda: pool.status()["ready"] == 1)
+    rules, fewer, starts, pool = one_spare_loaded()
     spare = starts.cards[0]
     spare.slow_load = True
     pool.program(fewer)
@@ -323,7 +324,7 @@ def test_close_stops_a_spare_loading_a_new_program() -> None:
     thread.join(5.0)
     assert not thread.is_alive() and took[0] < 3.0
     assert spare.fake.terminated.is_set() and spare.closed
-    assert spare.loaded == [rules]
+    assert spare.loaded == [rules]  # the new program's load never finished
 
 
 def test_the_gateways_first_card_is_a_one_line_error_after_three_failed_starts() -> None:

@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import datetime
 import json
-import os
 import re
 import shutil
 import sys
@@ -40,6 +39,7 @@ from riskgw.card.driver import CardDriver
 from riskgw.doe.image import Image, ImageError
 from riskgw.engine.csvdata import read_table
 from riskgw.errors import InputError, UserError
+from riskgw.gateway.durable import sync_dir, sync_path
 from riskgw.gateway.journal import DeployMark, Entry
 from riskgw.gateway.migrate import MigrationError, Row, carry, plan, snapshot_rows
 
@@ -141,27 +141,14 @@ class DeployStore:
         (staging / "manifest.json").write_text(json.dumps(dep.summary(), indent=2) + "\n", encoding="utf-8")
         for path in sorted(staging.rglob("*")):
             if path.is_file():
-                _fsync_file(path)
+                sync_path(path)
         target = self._dir(dep.version)
         staging.rename(target)
-        _fsync_dir(self.root)
+        sync_dir(self.root)
         return dep
 
     def remove(self, version: int) -> None:
         shutil.rmtree(self._dir(version), ignore_errors=True)
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):  # not every file system lets a directory be fsynced
-        _fsync_file(path)
 
 
 def read_rows(path: Path, image: Image, table: str) -> list[Row]:

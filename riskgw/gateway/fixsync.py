@@ -20,10 +20,11 @@ The broker then gets a ResendRequest for it at the next Logon and sends it again
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from riskgw.gateway.durable import sync_path
 
 try:
     import quickfix
@@ -51,20 +52,12 @@ def sync_files(paths: tuple[Path, ...]) -> None:
     """fdatasync each file. Opened anew each time: FileStore::reset unlinks and recreates them, so a
     descriptor kept open could point at a file that is gone."""
     for path in paths:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fdatasync(fd)
-        finally:
-            os.close(fd)
+        sync_path(path, data_only=True)
 
 
 def sync_directory(path: Path) -> None:
     """fsync a directory, so the files QuickFIX created in it are found after a power cut."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    sync_path(path)
 
 
 class StoreSyncLog(quickfix.Log if quickfix is not None else object):  # type: ignore[misc]

@@ -39,6 +39,7 @@ from riskgw.doe.isa import N_EVENT_REGS
 from riskgw.engine.engine import Decision
 from riskgw.engine.state import Snapshot
 from riskgw.engine.table import Key, TableState, Value
+from riskgw.gateway.durable import sync_dir
 from riskgw.gateway.journal import JournalHeader, Position, read_header
 from riskgw.gateway.protocol import MsgType
 
@@ -264,17 +265,8 @@ def write_snapshot(c: Captured, journal: Path, directory: Path, durable: bool = 
             os.fsync(f.fileno())
     os.replace(tmp, final)
     if durable:
-        _fsync_dir(directory)
+        sync_dir(directory)
     return final, _HEAD_SIZE + size
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):  # not every file system lets a directory be fsynced
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 # ----------------------------------------------------------------------------- reading one
