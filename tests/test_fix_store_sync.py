@@ -8,10 +8,12 @@ the store's body file, and its sequence number in the seqnums file, when a sync 
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import re
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,10 +21,11 @@ from typing import Any
 import pytest
 import quickfix
 from fix_support import connect, fix_config, fix_port, fix_stack, wait_until
-from gateway_support import run_async
+from gateway_support import held_order, run_async
 
 from riskgw.exchange.sim import Behaviour
 from riskgw.gateway import fixsync
+from riskgw.gateway.protocol import MsgType
 from riskgw.gateway.serve import start_gateway
 
 pytestmark = pytest.mark.timeout(120)
@@ -211,3 +214,40 @@ def test_a_store_that_lost_its_last_messages_is_refused_by_the_broker(tmp_path: 
             await wait_until(lambda: stack.gateway.status()["fix"]["sessions"][0]["logged_on"])
 
     run_async(script(), timeout=60)
+
+
+def test_a_slow_store_sync_holds_up_no_binary_session(tmp_path: Path, monkeypatch: Any) -> None:
+    # Replies go to QuickFIX on the acceptor's sender thread: while a FIX reply waits for the disk,
+    # the loop goes on deciding the other sessions' orders.
+    store = (tmp_path / "gw.journal.fix").resolve()
+    real = os.fdatasync
+    slow = threading.Event()
+
+    def slow_sync(fd: int) -> None:
+        if slow.is_set() and Path(os.readlink(f"/proc/self/fd/{fd}")).parent == store:
+            time.sleep(0.4)
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", slow_sync)
+
+    async def script() -> float:
+        async with fix_stack(tmp_path, REST_ALL) as stack:
+            broker = await connect(tmp_path, fix_port(stack))
+            binary = await stack.broker("alice")
+            slow.set()  # each of the FIX reply's three syncs now takes 0.4 s
+            broker.held("slow1", account=1)
+            await wait_until(
+                lambda: stack.gateway.status()["fix"]["unsent"] == 0 and stack.gateway.counters.orders == 1
+            )
+            await asyncio.sleep(0.1)  # the sender thread is in the reply's first sync
+            start = time.monotonic()
+            binary.send(MsgType.NEW_ORDER, **held_order(7, account=2))
+            await binary.recv_type(MsgType.ACCEPTED)
+            took = time.monotonic() - start
+            await broker.report("0", T11="slow1")
+            slow.clear()
+            await binary.close()
+            return took
+
+    took = run_async(script(), timeout=60)
+    assert took < 0.3, f"the binary order waited {took:.2f} s for a FIX reply's sync"

@@ -10,7 +10,9 @@ and H get a BusinessMessageReject (j).
 
 QuickFIX calls the Application on its own thread. Each callback copies what it needs out of the
 message (QuickFIX owns it) and hands it to the gateway's asyncio loop; replies go back through
-`Session.sendToTarget` from the loop thread. An exception escaping a callback would end the process
+`Session.sendToTarget` on the acceptor's sender thread, in the order the loop gave them: a send
+stores the message and, with `store_sync`, waits about a millisecond for the disk, which the loop,
+deciding every session's orders, does not. An exception escaping a callback would end the process
 (the SWIG director calls Py_Exit), so every callback catches everything it does not mean to raise.
 """
 
@@ -19,8 +21,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import queue
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -148,6 +152,9 @@ class FixAcceptor:
         self._acceptor: Any = None
         self._keep: tuple[Any, ...] = ()
         self._sync: StoreSyncLogFactory | None = None
+        # Replies the loop gave and the sender thread has not sent yet; None ends the thread.
+        self._outbox: queue.SimpleQueue[tuple[Any, list[Outbound]] | None] = queue.SimpleQueue()
+        self._sender: threading.Thread | None = None
 
     def _add(self, sc: FixSessionConfig, ids: OrderIds) -> None:
         key = (sc.sender_comp_id, sc.target_comp_id)
@@ -171,6 +178,8 @@ class FixAcceptor:
         except UserError:
             self.orders.close()
             raise
+        self._sender = threading.Thread(target=self._send_all, name="FIX sender", daemon=True)
+        self._sender.start()
 
     def _bind(self) -> None:
         tries = BIND_TRIES if self.config.port == 0 else 1
@@ -234,6 +243,7 @@ class FixAcceptor:
             "store": str(self.store),
             "store_sync": self._sync is not None,
             "store_sync_failures": 0 if self._sync is None else self._sync.failures(),
+            "unsent": self._outbox.qsize(),  # replies waiting for the sender thread
             "sessions": sessions,
         }
 
@@ -256,6 +266,18 @@ class FixAcceptor:
             return
         acceptor, self._acceptor = self._acceptor, None
         self.gateway.status_parts.pop("fix", None)
+        sender = self._sender
+        if sender is not None:  # what the loop gave leaves before the Logouts, in order
+            self._outbox.put(None)
+            await self.loop.run_in_executor(None, sender.join)
+            self._sender = None  # from now on a reply is sent at once, on the loop
+            while True:  # the replies given while the thread finished, behind the None
+                try:
+                    item = self._outbox.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    self._send_now(*item)
         live = [quickfix.Session.lookupSession(sid) for sid in self._ids.values()]
         live = [s for s in live if s is not None and s.isLoggedOn()]
         for s in live:
@@ -266,9 +288,23 @@ class FixAcceptor:
         await self.loop.run_in_executor(None, acceptor.stop, True)
         self.orders.close()
 
-    # ------------------------------------------------------------------ loop thread
+    # ------------------------------------------------------------------ loop and sender threads
 
     def send(self, sid: Any, out: list[Outbound]) -> None:
+        """Replies for a session, sent in order on the sender thread (here when it is not running)."""
+        if self._sender is not None:
+            self._outbox.put((sid, out))
+        else:
+            self._send_now(sid, out)
+
+    def _send_all(self) -> None:
+        while (item := self._outbox.get()) is not None:
+            try:
+                self._send_now(*item)
+            except Exception as exc:  # a bug must cost one reply, not the sender thread
+                self.hand_over(self.log, f"FIX: sending failed: {type(exc).__name__}: {exc}")
+
+    def _send_now(self, sid: Any, out: list[Outbound]) -> None:
         for msg_type, body in out:
             if msg_type == "5":
                 session = quickfix.Session.lookupSession(sid)
@@ -284,7 +320,7 @@ class FixAcceptor:
             try:
                 quickfix.Session.sendToTarget(message, sid)
             except quickfix.SessionNotFound:
-                self.log(f"FIX: no session {sid} to send a {msg_type} to")
+                self.hand_over(self.log, f"FIX: no session {sid} to send a {msg_type} to")
 
     def hand_over(self, fn: Callable[..., None], *args: Any) -> None:
         """From a QuickFIX thread: run fn on the gateway's loop (dropped once the loop is gone)."""
