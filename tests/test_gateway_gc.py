@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -69,6 +70,31 @@ def test_no_full_collection_while_events_flow_until_the_bound(
     assert len(said) == 1 and "while orders flowed" in said[0]
     c.stop()
     assert gc.get_threshold() == cpython_collector and gc.get_freeze_count() == 0
+
+
+class Node:
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_a_forced_collection_leaves_the_frozen_state_to_a_quiet_one() -> None:
+    # A forced collection scans what is not frozen (its pause does not grow with the whole state);
+    # a cycle frozen at the last full collection waits for a quiet second's.
+    clock, events = Clock(), [0]
+    old = Node()
+    c = Collector(lambda: events[0], lambda text: None, clock)
+    c.start()  # freezes `old`
+    gone = weakref.ref(old)
+    del old  # now garbage, in a cycle, frozen
+    new = weakref.ref(Node())  # garbage in a cycle, not frozen
+    clock.now += AT_MOST_S
+    events[0] += 1
+    assert c.tick() and c.forced == 1
+    assert new() is None and gone() is not None
+    clock.now += EVERY_S + QUIET_S
+    assert c.tick() and c.forced == 1
+    assert gone() is None
+    c.stop()
 
 
 def test_a_quiet_second_brings_a_full_collection_at_most_once_a_minute() -> None:

@@ -14,8 +14,10 @@ With `gc = "idle"` (the default), from the end of the gateway's start to its sto
 - the oldest generation is not collected by CPython's own rule; the young ones are, as before
   (p99 1.1 ms, measured);
 - a full collection runs once a second has passed with no event decided and a minute since the
-  last one, or after ten minutes whatever the traffic: then everything is scanned (frozen objects
-  too, so a deployment's old program is freed) and what is left frozen again.
+  last one: everything is scanned (frozen objects too, so a deployment's old program is freed) and
+  what is left frozen again;
+- after ten minutes with no quiet second, one runs anyway, over what was not frozen (what the ten
+  minutes left), so its pause does not grow with the whole state; it is logged.
 `gc = "python"` leaves CPython's collector as it is. Settings are process-wide: the first gateway
 to start in a process sets them, the last to stop puts them back.
 """
@@ -82,7 +84,7 @@ class Collector:
             return
         self._started = True
         _take()
-        self._full()
+        self._full(everything=True)
         self.full_collections = 0  # the one at start is not counted
         self._seen, self._quiet_since = self._activity(), self._last_full
 
@@ -102,7 +104,7 @@ class Collector:
         since = now - self._last_full
         if not (quiet and since >= EVERY_S) and since < AT_MOST_S:
             return False
-        self._full()
+        self._full(everything=quiet)
         self.full_collections += 1
         if not quiet:
             self.forced += 1
@@ -112,9 +114,10 @@ class Collector:
             )
         return True
 
-    def _full(self) -> None:
+    def _full(self, everything: bool) -> None:
         start = time.perf_counter()
-        gc.unfreeze()
+        if everything:
+            gc.unfreeze()
         self.last_found = gc.collect()
         gc.freeze()
         self.last_ms = 1e3 * (time.perf_counter() - start)
