@@ -24,6 +24,7 @@ from fix_support import connect, fix_config, fix_port, fix_stack, wait_until
 from gateway_support import held_order, run_async
 
 from riskgw.exchange.sim import Behaviour
+from riskgw.gateway import fix as fix_module
 from riskgw.gateway import fixsync
 from riskgw.gateway.protocol import MsgType
 from riskgw.gateway.serve import start_gateway
@@ -251,3 +252,32 @@ def test_a_slow_store_sync_holds_up_no_binary_session(tmp_path: Path, monkeypatc
 
     took = run_async(script(), timeout=60)
     assert took < 0.3, f"the binary order waited {took:.2f} s for a FIX reply's sync"
+
+
+def test_stop_does_not_wait_for_a_send_that_never_returns(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setattr(fix_module, "SENDER_WAIT_S", 0.2)
+    release = threading.Event()
+
+    async def script() -> list[str]:
+        async with fix_stack(tmp_path, REST_ALL) as stack:
+            logged = await stack.restart()
+            fix = stack.running.fix
+            assert fix is not None
+            real = fix._send_now
+
+            def stuck(sid: Any, out: Any) -> None:
+                release.wait(10)  # a send that does not come back (a broker not reading, say)
+                real(sid, out)
+
+            monkeypatch.setattr(fix, "_send_now", stuck)
+            broker = await connect(tmp_path, fix_port(stack))
+            broker.held("stuck1", account=1)
+            await wait_until(lambda: stack.gateway.counters.orders == 1)
+            start = time.monotonic()
+            await fix.stop()
+            assert time.monotonic() - start < 5.0
+            release.set()
+            return logged
+
+    logged = run_async(script(), timeout=60)
+    assert any("replies not sent at stop: a send did not return within 0.2 s" in line for line in logged)

@@ -58,6 +58,7 @@ NOT_NOW_TEXT = (
 ANY_ADDRESS = "0.0.0.0"  # QuickFIX 1.16 binds INADDR_ANY: its settings have no accept address
 BIND_TRIES = 20  # port 0: free ports tried before giving up (another process may take one first)
 LOGOUT_WAIT_S = 2.0  # at stop, how long brokers get to answer our Logout
+SENDER_WAIT_S = 5.0  # how long stop() waits for the replies already given to the sender thread
 
 
 def data_dictionary() -> Path:
@@ -269,15 +270,21 @@ class FixAcceptor:
         sender = self._sender
         if sender is not None:  # what the loop gave leaves before the Logouts, in order
             self._outbox.put(None)
-            await self.loop.run_in_executor(None, sender.join)
-            self._sender = None  # from now on a reply is sent at once, on the loop
-            while True:  # the replies given while the thread finished, behind the None
-                try:
-                    item = self._outbox.get_nowait()
-                except queue.Empty:
-                    break
-                if item is not None:
-                    self._send_now(*item)
+            await self.loop.run_in_executor(None, sender.join, SENDER_WAIT_S)
+            if sender.is_alive():  # a send that does not return: stop without what is behind it
+                self.log(
+                    f"FIX: {self._outbox.qsize()} replies not sent at stop: a send did not return "
+                    f"within {SENDER_WAIT_S:g} s"
+                )
+            else:
+                self._sender = None  # from now on a reply is sent at once, on the loop
+                while True:  # the replies given while the thread finished, behind the None
+                    try:
+                        item = self._outbox.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is not None:
+                        self._send_now(*item)
         live = [quickfix.Session.lookupSession(sid) for sid in self._ids.values()]
         live = [s for s in live if s is not None and s.isLoggedOn()]
         for s in live:
