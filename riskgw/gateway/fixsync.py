@@ -11,7 +11,8 @@ string to the session's Log (Log::onOutgoing) before writing it to the socket. A
 onOutgoing fdatasyncs the session's body, header and seqnums files therefore makes every message
 durable, with its sequence number and the inbound sequence number as it stood then, before the
 broker can see it. The cost is three fdatasyncs per outbound message, on the thread that sends it
-(the gateway's loop for its ExecutionReports): docs/operations.md has the figures.
+(the FIX acceptor's sender thread for the gateway's ExecutionReports, not its loop; a QuickFIX
+thread for session-level replies): docs/operations.md has the figures.
 
 What this does not cover: an inbound message's sequence number is written after the application
 has seen it, and may still be in the page cache when a power cut comes if no message left after it.
