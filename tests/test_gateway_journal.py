@@ -123,3 +123,17 @@ def test_export_writes_replay_events_and_leaves_a_torn_tail_out(
     assert out.read_text().splitlines()[1] == "NEW,7,3,600001,1,1234,300,,,5"
     assert cli_main(["journal", "export", str(out), "--out", str(tmp_path / "x.csv")]) == 1
     assert "is not a riskgw journal" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["missing/events.csv", "a_file/events.csv"])
+def test_export_to_a_directory_that_cannot_hold_the_file_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    from riskgw.cli import main as cli_main
+
+    path = tmp_path / "j"
+    write(path, entries(2))
+    (tmp_path / "a_file").write_text("not a directory\n")
+    assert cli_main(["journal", "export", str(path), "--out", str(tmp_path / where)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("riskgw: error: cannot write ") and err.count("\n") == 1, err

@@ -10,6 +10,7 @@ and left out, never cut (cutting is the gateway's job at start).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import sys
@@ -64,7 +65,8 @@ def run_export(args: argparse.Namespace) -> int:
         tmp.write_text(events_text(found.entries), encoding="utf-8")
         tmp.replace(out)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a missing or unwritable directory has no temporary file
+            tmp.unlink(missing_ok=True)
         raise UserError(f"cannot write {out}: {exc.strerror}") from None
     print(
         f"wrote {out}: {len(found.entries)} events of program image {found.header.image_digest[:12]}",
