@@ -79,6 +79,11 @@ accounts = "*"
         (["--user", "a:b:1"], "colour = 1\n", "unknown setting 'colour'"),
         (["--user", "a:b:1"], "rules = [\n", "gateway.toml"),
         (["--user", "a:b:1"], 'rules = ["nothing-*.sql"]\n', "matches no file"),
+        (["--user", "a:b:1"], 'rules = "rules/*.sql"\n', "rules must be a list"),
+        (["--user", "a:b:1"], "rules = [1, 2]\n", "rules must be a list"),
+        (["--user", "a:b:1"], "rules = 5\n", "rules must be a list"),
+        (["--rules", "x.sql", "--user", "a:b:1"], "heartbeat_ms = true\n", "heartbeat_ms must be"),
+        (["--rules", "x.sql"], '[users.a]\npassword = "x"\naccounts = [1.5]\n', "accounts must be"),
     ],
 )
 def test_bad_settings_are_one_line_errors(

@@ -156,7 +156,8 @@ def _accounts(value: Any, where: str) -> frozenset[int] | None:
     if isinstance(value, str):
         value = [v for v in value.split(",") if v.strip()]
     try:
-        if not isinstance(value, list):
+        # TOML gives whole numbers as int; 1.5 or true is a mistake, not account 1.
+        if not isinstance(value, list) or any(isinstance(v, bool | float) for v in value):
             raise ValueError
         return frozenset(int(v) for v in value)
     except (TypeError, ValueError):
@@ -171,7 +172,10 @@ def parse_user(text: str) -> User:
     return User(name, password, _accounts(accounts, f"--user {name}"))
 
 
-def _expand(patterns: list[str], base: Path) -> list[Path]:
+def _expand(patterns: Any, base: Path) -> list[Path]:
+    # A bare string would otherwise be read as one pattern per character.
+    if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+        raise UserError('rules must be a list of rule files or globs, e.g. rules = ["rules/*.sql"]')
     out: list[Path] = []
     for pattern in patterns:
         full = pattern if Path(pattern).is_absolute() else str(base / pattern)
@@ -232,7 +236,7 @@ def build_config(args: argparse.Namespace) -> GatewayConfig:
         unknown = sorted(set(file) - _KEYS)
         if unknown:
             raise UserError(f"{path}: unknown setting {unknown[0]!r} (settings: {', '.join(sorted(_KEYS))})")
-    rules = [Path(p) for p in args.rules] if args.rules else _expand(list(file.get("rules", [])), base)
+    rules = [Path(p) for p in args.rules] if args.rules else _expand(file.get("rules", []), base)
     if not rules:
         raise UserError("no rules: give --rules FILES... or rules = [...] in the config file")
     config = GatewayConfig(rules=rules)
@@ -251,7 +255,7 @@ def build_config(args: argparse.Namespace) -> GatewayConfig:
     elif "journal" in file:
         config.journal = base / str(file["journal"])
     heartbeat = args.heartbeat_ms if args.heartbeat_ms is not None else file.get("heartbeat_ms", 1000)
-    if not isinstance(heartbeat, int) or heartbeat <= 0:
+    if not isinstance(heartbeat, int) or isinstance(heartbeat, bool) or heartbeat <= 0:
         raise UserError("heartbeat_ms must be a positive whole number of milliseconds")
     config.heartbeat_ms = heartbeat
     timeout = getattr(args, "heartbeat_timeout", None)
