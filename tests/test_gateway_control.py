@@ -112,18 +112,23 @@ def test_ctl_command(tmp_path: Path) -> None:
         stack = await control_stack(tmp_path)
         port = stack.running.control_port
 
-        async def ctl_cmd(*argv: str, token: str = TOKEN) -> tuple[int, str, str]:
+        async def ctl_cmd(*argv: str, token: str = TOKEN, flag: bool = True) -> tuple[int, str, str]:
+            # Without --control the address comes from $RISKGW_CONTROL, as for `riskgw deploy`.
+            address = f"127.0.0.1:{port}"
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
                 "riskgw.cli",
                 "ctl",
-                "--control",
-                f"127.0.0.1:{port}",
+                *(["--control", address] if flag else []),
                 *argv,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                env={**os.environ, "RISKGW_CONTROL_TOKEN": token},
+                env={
+                    **os.environ,
+                    "RISKGW_CONTROL_TOKEN": token,
+                    "RISKGW_CONTROL": "127.0.0.1:1" if flag else address,
+                },
             )
             out, err = await proc.communicate()
             return proc.returncode or 0, out.decode(), err.decode()
@@ -131,6 +136,8 @@ def test_ctl_command(tmp_path: Path) -> None:
         code, out, _ = await ctl_cmd("kill", "--account", "7")
         assert code == 0 and "accounts=[7]" in out
         code, out, _ = await ctl_cmd("status")
+        assert code == 0 and '"accounts": [\n      7\n    ]' in out
+        code, out, _ = await ctl_cmd("status", flag=False)
         assert code == 0 and '"accounts": [\n      7\n    ]' in out
         code, _, err = await ctl_cmd("resume", "--all", token="wrong")
         assert code == 1 and err.strip() == "riskgw: error: the gateway refused: bad token"

@@ -7,8 +7,9 @@
     riskgw ctl [--control HOST:PORT] failback     # bring the card back; it decides again after probation
     riskgw ctl [--control HOST:PORT] snapshot     # a state snapshot now (a restart replays from it)
 
-The token comes from the environment variable RISKGW_CONTROL_TOKEN or from --token-file, never
-from the command line, where other users could read it.
+The address is --control, else the environment variable RISKGW_CONTROL (as for `riskgw deploy`),
+else 127.0.0.1:9001. The token comes from the environment variable RISKGW_CONTROL_TOKEN or from
+--token-file, never from the command line, where other users could read it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from riskgw.errors import UserError
 from riskgw.gateway.config import TOKEN_ENV
 from riskgw.gateway.control import request
 from riskgw.gateway.link import parse_host_port
+
+CONTROL_ENV = "RISKGW_CONTROL"  # the control port's HOST:PORT when --control is not given
+DEFAULT_CONTROL = "127.0.0.1:9001"
 
 
 def _token(args: argparse.Namespace) -> str:
@@ -80,7 +84,12 @@ def run_ctl(args: argparse.Namespace) -> int:
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("ctl", help="kill switches and status through the gateway's control port")
-    p.add_argument("--control", default="127.0.0.1:9001", metavar="HOST:PORT", help="default 127.0.0.1:9001")
+    p.add_argument(
+        "--control",
+        default=os.environ.get(CONTROL_ENV) or DEFAULT_CONTROL,
+        metavar="HOST:PORT",
+        help=f"default ${CONTROL_ENV}, else {DEFAULT_CONTROL}",
+    )
     p.add_argument("--token-file", metavar="PATH", help=f"file holding the token (default: ${TOKEN_ENV})")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     for name, text in (("kill", "reject new orders"), ("resume", "accept new orders again")):

@@ -24,7 +24,7 @@ from typing import Any
 from riskgw.errors import UserError
 from riskgw.gateway.config import TOKEN_ENV
 from riskgw.gateway.control import request
-from riskgw.gateway.ctl import _token
+from riskgw.gateway.ctl import CONTROL_ENV, DEFAULT_CONTROL, _token
 from riskgw.gateway.link import parse_host_port
 from riskgw.lang.ast import CompileError, Diagnostic
 
@@ -163,13 +163,13 @@ def run_deployments(args: argparse.Namespace) -> int:
     return 0
 
 
-CONTROL_ENV = "RISKGW_CONTROL"
-
-
 def _connection(p: argparse.ArgumentParser) -> None:
-    default = os.environ.get(CONTROL_ENV) or "127.0.0.1:9001"
+    default = os.environ.get(CONTROL_ENV) or DEFAULT_CONTROL
     p.add_argument(
-        "--control", default=default, metavar="HOST:PORT", help=f"default ${CONTROL_ENV}, else 127.0.0.1:9001"
+        "--control",
+        default=default,
+        metavar="HOST:PORT",
+        help=f"default ${CONTROL_ENV}, else {DEFAULT_CONTROL}",
     )
     p.add_argument("--token-file", metavar="PATH", help=f"file holding the token (default: ${TOKEN_ENV})")
 
