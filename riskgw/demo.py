@@ -46,6 +46,8 @@ def run_demo(args: argparse.Namespace) -> int:
     from riskgw.demo_serve import default_card
 
     card = args.card or default_card()
+    if args.workdir:
+        _make_workdir(Path(args.workdir))
     if args.serve:
         from riskgw.demo_serve import run_serve_demo
 
@@ -56,6 +58,14 @@ def run_demo(args: argparse.Namespace) -> int:
     from riskgw.demo_live import run_live_demo
 
     return run_live_demo(Path(args.workdir) if args.workdir else None, card, args.orders, args.seed)
+
+
+def _make_workdir(workdir: Path) -> None:
+    """UserError (one line) when `--workdir` cannot be a directory: a file there, no permission."""
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--workdir {workdir}: cannot make it a directory: {exc.strerror}") from None
 
 
 def run_offline(args: argparse.Namespace) -> int:

@@ -70,3 +70,14 @@ def test_demo_fails_with_one_line_when_the_gateway_cannot_start(
     assert main(["demo", "--card", "soft", "--workdir", str(tmp_path), "--orders", "10"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("riskgw: error: the gateway did not start:")
+
+
+@pytest.mark.parametrize("mode", [[], ["--offline"], ["--serve"]])
+def test_a_workdir_that_cannot_be_a_directory_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], mode: list[str]
+) -> None:
+    taken = tmp_path / "a_file"
+    taken.write_text("not a directory\n")
+    assert main(["demo", "--card", "soft", "--workdir", str(taken), *mode]) == 1
+    err = capsys.readouterr().err
+    assert err == f"riskgw: error: --workdir {taken}: cannot make it a directory: File exists\n"
