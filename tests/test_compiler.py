@@ -265,3 +265,20 @@ def test_order_by_limit_1_select_may_hold_a_sub_query(tmp_path: Path) -> None:
     assert engine.process(Event.NEW, event_inputs({"order_id": 9, "account_id": 4})).failed == (0,)
     # Account 5 has no orders: NULL, and the rule fails closed.
     assert engine.process(Event.NEW, event_inputs({"order_id": 3, "account_id": 5})).failed == (0,)
+
+
+def test_cli_output_into_a_closed_pipe_is_not_a_traceback() -> None:
+    """`riskgw compile --asm | head -1`: the reader leaves early, riskgw stops quietly."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "riskgw.cli", "compile", str(SEED), "--asm"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().startswith(b".image ")
+    proc.stdout.close()  # the listing is far longer than a pipe's buffer: riskgw's next write fails
+    err = proc.stderr.read().decode()
+    assert proc.wait(60) == 141 and err == "", err
