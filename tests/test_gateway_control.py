@@ -145,3 +145,20 @@ def test_ctl_command(tmp_path: Path) -> None:
         await stack.close()
 
     run_async(script())
+
+
+def test_a_port_that_never_answers_is_a_one_line_error() -> None:
+    """`riskgw ctl --control` pointed at something else that listens (the exchange's port, say)."""
+    from riskgw.errors import UserError
+
+    async def script() -> None:
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read()  # reads the request and never answers
+
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        with pytest.raises(UserError, match=rf"127.0.0.1:{port} gave no answer within 0.5 s"):
+            await request("127.0.0.1", port, {"token": TOKEN, "cmd": "status"}, timeout=0.5)
+        server.close()
+
+    run_async(script())

@@ -128,6 +128,10 @@ async def request(host: str, port: int, message: dict[str, Any], timeout: float 
     try:
         writer.write(json.dumps(message).encode() + b"\n")
         line = await asyncio.wait_for(reader.readline(), timeout)
+    except TimeoutError:  # something listens there, but not a gateway's control port, or a hung one
+        raise UserError(f"the control port {host}:{port} gave no answer within {timeout:g} s") from None
+    except (OSError, ValueError):  # reset by the peer; a line longer than any answer
+        raise UserError(f"the control port {host}:{port} gave no answer") from None
     finally:
         writer.close()
     try:
