@@ -100,3 +100,19 @@ def test_card_address_needs_the_sim_backend(tmp_path: Path, capsys: pytest.Captu
     argv = ["replay", str(SEED), "--events", str(tmp_path / "e.csv"), "--out", str(tmp_path / "o.csv")]
     assert main([*argv, "--card-address", "tcp://127.0.0.1:9"]) == 1
     assert capsys.readouterr().err.strip() == "riskgw: error: --card-address is for --backend sim"
+
+
+@pytest.mark.parametrize(
+    ("address", "why"),
+    [
+        ("127.0.0.1:9", "expected tcp://HOST:PORT"),
+        ("tcp://127.0.0.1", "expected tcp://HOST:PORT"),
+        ("tcp://127.0.0.1:0", "give the port the running sim-card listens on"),
+    ],
+)
+def test_a_malformed_card_address_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], address: str, why: str
+) -> None:
+    argv = ["replay", str(SEED), "--events", str(tmp_path / "e.csv"), "--out", str(tmp_path / "o.csv")]
+    assert main([*argv, "--backend", "sim", "--card-address", address]) == 1
+    assert capsys.readouterr().err == f"riskgw: error: --card-address {address!r}: {why}\n"

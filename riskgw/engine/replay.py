@@ -214,8 +214,17 @@ def input_events(args: argparse.Namespace) -> list[EventRow]:
 def run_replay(args: argparse.Namespace) -> int:
     from riskgw.doe.compiler import compile_files
 
-    if getattr(args, "card_address", None) and args.backend != "sim":
+    address = getattr(args, "card_address", None)
+    if address and args.backend != "sim":
         raise UserError("--card-address is for --backend sim")
+    if address:
+        from riskgw.card.simproto import zmq_endpoint
+
+        try:
+            if zmq_endpoint(address).endswith(":*"):  # port 0 binds anywhere; it connects nowhere
+                raise ValueError(f"{address!r}: give the port the running sim-card listens on")
+        except ValueError as exc:
+            raise UserError(f"--card-address {exc}") from None
     if getattr(args, "diff", None):
         if args.backend != "soft":
             raise UserError("--diff runs on --backend soft only")
