@@ -17,10 +17,12 @@ venv: $(STAMP)
 # QuickFIX (the fix extra) has no binary wheel and compiles from source for minutes. Its wheel is built
 # once per machine into WHEELS, a cache outside the clone (CI's fresh clones and every later
 # `make venv` take it from there), at -O1 without debug info: its 6 MB SWIG wrapper is most of the build.
-# One fix is applied (local version +riskgw.1): QuickFIX 1.16's threaded acceptor lets the exception
-# from a malformed first message on a connection end the process; patched, it drops the connection.
+# tools/patch_quickfix.py applies two fixes (local version +riskgw.2) by exact replacement, and stops
+# naming the file when the source differs: QuickFIX 1.16's threaded acceptor lets the exception from a
+# malformed first message on a connection end the process (patched, it drops the connection), and it
+# binds INADDR_ANY whatever the settings say (patched, it binds SocketAcceptAddress when that is set).
 QUICKFIX := 1.16.0
-QF_LOCAL := $(QUICKFIX)+riskgw.1
+QF_LOCAL := $(QUICKFIX)+riskgw.2
 WHEELS   ?= $(HOME)/.cache/riskgw/wheels
 QF_SRC    = $(WHEELS)/src/quickfix-$(QUICKFIX)
 
@@ -32,10 +34,7 @@ $(STAMP): pyproject.toml Makefile
 	  rm -rf $(WHEELS)/src && mkdir -p $(WHEELS)/src && \
 	  $(PY) -m pip download --quiet --no-deps --no-binary :all: 'quickfix==$(QUICKFIX)' -d $(WHEELS)/src && \
 	  tar -xzf $(WHEELS)/src/quickfix-$(QUICKFIX).tar.gz -C $(WHEELS)/src && \
-	  sed -i 's/^version = $(QUICKFIX)$$/version = $(QF_LOCAL)/' $(QF_SRC)/setup.cfg && \
-	  sed -i 's/^      if (!setSession(msg)) {$$/      bool found = false;\n      try { found = setSession(msg); } catch (std::exception \&) {}\n      if (!found) {/' \
-	    $(QF_SRC)/C++/ThreadedSocketConnection.cpp && \
-	  grep -q 'found = setSession' $(QF_SRC)/C++/ThreadedSocketConnection.cpp && \
+	  $(PY) tools/patch_quickfix.py $(QF_SRC) $(QF_LOCAL) && \
 	  CXXFLAGS="-O1 -g0 -DNDEBUG -fwrapv" $(PY) -m pip wheel --quiet --no-deps $(QF_SRC) -w $(WHEELS) && \
 	  rm -rf $(WHEELS)/src; }
 	$(PY) -m pip install --quiet --prefer-binary --find-links $(WHEELS) 'quickfix==$(QF_LOCAL)' -e '.[sim,dev,fix,bench]'
