@@ -157,3 +157,16 @@ def test_control_port_needs_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RISKGW_CONTROL_TOKEN", "t")
     c = config_of(*argv, "--journal", "x/j")
     assert c.control == ("127.0.0.1", 9001) and c.control_token == "t" and c.kill_path == Path("x/j.kill")
+
+
+def test_connect_errors_name_their_reason() -> None:
+    """A host name that does not resolve says so, not "Unknown error -2" (os.strerror of a
+    getaddrinfo code); asyncio's own text, which repeats the address, gives way to errno's."""
+    import errno
+
+    from riskgw.gateway.link import os_error_text
+
+    lookup = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    assert os_error_text(lookup) == "Name or service not known"
+    refused = ConnectionRefusedError(errno.ECONNREFUSED, "Connect call failed ('127.0.0.1', 9)")
+    assert os_error_text(refused) == "Connection refused"

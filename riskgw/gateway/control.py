@@ -22,10 +22,10 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-import os
 from typing import TYPE_CHECKING, Any
 
 from riskgw.errors import UserError
+from riskgw.gateway.link import os_error_text
 
 if TYPE_CHECKING:  # the server pulls in the engine; `riskgw ctl` needs none of it
     from riskgw.gateway.server import Gateway
@@ -123,7 +123,7 @@ async def request(host: str, port: int, message: dict[str, Any], timeout: float 
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port, limit=_MAX_LINE), timeout)
     except (OSError, TimeoutError) as exc:
-        why = os.strerror(exc.errno) if isinstance(exc, OSError) and exc.errno else "no answer"
+        why = os_error_text(exc) if isinstance(exc, OSError) and exc.errno else "no answer"
         raise UserError(f"cannot reach the control port {host}:{port}: {why}") from None
     try:
         writer.write(json.dumps(message).encode() + b"\n")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import os
+import socket
 from typing import Any, cast
 
 from riskgw.gateway.protocol import HEADER, VERSION, Frame, FrameReader, MsgType, ProtocolError, encode
@@ -22,6 +24,15 @@ def parse_host_port(text: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or int(port) > 65535:
         raise ValueError(f"{text!r} is not HOST:PORT")
     return host, int(port)
+
+
+def os_error_text(exc: OSError) -> str:
+    """Why a connect or a bind failed, in a few words: "Connection refused", "Name or service not
+    known". asyncio's own strerror repeats the address; a name lookup's error codes are negative,
+    which os.strerror calls "Unknown error"."""
+    if isinstance(exc, socket.gaierror) or not exc.errno or exc.errno < 0:
+        return exc.strerror or str(exc)
+    return os.strerror(exc.errno)
 
 
 class MemoryTransport(asyncio.Transport):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import os
 import signal
 import sys
 import time
@@ -32,6 +31,7 @@ from riskgw.gateway.failover import FailoverConfig, watch, with_standby
 from riskgw.gateway.journal import JournalHeader, open_journal
 from riskgw.gateway.jsync import JournalSyncer
 from riskgw.gateway.kill import KillSwitches
+from riskgw.gateway.link import os_error_text
 from riskgw.gateway.loops import loop_name, run
 from riskgw.gateway.metrics import render, start_metrics
 from riskgw.gateway.protocol import MsgType, Reason
@@ -294,8 +294,7 @@ async def _start_on(
         uplink = await gateway.connect_exchange()
     except OSError as exc:
         opened.journal.close()
-        why = os.strerror(exc.errno) if exc.errno else str(exc)  # asyncio's strerror repeats the address
-        raise UserError(f"cannot reach the exchange at {host}:{port}: {why}") from None
+        raise UserError(f"cannot reach the exchange at {host}:{port}: {os_error_text(exc)}") from None
     host, port = config.listen
     try:
         server = await loop.create_server(lambda: BrokerSession(gateway), host, port)
