@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from riskgw.cli import build_parser
+from riskgw.cli import build_parser, main
 from riskgw.errors import UserError
 from riskgw.gateway.config import build_config
 from riskgw.gateway.fixconfig import FixConfig, FixSessionConfig, demo_fix_config
@@ -67,8 +67,14 @@ def test_fix_section_is_read(tmp_path: Path) -> None:
         (("cancel_on_disconnect = false", "cancel_on_disconnect = 1"), "cancel_on_disconnect"),
         (('store = "state/fix"', "stor = 1"), "unknown setting 'stor'"),
         (('store = "state/fix"', 'store_sync = "no"'), "store_sync must be true or false"),
-        (("port = 19878", 'host = "127.0.0.1"'), "fix.host: the FIX port cannot be bound to one address"),
-        (("port = 19878", 'listen = "127.0.0.1:9878"'), "fix.listen: .*QuickFIX 1.16 listens on every"),
+        (("port = 19878", 'host = "127.0.0.1"'), 'fix.host: .* is set with fix.listen = "HOST:PORT"'),
+        (("port = 19878", 'bind = "127.0.0.1"'), 'fix.bind: .* is set with fix.listen = "HOST:PORT"'),
+        (("port = 19878", 'listen = "localhost:9878"'), "fix.listen: 'localhost' is not a numeric IPv4"),
+        (("port = 19878", 'listen = "[::1]:9878"'), "fix.listen: '\\[::1\\]' is not a numeric IPv4"),
+        (("port = 19878", 'listen = "10.0.0.256:9878"'), "fix.listen: '10.0.0.256' is not a numeric IPv4"),
+        (("port = 19878", 'listen = "127.0.0.1"'), "fix.listen: '127.0.0.1' is not HOST:PORT"),
+        (("port = 19878", 'listen = "127.0.0.1:70000"'), "fix.listen: .* is not HOST:PORT"),
+        (("port = 19878", 'port = 19878\nlisten = "127.0.0.1:9878"'), "fix.listen and fix.port: give one"),
         (("[fix.sessions.BROKER1]", '[fix.sessions."BRO KER"]'), "CompID"),
     ],
 )
@@ -77,6 +83,29 @@ def test_bad_fix_settings_are_one_line_errors(tmp_path: Path, change: tuple[str,
     assert text != GOOD
     with pytest.raises(UserError, match=message):
         build_config(args(write(tmp_path, text)))
+
+
+def test_listen_binds_one_address_and_port_alone_every_interface(tmp_path: Path) -> None:
+    fix = build_config(args(write(tmp_path, GOOD.replace("port = 19878", 'listen = "127.0.0.1:0"')))).fix
+    assert fix is not None and (fix.host, fix.port, fix.one_address) == ("127.0.0.1", 0, True)
+    fix = build_config(args(write(tmp_path, GOOD.replace("port = 19878", 'listen = "0.0.0.0:9878"')))).fix
+    assert fix is not None and (fix.host, fix.port, fix.one_address) == ("0.0.0.0", 9878, False)
+    fix = build_config(args(write(tmp_path, GOOD))).fix  # as before fix.listen: every interface
+    assert fix is not None and (fix.host, fix.port, fix.one_address) == ("0.0.0.0", 19878, False)
+    assert demo_fix_config().host == "127.0.0.1"  # the demo's ports are all on loopback
+
+
+def test_a_bad_listen_address_is_one_line_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, GOOD.replace("port = 19878", 'listen = "gateway.example:9878"'))
+    assert main(["serve", "--config", str(path)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines() == [
+        "riskgw: error: fix.listen: 'gateway.example' is not a numeric IPv4 address (the FIX port binds "
+        'one, e.g. "127.0.0.1:9878", or "0.0.0.0:9878" for every interface)'
+    ]
 
 
 def test_store_sync_can_be_turned_off(tmp_path: Path) -> None:

@@ -450,7 +450,7 @@ def test_a_fix_port_in_use_is_a_one_line_error(tmp_path: Path) -> None:
             taken.listen()
             config = fix_config()
             config.port = taken.getsockname()[1]
-            with pytest.raises(UserError, match=f"cannot open the FIX port {config.port}: .*in use"):
+            with pytest.raises(UserError, match=f"cannot open the FIX port 0.0.0.0:{config.port}: .*in use"):
                 async with fix_stack(tmp_path, FILL_ALL, fix=config):
                     pass
 

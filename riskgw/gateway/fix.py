@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import functools
 import queue
+import re
 import socket
 import sys
 import threading
@@ -43,6 +44,9 @@ except ImportError:  # the optional extra is not installed
     quickfix = None
 
 PATCHED = "+riskgw"  # in the version of the QuickFIX build that survives malformed first messages
+# The local version of a QuickFIX build that binds SocketAcceptAddress (tools/patch_quickfix.py): 2 on.
+PATCH_LEVEL = re.compile(r"\+riskgw\.(\d+)$")
+BINDS_ADDRESS_FROM = 2
 
 BEGIN_STRING = "FIX.4.4"
 APP_MESSAGES = {"D", "F", "G", "H"}
@@ -55,7 +59,6 @@ NOT_NOW_TEXT = (
     "not taken: this session's earlier answers wait for the exchange to read the orders they answer "
     "(exchange backlog); send it again later"
 )
-ANY_ADDRESS = "0.0.0.0"  # QuickFIX 1.16 binds INADDR_ANY: its settings have no accept address
 BIND_TRIES = 20  # port 0: free ports tried before giving up (another process may take one first)
 LOGOUT_WAIT_S = 2.0  # at stop, how long brokers get to answer our Logout
 SENDER_WAIT_S = 5.0  # how long stop() waits for the replies already given to the sender thread
@@ -75,6 +78,7 @@ def _settings_text(config: FixConfig, store: Path, port: int) -> str:
         "[DEFAULT]",
         "ConnectionType=acceptor",
         f"SocketAcceptPort={port}",
+        *([f"SocketAcceptAddress={config.host}"] if config.one_address else []),
         f"FileStorePath={store}",
         "NonStopSession=Y",
         "UseDataDictionary=Y",
@@ -106,9 +110,16 @@ def _quickfix_version() -> str:
         return "unknown"
 
 
-def _free_port() -> int:
+def binds_address(quickfix_version: str) -> bool:
+    """Whether this QuickFIX build binds the acceptor to SocketAcceptAddress (1.16 takes the key and
+    listens on every interface all the same)."""
+    level = PATCH_LEVEL.search(quickfix_version)
+    return level is not None and int(level.group(1)) >= BINDS_ADDRESS_FROM
+
+
+def _free_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("", 0))
+        s.bind((host, 0))
         return int(s.getsockname()[1])
 
 
@@ -116,8 +127,10 @@ class FixAcceptor:
     """QuickFIX's ThreadedSocketAcceptor (a thread per connection, so a stalled peer holds up no
     other session) with one FixSession per configured session.
 
-    The build `make venv` installs (quickfix 1.16.0+riskgw.1) drops a connection whose first
-    message is malformed; QuickFIX 1.16 itself lets that exception end the process. The
+    The build `make venv` installs (quickfix 1.16.0+riskgw.2) drops a connection whose first
+    message is malformed; QuickFIX 1.16 itself lets that exception end the process. That build also
+    binds the port to `fix.listen`'s address, which 1.16 ignores: with an address, any other build
+    is refused at start rather than left listening on every interface. The
     single-threaded SocketAcceptor does not have that bug but has another: its stop() from another
     thread races its own thread over the listening socket and crashes now and then.
     """
@@ -132,6 +145,12 @@ class FixAcceptor:
     ) -> None:
         if quickfix is None:
             raise UserError("FIX needs the quickfix package: run make venv (it builds QuickFIX once)")
+        if config.one_address and not binds_address(_quickfix_version()):
+            raise UserError(
+                f"fix.listen: quickfix {_quickfix_version()} cannot bind the FIX port to {config.host} "
+                f"(it listens on every interface; 1.16.0+riskgw.{BINDS_ADDRESS_FROM} and later can): "
+                "run make venv"
+            )
         if PATCHED not in _quickfix_version():
             log(
                 f"FIX: quickfix {_quickfix_version()} is not the build make venv installs: "
@@ -184,8 +203,12 @@ class FixAcceptor:
 
     def _bind(self) -> None:
         tries = BIND_TRIES if self.config.port == 0 else 1
+        host = self.config.host
         for attempt in range(tries):
-            port = self.config.port or _free_port()
+            try:
+                port = self.config.port or _free_port(host)
+            except OSError as exc:
+                raise UserError(f"cannot open the FIX port on {host}: {exc.strerror}") from None
             cfg = self.store / "acceptor.cfg"
             cfg.write_text(_settings_text(self.config, self.store, port), encoding="utf-8")
             try:
@@ -209,7 +232,7 @@ class FixAcceptor:
             except quickfix.RuntimeError as exc:
                 acceptor = None  # before the settings and store it refers to
                 if attempt + 1 == tries:
-                    raise UserError(f"cannot open the FIX port {port}: {exc}") from None
+                    raise UserError(f"cannot open the FIX port {host}:{port}: {exc}") from None
                 continue
             # The C++ acceptor keeps references, not copies, of its settings, store and log
             # factories: they must live as long as it does.
@@ -240,6 +263,7 @@ class FixAcceptor:
                 }
             )
         return {
+            "address": self.config.host,
             "port": self.port,
             "store": str(self.store),
             "store_sync": self._sync is not None,
@@ -433,8 +457,9 @@ async def start_fix(
     acceptor.start()
     comp = ", ".join(f"{s.sender_comp_id}->{s.target_comp_id}" for s in config.sessions)
     synced = "synced before each message leaves" if config.store_sync else "not synced (store_sync = false)"
+    where = "" if config.one_address else ", every interface"
     log(
-        f"FIX 4.4 on {ANY_ADDRESS}:{acceptor.port}, every interface (sessions {comp}), "
+        f"FIX 4.4 on {config.host}:{acceptor.port}{where} (sessions {comp}), "
         f"store {acceptor.store} ({synced})"
     )
     return acceptor

@@ -1,7 +1,8 @@
 """The `[fix]` section of the gateway's settings: the FIX 4.4 acceptor, its sessions and instruments.
 
     [fix]
-    port = 9878                     # QuickFIX 1.16 listens on every interface at this port (see below)
+    listen = "10.0.0.5:9878"        # one IPv4 address and the port (default: every interface)
+    # port = 9878                   # instead of listen: every interface at this port (default 9878)
     store = "gateway.fix"           # sequence numbers and sent messages (default: the journal + ".fix")
     store_sync = true               # fdatasync the store before each message leaves (default true)
     price_scale = 2                 # decimals of a price, for symbols that are their own ticket_id
@@ -19,29 +20,34 @@
 Without `[fix.instruments]`, a Symbol is the ticket_id itself and prices have `price_scale` decimals;
 with it, only the symbols listed there may be traded.
 
-There is no bind address: QuickFIX 1.16's acceptor binds INADDR_ANY (socket_createAcceptor takes a
-port only, and the settings have no SocketAcceptAddress), so a `host`, `listen`, `address` or `bind`
-key is refused with that reason rather than taken and not honoured.
+`listen` binds the FIX port to one numeric IPv4 address (QuickFIX's acceptor is IPv4 only; a host
+name is refused, so what the port is reachable on does not change with DNS); its port may be 0, any
+free port. It goes to QuickFIX as `SocketAcceptAddress`, which QuickFIX 1.16 itself ignores: only the
+build `make venv` installs (1.16.0+riskgw.2 and later, tools/patch_quickfix.py) binds to it, and the
+gateway refuses to start with an address on any other build (riskgw/gateway/fix.py). Without
+`listen` the port listens on every interface, as it did before the setting existed, so a gateway
+upgraded with its settings unchanged stays reachable where its brokers reach it.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from riskgw.errors import UserError
+from riskgw.gateway.link import parse_host_port
 from riskgw.gateway.protocol import TICKET_BYTES
 
 DEFAULT_PORT = 9878
 DEFAULT_TARGET = "RISKGW"
 MAX_SCALE = 9
-# Keys that would name the FIX port's bind address, which QuickFIX 1.16 cannot honour.
-BIND_KEYS = ("address", "bind", "host", "listen")
-NO_BIND = (
-    "the FIX port cannot be bound to one address: QuickFIX 1.16 listens on every interface; "
-    "set fix.port only and restrict the port with a firewall (docs/operations.md)"
-)
+EVERY_INTERFACE = "0.0.0.0"  # INADDR_ANY, the FIX port's address without fix.listen
+DEMO_HOST = "127.0.0.1"  # the demo's ports are all on loopback
+# Other names for the bind address, answered with the one the settings use.
+BIND_KEYS = ("address", "bind", "host")
+USE_LISTEN = 'the FIX port\'s address is set with fix.listen = "HOST:PORT" (a numeric IPv4 address)'
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,7 @@ class FixSessionConfig:
 class FixConfig:
     sessions: list[FixSessionConfig]
     port: int = DEFAULT_PORT  # 0: any free port (tests)
+    host: str = EVERY_INTERFACE  # the numeric IPv4 address the port listens on (fix.listen)
     store: Path | None = None  # None: beside the journal
     price_scale: int = 2
     instruments: dict[str, Instrument] = field(default_factory=dict)  # empty: Symbol is the ticket_id
@@ -80,10 +87,32 @@ class FixConfig:
     def store_path(self, journal: Path) -> Path:
         return self.store or journal.with_name(journal.name + ".fix")
 
+    @property
+    def one_address(self) -> bool:
+        """The port listens on `host` alone (QuickFIX must then be a build that binds it)."""
+        return self.host != EVERY_INTERFACE
+
 
 def demo_fix_config(port: int = DEFAULT_PORT) -> FixConfig:
-    """The demo's acceptor: one session, BROKER1 to RISKGW, that may trade every account."""
-    return FixConfig(sessions=[FixSessionConfig("BROKER1", DEFAULT_TARGET, None)], port=port)
+    """The demo's acceptor, on loopback like its other ports: one session, BROKER1 to RISKGW, that
+    may trade every account."""
+    return FixConfig(sessions=[FixSessionConfig("BROKER1", DEFAULT_TARGET, None)], port=port, host=DEMO_HOST)
+
+
+def parse_listen(value: Any) -> tuple[str, int]:
+    """fix.listen as (numeric IPv4 address, port); UserError (one line) otherwise."""
+    try:
+        host, port = parse_host_port(str(value))
+    except ValueError as exc:
+        raise UserError(f"fix.listen: {exc}") from None
+    try:
+        ipaddress.IPv4Address(host)
+    except ValueError:
+        raise UserError(
+            f"fix.listen: {host!r} is not a numeric IPv4 address (the FIX port binds one, "
+            f'e.g. "127.0.0.1:{port}", or "{EVERY_INTERFACE}:{port}" for every interface)'
+        ) from None
+    return host, port
 
 
 def _scale(value: Any, where: str) -> int:
@@ -104,14 +133,22 @@ def parse_fix(section: Any, base: Path, parse_accounts: Any) -> FixConfig:
     reads an accounts list the way [users] does."""
     if not isinstance(section, dict):
         raise UserError("fix must be a table: [fix]")
-    known = {"port", "store", "store_sync", "price_scale", "sessions", "instruments"}
+    known = {"listen", "port", "store", "store_sync", "price_scale", "sessions", "instruments"}
     bind = sorted(set(section) & set(BIND_KEYS))
     if bind:
-        raise UserError(f"fix.{bind[0]}: {NO_BIND}")
+        raise UserError(f"fix.{bind[0]}: {USE_LISTEN}")
     unknown = sorted(set(section) - known)
     if unknown:
         raise UserError(f"fix: unknown setting {unknown[0]!r} (settings: {', '.join(sorted(known))})")
+    host = EVERY_INTERFACE
     port = section.get("port", DEFAULT_PORT)
+    if "listen" in section:
+        if "port" in section:
+            raise UserError(
+                'fix.listen and fix.port: give one (listen = "HOST:PORT" for one address, port for every '
+                "interface)"
+            )
+        host, port = parse_listen(section["listen"])
     if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
         raise UserError("fix.port must be a port number")
     sessions_in = section.get("sessions", {})
@@ -160,6 +197,7 @@ def parse_fix(section: Any, base: Path, parse_accounts: Any) -> FixConfig:
     return FixConfig(
         sessions=sessions,
         port=port,
+        host=host,
         store=None if store is None else base / str(store),
         price_scale=_scale(section.get("price_scale", 2), "fix"),
         instruments=instruments,
