@@ -6,6 +6,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -136,6 +137,16 @@ def test_serve_and_exchange_sim_commands_trade_and_stop_on_sigterm(tmp_path: Pat
         assert "0 events replayed" in line, line
         gw_port = int(re.search(r"listening on 127\.0\.0\.1:(\d+)", line).group(1))  # type: ignore[union-attr]
         trade_one_order(gw_port)
+        # a second gateway on the same journal (a restart while this one runs) touches nothing
+        journal = (tmp_path / "j").read_bytes()
+        second = subprocess.run(  # listening on another free port: only the journal is shared
+            [sys.executable, "-m", "riskgw.cli", *argv], capture_output=True, text=True, timeout=60
+        )
+        assert second.returncode == 1 and second.stderr == (
+            f"riskgw: error: journal {tmp_path / 'j'} is in use by another riskgw serve (it holds j.lock):"
+            " stop that one first, or give another --journal\n"
+        ), second.stderr
+        assert (tmp_path / "j").read_bytes() == journal
         for proc in (gw, exch):
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=15) == 0

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import fcntl
 import gc
+import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -366,7 +369,37 @@ async def _start_on(
     return running
 
 
+@contextlib.contextmanager
+def journal_lock(journal: Path) -> Iterator[None]:
+    """Hold JOURNAL.lock while `riskgw serve` runs on the journal. A second gateway started on it
+    (a restart while the first still runs) would cut what it takes for a torn tail, remove the
+    first's unfinished snapshot and append to the same file; it is refused in one line instead.
+    A POSIX lock: the kernel drops it when the process dies, even by kill -9, and a snapshot's
+    forked child does not inherit it, so a restart right after a crash is never refused."""
+    path = journal.with_name(journal.name + ".lock")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise UserError(f"cannot open journal {journal}: {exc.strerror}") from None
+    try:
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise UserError(
+                f"journal {journal} is in use by another riskgw serve (it holds {path.name}): stop that "
+                "one first, or give another --journal"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
 async def _serve(config: GatewayConfig) -> int:
+    with journal_lock(config.journal):
+        return await _serve_locked(config)
+
+
+async def _serve_locked(config: GatewayConfig) -> int:
     running = await start_gateway(config)
     gw = running.gateway
     loop = asyncio.get_running_loop()
