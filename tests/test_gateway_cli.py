@@ -97,6 +97,12 @@ def test_bad_settings_are_one_line_errors(
         config_of(*argv)
 
 
+def test_a_settings_file_that_is_not_utf8_is_a_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / "gateway.toml").write_bytes(b'listen = "\xff"\n')
+    with pytest.raises(UserError, match=r"gateway.toml: not UTF-8 \(byte 10\); save it as UTF-8"):
+        config_of("--user", "a:b:1", "--config", str(tmp_path / "gateway.toml"))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -194,6 +194,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise UserError(f"cannot read {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{path}: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 (byte {exc.start}); save it as UTF-8") from None
 
 
 _KEYS = {
