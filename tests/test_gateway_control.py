@@ -162,3 +162,15 @@ def test_a_port_that_never_answers_is_a_one_line_error() -> None:
         server.close()
 
     run_async(script())
+
+
+def test_a_token_file_that_is_not_text_is_a_one_line_error(tmp_path: Path) -> None:
+    from riskgw.cli import build_parser
+    from riskgw.errors import UserError
+    from riskgw.gateway.ctl import run_ctl
+
+    token = tmp_path / "token"
+    token.write_bytes(b"\xff\xfe\n")
+    args = build_parser().parse_args(["ctl", "--token-file", str(token), "status"])
+    with pytest.raises(UserError, match="token: not UTF-8 text"):
+        run_ctl(args)

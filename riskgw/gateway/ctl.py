@@ -36,6 +36,10 @@ def _token(args: argparse.Namespace) -> str:
             return Path(args.token_file).read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise UserError(f"cannot read {args.token_file}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise UserError(
+                f"{args.token_file}: not UTF-8 text; the token file holds the token alone"
+            ) from None
     token = os.environ.get(TOKEN_ENV, "")
     if not token:
         raise UserError(f"no control token: set {TOKEN_ENV} or give --token-file")
