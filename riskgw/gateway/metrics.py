@@ -1,7 +1,8 @@
 """Prometheus metrics over HTTP (`riskgw serve --metrics HOST:PORT`, then GET /metrics).
 
 Latencies are histograms in microseconds: the card's time per event (by event type) and the
-journal commit (write + fsync) per batch, the two costs on the order path that the gateway controls.
+journal commit per batch (its write, and its fsync with journal_sync = "commit"), the two costs on the
+order path that the gateway controls.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ def render(gw: Gateway) -> str:
     metric(
         "riskgw_journal_commits_total",
         "counter",
-        "journal commits (one fsync each)",
+        "journal commits (one write each, and one fsync with journal_sync = commit)",
         [("", gw.journal.commits)],
     )
     metric("riskgw_sessions", "gauge", "broker connections", [("", len(gw.sessions))])
@@ -176,7 +177,10 @@ def render(gw: Gateway) -> str:
     lines.append("# TYPE riskgw_card_event_us histogram")
     for event, hist in sorted(gw.card_latency.items()):
         lines.extend(hist.lines("riskgw_card_event_us", f'event="{event}"'))
-    lines.append("# HELP riskgw_journal_commit_us time of one journal commit (write and fsync), microseconds")
+    lines.append(
+        "# HELP riskgw_journal_commit_us time of one journal commit (its write, and its fsync with "
+        "journal_sync = commit), microseconds"
+    )
     lines.append("# TYPE riskgw_journal_commit_us histogram")
     lines.extend(gw.commit_latency.lines("riskgw_journal_commit_us"))
     return "\n".join(lines) + "\n"
