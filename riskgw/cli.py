@@ -162,6 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--offline", action="store_true", help="in one process without TCP: compile, session, replay"
     )
+    p.add_argument(
+        "--prepare",
+        action="store_true",
+        help="build what the demo's card needs (the simulated card's Verilator model) and exit",
+    )
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("exchange-sim", help="run a simulated exchange that speaks the wire protocol")

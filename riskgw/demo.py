@@ -42,10 +42,15 @@ def _percentile(sorted_values: list[float], p: float) -> float:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    """`riskgw demo`: the gateway on TCP (default), `--serve` its processes alone, `--offline` in-process."""
+    """`riskgw demo`: the gateway on TCP (default), `--serve` its processes alone, `--offline` in-process,
+    `--prepare` the card's build alone."""
     from riskgw.demo_serve import default_card
 
     card = args.card or default_card()
+    if args.prepare:
+        from riskgw.demo_serve import prepare
+
+        return prepare(card)
     if args.workdir:
         _make_workdir(Path(args.workdir))
     if args.serve:

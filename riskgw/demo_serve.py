@@ -17,6 +17,7 @@ import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,6 +108,33 @@ def prepare_workdir(workdir: Path) -> Path:
         else:
             extra.unlink()
     return data
+
+
+def prepare(card: str) -> int:
+    """`riskgw demo --prepare`: build what the demo's card needs before the demo runs (the simulated
+    card's Verilator model, sized for the reference data set as the demo sizes it), so a setup can
+    build it beside other work; the demo itself finds it built. The soft card needs nothing."""
+    if card != "sim":
+        print(f"riskgw demo --prepare: card {card} needs nothing built", flush=True)
+        return 0
+    if not sim_card_available():
+        raise UserError("the simulated card is not available in this checkout: use --card soft")
+    from riskgw.card.simgw import card_params, data_shape
+    from riskgw.card.simserver import build
+    from riskgw.doe.compiler import compile_files
+
+    def log(text: str) -> None:
+        print(f"riskgw demo --prepare: {text}", flush=True)
+
+    t0 = time.perf_counter()
+    image = compile_files(sorted(REPO_RULES.glob("*.sql"))).image
+    with tempfile.TemporaryDirectory(prefix="riskgw-prepare-") as tmp:
+        data = Path(tmp) / "data"
+        DataSet().write(data)
+        params = card_params(data_shape(image, data), log)
+    where = build(params, log=sys.stdout)
+    log(f"the simulated card's model is built in {where} ({time.perf_counter() - t0:.1f} s)")
+    return 0
 
 
 def write_token(workdir: Path) -> str:
