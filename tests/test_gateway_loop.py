@@ -8,12 +8,13 @@ import argparse
 import asyncio
 import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from gateway_support import RULES, SMALL, held_order, run_async, spawn, start_stack, trade_one_order
+from gateway_support import RULES, SMALL, Client, held_order, run_async, spawn, start_stack, trade_one_order
 from test_gateway_backlog import test_a_stalled_exchange_bounds_memory_and_recovers as stalled_exchange_test
 
 from riskgw.errors import UserError
@@ -162,6 +163,67 @@ def test_a_session_is_read_once_between_two_flushes(tmp_path: Path) -> None:
             await stack.close()
 
     run_async(script())
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_a_session_read_twice_with_nothing_queued_is_read_again_at_the_next_turn(
+    tmp_path: Path, loop: str
+) -> None:
+    """Two reads that each bring part of a frame queue no reply, so no flush would come to end the
+    hold of the second read: the hold schedules one itself. Without it the session would never be
+    read again, and its LOGON would never be answered."""
+
+    async def script() -> None:
+        stack = await start_stack(tmp_path, Behaviour(fill=1.0, partial=0.0, reject=0.0))
+        try:
+            gw = stack.gateway
+            session = BrokerSession(gw)
+            transport = MemoryTransport()
+            session.connection_made(transport)
+            logon = encode(MsgType.LOGON, 1, username="alice", password="pw-a")
+            session.data_received(logon[:3])
+            session.data_received(logon[3:6])
+            assert not transport.reading and transport.out == []  # held, with nothing to send
+            await asyncio.sleep(0)  # the flush its hold scheduled
+            assert transport.reading and session.paused_at is None
+            session.data_received(logon[6:])
+            await asyncio.sleep(0)
+            frames = [f for f in FrameReader().feed(b"".join(transport.out)) if isinstance(f, Frame)]
+            assert [f.type for f in frames] == [MsgType.LOGON_ACK]
+            assert transport.reading
+            session.connection_lost(None)
+        finally:
+            await stack.close()
+
+    run(script(), loop)
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_a_logon_sent_a_byte_at_a_time_is_answered(tmp_path: Path, loop: str) -> None:
+    """A broker whose LOGON comes one byte per segment, right after it connects to a gateway just
+    started: on a real socket the session is held and read again every second read (uvloop's
+    transport and asyncio's), and the LOGON, then an order sent whole, are answered."""
+
+    async def script() -> None:
+        stack = await start_stack(tmp_path, Behaviour(fill=1.0, partial=0.0, reject=0.0))
+        try:
+            c = await Client.connect(stack.running.port)
+            sock = c.writer.get_extra_info("socket")
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            c.seq = 1
+            for byte in encode(MsgType.LOGON, 1, username="alice", password="pw-a"):
+                c.raw(bytes([byte]))
+                await c.writer.drain()
+                await asyncio.sleep(0.002)
+            await c.recv_type(MsgType.LOGON_ACK)
+            c.send(MsgType.NEW_ORDER, **held_order(1, account=1))
+            await c.recv_type(MsgType.ACCEPTED)
+            assert all(not s._holds for s in stack.gateway.sessions)  # each hold ended at a flush
+            await c.close()
+        finally:
+            await stack.close()
+
+    run(script(), loop)
 
 
 def test_a_stalled_exchange_bounds_memory_on_uvloop_too(tmp_path: Path) -> None:
