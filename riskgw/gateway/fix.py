@@ -220,19 +220,29 @@ class FixAcceptor:
             sync = None
             if self.config.store_sync:
                 sync = StoreSyncLogFactory(self.store, functools.partial(self.hand_over, self.log))
+            failed: UserError | None = None
+            started = False
             try:
                 if sync is None:
                     acceptor = quickfix.ThreadedSocketAcceptor(self._app, store, settings)
                 else:
                     acceptor = quickfix.ThreadedSocketAcceptor(self._app, store, settings, sync)
                 acceptor.start()
+                started = True
             except quickfix.ConfigError as exc:
-                acceptor = None
-                raise UserError(f"FIX settings {cfg}: {exc}") from None
+                failed = UserError(f"FIX settings {cfg}: {exc}")
             except quickfix.RuntimeError as exc:
-                acceptor = None  # before the settings and store it refers to
                 if attempt + 1 == tries:
-                    raise UserError(f"cannot open the FIX port {host}:{port}: {exc}") from None
+                    failed = UserError(f"cannot open the FIX port {host}:{port}: {exc}")
+            if not started:
+                # Raised here, not in the except clause: QuickFIX's exception holds the acceptor (its
+                # start() frame), and an acceptor not destroyed keeps its sessions registered in
+                # QuickFIX's process-wide table, so a later acceptor of the same sessions in this
+                # process (a retry, a restart in process) would not get them. Dropped before the
+                # settings and store it refers to.
+                acceptor = None
+                if failed is not None:
+                    raise failed
                 continue
             # The C++ acceptor keeps references, not copies, of its settings, store and log
             # factories: they must live as long as it does.
