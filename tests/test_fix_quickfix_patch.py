@@ -57,7 +57,8 @@ def test_each_replacement_happens_once(tmp_path: Path) -> None:
     src = fake_tree(tmp_path / "quickfix-1.16.0")
     done = run(src)
     assert done.returncode == 0, done.stderr
-    assert done.stdout == f"patch_quickfix: QuickFIX {LOCAL}: 6 files patched\n"
+    files = {r.path for r in patch.replacements(LOCAL)}
+    assert done.stdout == f"patch_quickfix: QuickFIX {LOCAL}: {len(files)} files patched\n"
     for r in patch.replacements(LOCAL):
         text = (src / r.path).read_bytes()
         assert text == BEFORE + r.new.encode() + AFTER
@@ -108,3 +109,56 @@ def test_the_key_the_build_binds_is_the_one_the_gateway_writes(tmp_path: Path) -
     assert f"\n{key}=127.0.0.1\n" in text.split("[SESSION]")[0]  # in [DEFAULT]: every session's port
     every = dataclasses.replace(one, host="0.0.0.0")
     assert key not in _settings_text(every, tmp_path, 9878)  # nothing for an unpatched build to ignore
+
+
+def test_the_patched_setup_compiles_every_source_once_longest_first_on_every_core(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """setup.py's compile replacement, run against a stand-in compiler: every object is built once
+    from its own source, the largest source first, and with more than one core more than one at a
+    time."""
+    import threading
+    import time
+    import types
+
+    sizes = {"small.cpp": 10, "wrapper.cpp": 5000, "mid.cpp": 300}
+    for name, size in sizes.items():
+        (tmp_path / name).write_bytes(b"x" * size)
+    started: list[str] = []
+    running, most = [0], [0]
+    lock = threading.Lock()
+
+    class Compiler:
+        def _setup_compile(self, out, macros, incs, sources, depends, extra):  # type: ignore[no-untyped-def]
+            build = {src[:-4] + ".o": (src, ".cpp") for src in sources}
+            return macros, list(build), extra, ["-I."], build
+
+        def _get_cc_args(self, pp_opts, debug, before):  # type: ignore[no-untyped-def]
+            return ["-c"]
+
+        def _compile(self, obj, src, ext, cc_args, extra, pp_opts):  # type: ignore[no-untyped-def]
+            with lock:
+                started.append(Path(src).name)
+                running[0] += 1
+                most[0] = max(most[0], running[0])
+            time.sleep(0.05)
+            with lock:
+                running[0] -= 1
+
+    ccompiler = types.ModuleType("distutils.ccompiler")
+    ccompiler.CCompiler = Compiler  # type: ignore[attr-defined]
+    distutils = types.ModuleType("distutils")
+    distutils.ccompiler = ccompiler  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "distutils", distutils)
+    monkeypatch.setitem(sys.modules, "distutils.ccompiler", ccompiler)
+    r = next(r for r in patch.replacements(LOCAL) if r.path == "setup.py")
+    exec(compile(r.new, "setup.py", "exec"), {})  # the block the patch adds, as setup.py runs it
+    sources = [str(tmp_path / name) for name in sizes]
+    monkeypatch.setattr("os.cpu_count", lambda: 1)  # one at a time: the order they start in
+    objects = Compiler().compile(sources)  # type: ignore[attr-defined]
+    assert objects == [src[:-4] + ".o" for src in sources]  # setuptools links them in this order
+    assert started == ["wrapper.cpp", "mid.cpp", "small.cpp"] and most[0] == 1
+    started.clear()
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    assert Compiler().compile(sources) == objects  # type: ignore[attr-defined]
+    assert sorted(started) == sorted(sizes) and most[0] > 1

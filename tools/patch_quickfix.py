@@ -14,6 +14,10 @@ The Makefile's QuickFIX rule runs it (a fresh machine has Python and a C++ compi
    settings, the first session of a port decides. The single-threaded SocketAcceptor (SocketServer)
    still binds INADDR_ANY.
 3. setup.cfg: the local version, so a patched build is told apart (importlib.metadata).
+4. setup.py: the extension's sources compile on every core, longest first. setuptools compiles one
+   extension's sources one after another, and QuickFIX is one extension of ~70 files (the 6 MB SWIG
+   wrapper alone about a minute at -O1): on 2 cores the build takes about half the time. The objects
+   are the same; only their order of compilation changes.
 
 Each replacement is an exact string that must occur exactly once in its file; when one does not
 (another QuickFIX version), nothing is written and the script ends with a one-line message naming
@@ -132,6 +136,38 @@ THREADED_BIND_NEW = """\
     }
 """
 
+SETUP_IMPORTS_OLD = """\
+import glob
+"""
+SETUP_IMPORTS_NEW = """\
+import glob
+
+# riskgw: compile the extension's sources on every core, longest first (setuptools compiles one
+# extension's sources one at a time); the objects are the same, only the order differs.
+import os
+from concurrent.futures import ThreadPoolExecutor
+import distutils.ccompiler
+
+
+def _compile_on_every_core(self, sources, output_dir=None, macros=None, include_dirs=None, debug=0,
+                           extra_preargs=None, extra_postargs=None, depends=None):
+    macros, objects, extra_postargs, pp_opts, build = self._setup_compile(
+        output_dir, macros, include_dirs, sources, depends, extra_postargs)
+    cc_args = self._get_cc_args(pp_opts, debug, extra_preargs)
+
+    def one(obj):
+        src, ext = build[obj]
+        self._compile(obj, src, ext, cc_args, extra_postargs, pp_opts)
+
+    longest_first = sorted(build, key=lambda obj: -os.path.getsize(build[obj][0]))
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        list(pool.map(one, longest_first))
+    return objects
+
+
+distutils.ccompiler.CCompiler.compile = _compile_on_every_core
+"""
+
 
 def replacements(local_version: str) -> tuple[Replacement, ...]:
     return (
@@ -141,6 +177,7 @@ def replacements(local_version: str) -> tuple[Replacement, ...]:
         Replacement("C++/Utility.h", CREATE_ACCEPTOR_DECL_OLD, CREATE_ACCEPTOR_DECL_NEW),
         Replacement("C++/Utility.cpp", CREATE_ACCEPTOR_OLD, CREATE_ACCEPTOR_NEW),
         Replacement("C++/ThreadedSocketAcceptor.cpp", THREADED_BIND_OLD, THREADED_BIND_NEW),
+        Replacement("setup.py", SETUP_IMPORTS_OLD, SETUP_IMPORTS_NEW),
     )
 
 
