@@ -87,9 +87,10 @@ test-fast: $(STAMP)
 	$(RUN) $(PY) -m pytest -q -n $(JOBS) -m "not sim" tests
 
 lint: $(STAMP)
-	$(RUN) $(VENV)/bin/ruff check riskgw tests sim bench
-	$(RUN) $(VENV)/bin/ruff format --check riskgw tests sim bench
+	$(RUN) $(VENV)/bin/ruff check riskgw tests sim bench tools
+	$(RUN) $(VENV)/bin/ruff format --check riskgw tests sim bench tools
 	$(RUN) $(VENV)/bin/mypy
+	$(RUN) $(VENV)/bin/mypy tools
 	$(RUN) $(PY) -m riskgw.hdl_lint
 
 ## gen: regenerate files derived from riskgw/doe/isa.py (the SV package and the ISA tables in docs)
