@@ -47,6 +47,8 @@ def run_demo(args: argparse.Namespace) -> int:
     from riskgw.demo_serve import default_card
 
     card = args.card or default_card()
+    if args.orders < 1:
+        raise UserError(f"--orders {args.orders}: the scripted broker needs at least one order")
     if args.prepare:
         from riskgw.demo_serve import prepare
 

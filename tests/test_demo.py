@@ -81,3 +81,13 @@ def test_a_workdir_that_cannot_be_a_directory_is_one_line(
     assert main(["demo", "--card", "soft", "--workdir", str(taken), *mode]) == 1
     err = capsys.readouterr().err
     assert err == f"riskgw: error: --workdir {taken}: cannot make it a directory: File exists\n"
+
+
+@pytest.mark.parametrize("orders", ["0", "-5"])
+def test_no_orders_is_refused_before_anything_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], orders: str
+) -> None:
+    assert main(["demo", "--card", "soft", "--workdir", str(tmp_path / "w"), "--orders", orders]) == 1
+    err = capsys.readouterr().err
+    assert err == f"riskgw: error: --orders {orders}: the scripted broker needs at least one order\n"
+    assert not (tmp_path / "w").exists()  # nothing was started or written
