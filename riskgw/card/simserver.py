@@ -168,15 +168,34 @@ def run(params: CardParams, listen: str) -> int:
     return 1 if failed else 0
 
 
+def _check_listen(endpoint: str, listen: str) -> None:
+    """The simulator binds `endpoint` inside Verilator, where a failure ends in cocotb's log as a
+    traceback after the model has started: the same bind here first, released at once, so a port
+    in use or an address this host does not have is one line before anything starts."""
+    import zmq
+
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.REP)
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        sock.bind(endpoint)
+    except zmq.ZMQError as exc:
+        raise UserError(f"--listen {listen}: cannot listen there: {zmq.strerror(exc.errno or 0)}") from None
+    finally:
+        sock.close()
+        ctx.term()
+
+
 def run_sim_card(args: argparse.Namespace) -> int:
     if args.data_w % 64 or args.data_w <= 0:
         raise UserError(f"--data-w {args.data_w}: the TOE width must be a multiple of 64 bits")
     if args.rows < 2 or args.rows & (args.rows - 1):
         raise UserError(f"--rows {args.rows}: rows per table must be a power of two")
     try:
-        zmq_endpoint(args.listen)
+        endpoint = zmq_endpoint(args.listen)
     except ValueError as exc:
         raise UserError(f"--listen {exc}") from None
+    _check_listen(endpoint, args.listen)
     ways = getattr(args, "ways", 4)
     if ways < 1 or ways & (ways - 1):
         raise UserError(f"--ways {ways}: slots per hash bucket must be a power of two")
