@@ -68,14 +68,31 @@ def _frames(path: Path, n: int, first_id: int) -> Path:
     return path
 
 
+def native_exchange(program: Path) -> tuple[subprocess.Popen[str], int]:
+    """floor.c's exchange, which fills every NEW_ORDER in full at its price; and its port."""
+    return _listener([str(program), "exchange", "0"])
+
+
+def native_load(
+    program: Path, port: int, rate: float, seconds: float, first_id: int, workdir: Path, pids: dict[str, int]
+) -> dict[str, Any]:
+    """floor.c's load generator against `port` (the open loop of bench.gateway_load, in C), as
+    bench.gateway's `measure` reports it with the CPU per order of the processes in `pids`."""
+    from bench.gateway import measure
+
+    n = max(1, int(rate * seconds))
+    frames = _frames(workdir / "native-orders.bin", n, first_id)
+    return measure([str(program), "load", str(port), str(int(rate)), str(seconds), str(frames)], pids)
+
+
 def run_harness(
     program: Path, harness: str, rates: tuple[int, ...], seconds: float, workdir: Path, say: Any
 ) -> dict[str, Any]:
     """The relay at each rate, with the `native` or the `bench` load generator and exchange."""
-    from bench.gateway import _load, _spawn, _stop, measure  # the gateway benchmark's own harness
+    from bench.gateway import _load, _spawn, _stop  # the gateway benchmark's own harness
 
     if harness == "native":
-        exch, exch_port = _listener([str(program), "exchange", "0"])
+        exch, exch_port = native_exchange(program)
     else:
         exch, exch_port, _ = _spawn(
             ["exchange-sim", "--listen", "127.0.0.1:0", "--fill", "1", "--partial", "0", "--reject", "0"],
@@ -89,10 +106,7 @@ def run_harness(
             for rate in rates:
                 pids = {"relay": relay.pid, "exchange": exch.pid}
                 if harness == "native":
-                    n = max(1, int(rate * seconds))
-                    frames = _frames(workdir / "floor-orders.bin", n, first_id)
-                    argv = [str(program), "load", str(port), str(rate), str(seconds), str(frames)]
-                    result = measure(argv, pids)
+                    result = native_load(program, port, rate, seconds, first_id, workdir, pids)
                 else:
                     result = _load(port, rate, seconds, first_id, pids)
                 first_id += result["orders"] + 1_000

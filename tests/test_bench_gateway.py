@@ -78,3 +78,16 @@ def test_a_rate_is_held_only_without_a_queue(p99_us: float, last_ms: float, lost
     }
     result = bench_gateway.measure([sys.executable, "-c", f"print({json.dumps(out)!r})"], {})
     assert result["held"] is held
+
+
+def test_a_mode_runs_riskgw_serve_between_the_native_load_generator_and_exchange(tmp_path: Path) -> None:
+    """harness "native": bench/floor.c's load generator and exchange around the real gateway, every
+    order answered and filled, figures as with the Python harness (the C compiler is required, as
+    for the floor)."""
+    DataSet().write(tmp_path / "data")
+    mode = bench_gateway.run_mode(tmp_path, "soft", "none", (200,), 0.5, lambda text: None, harness="native")
+    assert mode["harness"] == "native" and mode["event_loop"]["exchange"] == "C (bench/floor.c)"
+    (run,) = mode["runs"]
+    assert run["orders"] == 100 and run["answered"] == 100 and run["lost"] == 0 and run["held"]
+    assert run["accepted"] == 100 and run["fills_seen"] > 0  # the orders pass the rules; C fills them
+    assert run["gateway_cpu_us_per_order"] > 0 and mode["highest_rate_held"] == 200

@@ -194,7 +194,8 @@ def test_failover_and_gateway_figures_read_their_results(tmp_path: Path) -> None
     assert "| sim | 1,500 | 4 / 1 | 5 | 1.25 | 4.50 | 7.75 | 0.5 / 200.0 | 3.00 |" in text
     assert "| 0 | 0 | 0 | True |" in text
     assert (
-        "| soft | none | 20,000 | 40,000 / 40,000 | 40.0 | 80.0 | 150.0 | 300.0 | 900.0 | yes | 3.5 |" in text
+        "| soft | none | bench | 20,000 | 40,000 / 40,000 | 40.0 | 80.0 | 150.0 | 300.0 | 900.0 | yes | 3.5 |"
+        in text  # results without a harness field ran this benchmark's own generator and exchange-sim
     )
     assert "Soft card at 20,000/s: p99 150.0 µs, budget 200 µs (p99 ÷ budget: 0.8x)." in text
     assert (
@@ -213,7 +214,7 @@ def test_failover_and_gateway_figures_read_their_results(tmp_path: Path) -> None
         tmp_path, "--require", "5,6", gateway=gateway_doc(), gateway_sim=gateway_doc("sim", 50)
     )
     assert code == 0
-    assert "| sim | none | 50 | 100 / 100 |" in text
+    assert "| sim | none | bench | 50 | 100 / 100 |" in text
 
 
 def test_plots_are_written_for_the_figures_that_have_inputs(tmp_path: Path) -> None:
@@ -307,9 +308,21 @@ def test_gateway_figure_sets_the_budget_against_the_floor(tmp_path: Path) -> Non
     )
     # the gateway's p99 150 µs over the bench harness's floor of 100 µs at the same rate
     assert (
-        "Gateway (soft card, journal none) ÷ floor (bench harness), same rate: 20,000/s p50 0.4x, p99 1.5x."
-        in text
+        "Gateway (soft card, journal none) ÷ floor, both with the bench harness, same rate: "
+        "20,000/s p50 0.4x, p99 1.5x." in text
     )
+    assert "both with the native harness" not in text  # no gateway run with the native harness
+    # the same gateway run with the C load generator and exchange: set against the native floor
+    native = gateway_doc()
+    native["modes"][0]["harness"] = "native"
+    _, text = make_report(tmp_path, gateway=native | {"floor": floor_doc(1_500.0)})
+    assert "| soft | none | native | 20,000 |" in text
+    assert "soft card, journal none, C load generator and exchange: 20,000 orders/s" in text
+    assert (
+        "Gateway (soft card, journal none) ÷ floor, both with the native harness, same rate: "
+        "20,000/s p50 0.4x, p99 0.1x." in text
+    )
+    assert "both with the bench harness" not in text
     _, text = make_report(tmp_path, gateway=gateway_doc() | {"floor": floor_doc(80.0)})
     assert (
         "p99 80.0 µs, 0.4x the budget: 120.0 µs of the budget are left for the gateway's own work at p99."
