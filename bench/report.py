@@ -837,17 +837,17 @@ def fig_gateway(s: Section, inputs: dict[str, Input], facts: dict[str, Any], plo
             + "."
         )
         soft_at = [
-            r
+            (m, r)
             for m in modes
             if m.get("card") == "soft"
             for r in m.get("runs", [])
             if r.get("rate") == BUDGET_RATE
         ]
-        for r in soft_at:
+        for m, r in soft_at:
             p99 = r.get("latency_us", {}).get("p99")
             s.body.append(
-                f"Soft card at {BUDGET_RATE:,}/s: p99 {fmt(p99)} µs, budget {BUDGET_P99_US:g} µs "
-                f"(p99 ÷ budget: {ratio(p99, BUDGET_P99_US)})."
+                f"Soft card at {BUDGET_RATE:,}/s (journal {m.get('journal_sync')}, {_harness(m)} harness): "
+                f"p99 {fmt(p99)} µs, budget {BUDGET_P99_US:g} µs (p99 ÷ budget: {ratio(p99, BUDGET_P99_US)})."
             )
         meta = inputs["gateway"].data or {}
         s.body.append(f"Samples: every order of each rate: {fmt(meta.get('seconds_per_rate'))} s per rate.")

@@ -197,7 +197,10 @@ def test_failover_and_gateway_figures_read_their_results(tmp_path: Path) -> None
         "| soft | none | bench | 20,000 | 40,000 / 40,000 | 40.0 | 80.0 | 150.0 | 300.0 | 900.0 | yes | 3.5 |"
         in text  # results without a harness field ran this benchmark's own generator and exchange-sim
     )
-    assert "Soft card at 20,000/s: p99 150.0 µs, budget 200 µs (p99 ÷ budget: 0.8x)." in text
+    assert (
+        "Soft card at 20,000/s (journal none, bench harness): p99 150.0 µs, budget 200 µs "
+        "(p99 ÷ budget: 0.8x)." in text
+    )
     assert (
         "Highest rate held (every order answered, the last answer and the p99 within 50 ms): "
         "soft card, journal none: 20,000 orders/s." in text
