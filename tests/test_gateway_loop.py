@@ -24,7 +24,7 @@ from riskgw.gateway.control import request
 from riskgw.gateway.link import MemoryTransport
 from riskgw.gateway.loops import loop_name, run
 from riskgw.gateway.protocol import Frame, FrameReader, MsgType, encode
-from riskgw.gateway.server import BrokerSession
+from riskgw.gateway.server import BrokerSession, Gateway
 
 TOKEN = "loop-test-token"
 
@@ -135,6 +135,14 @@ def test_the_event_loop_setting(tmp_path: Path) -> None:
         build_config(serve_args(config=str(config), rules=None))
 
 
+def memory_session(gw: Gateway) -> tuple[BrokerSession, MemoryTransport]:
+    """A broker session of `gw` on a transport that keeps what is written to it."""
+    session = BrokerSession(gw)
+    transport = MemoryTransport()
+    session.connection_made(transport)
+    return session, transport
+
+
 def test_a_session_is_read_once_between_two_flushes(tmp_path: Path) -> None:
     """asyncio reads each connection at most once a turn; uvloop reads one again in the same turn
     while its reads fill the buffer. The gateway evens that out: a session read a second time
@@ -143,10 +151,7 @@ def test_a_session_is_read_once_between_two_flushes(tmp_path: Path) -> None:
     async def script() -> None:
         stack = await start_stack(tmp_path, Behaviour(fill=1.0, partial=0.0, reject=0.0))
         try:
-            gw = stack.gateway
-            session = BrokerSession(gw)
-            transport = MemoryTransport()
-            session.connection_made(transport)
+            session, transport = memory_session(stack.gateway)
             session.data_received(encode(MsgType.LOGON, 1, username="alice", password="pw-a"))
             assert transport.reading
             session.data_received(encode(MsgType.NEW_ORDER, 2, **held_order(1, 1)))
@@ -176,10 +181,7 @@ def test_a_session_read_twice_with_nothing_queued_is_read_again_at_the_next_turn
     async def script() -> None:
         stack = await start_stack(tmp_path, Behaviour(fill=1.0, partial=0.0, reject=0.0))
         try:
-            gw = stack.gateway
-            session = BrokerSession(gw)
-            transport = MemoryTransport()
-            session.connection_made(transport)
+            session, transport = memory_session(stack.gateway)
             logon = encode(MsgType.LOGON, 1, username="alice", password="pw-a")
             session.data_received(logon[:3])
             session.data_received(logon[3:6])

@@ -29,6 +29,7 @@ from riskgw.card.simproto import (
     MAX_POLLS,
     PROTO_VERSION,
     READY_PREFIX,
+    bind_rep,
     decode,
     encode,
     error,
@@ -155,15 +156,10 @@ async def serve(dut: Any) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.REP)
-    sock.setsockopt(zmq.LINGER, 0)
     try:
-        sock.bind(endpoint)
+        ctx, sock = bind_rep(endpoint)
     except zmq.ZMQError as exc:
         print(f"{ERROR_PREFIX}cannot listen on {endpoint}: {exc}", flush=True)
-        sock.close()
-        ctx.term()
         raise
     bound = sock.getsockopt_string(zmq.LAST_ENDPOINT)
     print(f"{READY_PREFIX}{bound}", flush=True)

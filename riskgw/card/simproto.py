@@ -62,6 +62,23 @@ def error(message: str) -> list[bytes]:
     return encode({"ok": False, "error": message})
 
 
+def bind_rep(endpoint: str) -> tuple[Any, Any]:
+    """A ZeroMQ context and a REP socket bound to `endpoint` (linger 0: closing never waits); when
+    the bind fails, both are closed again and the zmq.ZMQError is raised."""
+    import zmq
+
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.REP)
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        sock.bind(endpoint)
+    except zmq.ZMQError:
+        sock.close()
+        ctx.term()
+        raise
+    return ctx, sock
+
+
 def zmq_endpoint(listen: str) -> str:
     """`tcp://HOST:PORT` as ZeroMQ binds it: port 0 asks for a free port (`tcp://HOST:*`)."""
     if not listen.startswith("tcp://"):

@@ -25,7 +25,7 @@ from typing import Any
 
 from riskgw import hdl_lint
 from riskgw.card.doeport import DoeParams
-from riskgw.card.simproto import zmq_endpoint
+from riskgw.card.simproto import bind_rep, zmq_endpoint
 from riskgw.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -174,16 +174,12 @@ def _check_listen(endpoint: str, listen: str) -> None:
     in use or an address this host does not have is one line before anything starts."""
     import zmq
 
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.REP)
-    sock.setsockopt(zmq.LINGER, 0)
     try:
-        sock.bind(endpoint)
+        ctx, sock = bind_rep(endpoint)
     except zmq.ZMQError as exc:
         raise UserError(f"--listen {listen}: cannot listen there: {zmq.strerror(exc.errno or 0)}") from None
-    finally:
-        sock.close()
-        ctx.term()
+    sock.close()
+    ctx.term()
 
 
 def run_sim_card(args: argparse.Namespace) -> int:
