@@ -187,3 +187,57 @@ def test_connect_errors_name_their_reason() -> None:
     assert os_error_text(lookup) == "Name or service not known"
     refused = ConnectionRefusedError(errno.ECONNREFUSED, "Connect call failed ('127.0.0.1', 9)")
     assert os_error_text(refused) == "Connection refused"
+
+
+def test_the_journal_lock_is_held_once_per_process_and_by_any_name(tmp_path: Path) -> None:
+    """POSIX locks belong to the process: a second lock of the file in it would be granted, and
+    closing it would drop the first. The lock remembers its journals, by their real path."""
+    from riskgw.gateway.serve import journal_lock
+
+    journal = tmp_path / "j"
+    (tmp_path / "other").symlink_to(tmp_path)
+    with journal_lock(journal):
+        for name in (journal, tmp_path / "other" / "j"):  # the same journal by another name too
+            with pytest.raises(UserError) as refused, journal_lock(name):
+                pass
+            assert str(refused.value) == (
+                f"journal {name} is in use by a gateway of this process: give another --journal"
+            )
+        # and still held against other processes
+        probe = subprocess.run(
+            [sys.executable, "-c", PROBE_LOCK, str(tmp_path / "j.lock")], capture_output=True, text=True
+        )
+        assert probe.stdout.strip() == "held", probe.stderr
+    with journal_lock(journal):  # given back when its gateway stopped
+        pass
+
+
+PROBE_LOCK = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+try:
+    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    print("free")
+except OSError:
+    print("held")
+"""
+
+
+def test_a_journal_where_files_cannot_be_locked_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Some NFS mounts have no POSIX locks: that is not another gateway, and the error says what it is."""
+    import errno
+    import fcntl
+    import os
+
+    from riskgw.gateway import serve
+
+    def no_locks(fd: int, cmd: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "lockf", no_locks)
+    with pytest.raises(UserError) as refused, serve.journal_lock(tmp_path / "j"):
+        pass
+    assert str(refused.value) == f"cannot lock {tmp_path / 'j.lock'}: No locks available"
+    assert (tmp_path / "j").resolve() not in serve._LOCKED  # nothing left held

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import fcntl
 import gc
 import os
@@ -369,27 +370,42 @@ async def _start_on(
     return running
 
 
+_LOCKED: set[Path] = set()  # journals this process holds the lock of (see journal_lock)
+
+
 @contextlib.contextmanager
 def journal_lock(journal: Path) -> Iterator[None]:
     """Hold JOURNAL.lock while `riskgw serve` runs on the journal. A second gateway started on it
     (a restart while the first still runs) would cut what it takes for a torn tail, remove the
     first's unfinished snapshot and append to the same file; it is refused in one line instead.
     A POSIX lock: the kernel drops it when the process dies, even by kill -9, and a snapshot's
-    forked child does not inherit it, so a restart right after a crash is never refused."""
-    path = journal.with_name(journal.name + ".lock")
+    forked child does not inherit it, so a restart right after a crash is never refused. POSIX
+    locks belong to the process (a second lock of the file in it is granted, and closing either
+    descriptor drops both), so the journals this process holds are also remembered here. The lock
+    file is beside the journal's real path, so two names of one journal lock the same file."""
+    real = journal.resolve()
+    path = real.with_name(real.name + ".lock")
+    if real in _LOCKED:
+        raise UserError(f"journal {journal} is in use by a gateway of this process: give another --journal")
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
-        raise UserError(f"cannot open journal {journal}: {exc.strerror}") from None
+        raise UserError(f"cannot open the journal's lock file {path}: {exc.strerror}") from None
     try:
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EAGAIN):  # no POSIX locks there (some NFS mounts)
+                raise UserError(f"cannot lock {path}: {exc.strerror}") from None
             raise UserError(
                 f"journal {journal} is in use by another riskgw serve (it holds {path.name}): stop that "
                 "one first, or give another --journal"
             ) from None
-        yield
+        _LOCKED.add(real)
+        try:
+            yield
+        finally:
+            _LOCKED.discard(real)
     finally:
         os.close(fd)
 
