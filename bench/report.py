@@ -767,6 +767,12 @@ def _harness(mode: dict[str, Any]) -> str:
     return str(mode.get("harness", "bench"))
 
 
+def _mode_name(mode: dict[str, Any]) -> str:
+    """A gateway mode in words: its card, journal mode and, when it is not the benchmark's own, harness."""
+    harness = ", C load generator and exchange" if _harness(mode) == "native" else ""
+    return f"{mode.get('card')} card, journal {mode.get('journal_sync')}{harness}"
+
+
 def fig_gateway(s: Section, inputs: dict[str, Input], facts: dict[str, Any], plot: Plotter) -> None:
     s.body.append(
         "What: the gateway end to end on loopback. Binary protocol (bench/gateway.py): `riskgw serve` "
@@ -824,12 +830,7 @@ def fig_gateway(s: Section, inputs: dict[str, Input], facts: dict[str, Any], plo
                 rows,
             ),
         ]
-        held = [
-            f"{m.get('card')} card, journal {m.get('journal_sync')}"
-            + (", C load generator and exchange" if _harness(m) == "native" else "")
-            + f": {fmt(m.get('highest_rate_held'), 0)} orders/s"
-            for m in modes
-        ]
+        held = [f"{_mode_name(m)}: {fmt(m.get('highest_rate_held'), 0)} orders/s" for m in modes]
         held_ms = fmt((inputs["gateway"].data or {}).get("held_ms"), 0)
         s.body.append(
             f"Highest rate held (every order answered, the last answer and the p99 within {held_ms} ms): "
@@ -892,7 +893,9 @@ def fig_gateway(s: Section, inputs: dict[str, Input], facts: dict[str, Any], plo
         runs = [r for r in m.get("runs", []) if _num(r.get("latency_us", {}).get("p99")) is not None]
         if not runs:
             continue
-        label = f"{m.get('card')} / {m.get('journal_sync')}"
+        label = f"{m.get('card')} / {m.get('journal_sync')}" + (
+            " / C harness" if _harness(m) == "native" else ""
+        )
         line = ax.plot(
             [r["rate"] for r in runs],
             [r["latency_us"]["p99"] for r in runs],
@@ -1276,8 +1279,7 @@ def headline(inputs: dict[str, Input]) -> list[str]:
             out.append(f"Same checks at {int(n):,} orders per account: " + "; ".join(parts) + ".")
     for m in gateway_modes(inputs):
         out.append(
-            f"Gateway, {m.get('card')} card, journal {m.get('journal_sync')}: highest rate held "
-            f"{fmt(m.get('highest_rate_held'), 0)} orders/s."
+            f"Gateway, {_mode_name(m)}: highest rate held {fmt(m.get('highest_rate_held'), 0)} orders/s."
         )
     fo = (inputs["failover"].data or {}).get("failover_ms") or {}
     if fo:

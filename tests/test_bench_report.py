@@ -321,6 +321,7 @@ def test_gateway_figure_sets_the_budget_against_the_floor(tmp_path: Path) -> Non
     _, text = make_report(tmp_path, gateway=native | {"floor": floor_doc(1_500.0)})
     assert "| soft | none | native | 20,000 |" in text
     assert "soft card, journal none, C load generator and exchange: 20,000 orders/s" in text
+    assert "Gateway, soft card, journal none, C load generator and exchange: highest rate held 20,000" in text
     assert (
         "Gateway (soft card, journal none) ÷ floor, both with the native harness, same rate: "
         "20,000/s p50 0.4x, p99 0.1x." in text
