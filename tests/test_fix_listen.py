@@ -103,9 +103,9 @@ def test_an_address_is_refused_on_a_build_that_would_ignore_it(tmp_path: Path, m
         with pytest.raises(UserError) as raised:
             async with fix_stack(tmp_path, FILL_ALL, fix=config):
                 pass
-        assert str(raised.value) == (
-            f"fix.listen: quickfix {UNPATCHED} cannot bind the FIX port to 127.0.0.1 (it listens on every "
-            "interface; 1.16.0+riskgw.2 and later can): run make venv"
+        assert str(raised.value) == (  # the demo asks for loopback itself: no setting is named
+            f"the FIX port is to listen on 127.0.0.1 alone, which quickfix {UNPATCHED} cannot do (it "
+            "listens on every interface; 1.16.0+riskgw.2 and later can): run make venv"
         )
         # without an address that build does what is asked of it: the gateway starts
         async with fix_stack(tmp_path, FILL_ALL) as stack:

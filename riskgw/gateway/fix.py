@@ -147,9 +147,9 @@ class FixAcceptor:
             raise UserError("FIX needs the quickfix package: run make venv (it builds QuickFIX once)")
         if config.one_address and not binds_address(_quickfix_version()):
             raise UserError(
-                f"fix.listen: quickfix {_quickfix_version()} cannot bind the FIX port to {config.host} "
-                f"(it listens on every interface; 1.16.0+riskgw.{BINDS_ADDRESS_FROM} and later can): "
-                "run make venv"
+                f"the FIX port is to listen on {config.host} alone, which quickfix {_quickfix_version()} "
+                f"cannot do (it listens on every interface; 1.16.0+riskgw.{BINDS_ADDRESS_FROM} and later "
+                "can): run make venv"
             )
         if PATCHED not in _quickfix_version():
             log(
