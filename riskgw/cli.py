@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import select
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -295,10 +296,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         # The reader of stdout went away (`riskgw compile --asm | head`): nothing is wrong here.
+        # Only stdout's: a broken pipe anywhere else (a socket) is a failure and goes on up.
+        if not _stdout_reader_gone():
+            raise
         # Point stdout at /dev/null so the interpreter's last flush does not complain again.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141  # what a shell reports for a process that SIGPIPE ended
+
+
+def _stdout_reader_gone() -> bool:
+    """stdout is a pipe or socket whose reader has gone: polling its write end reports an error."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced by an object without a descriptor
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poller.poll(0))
 
 
 if __name__ == "__main__":

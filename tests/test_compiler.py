@@ -269,16 +269,33 @@ def test_order_by_limit_1_select_may_hold_a_sub_query(tmp_path: Path) -> None:
 
 def test_cli_output_into_a_closed_pipe_is_not_a_traceback() -> None:
     """`riskgw compile --asm | head -1`: the reader leaves early, riskgw stops quietly."""
+    import fcntl
     import subprocess
     import sys
 
+    rules = sorted(str(p) for p in (ROOT / "rules").glob("*.sql"))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "riskgw.cli", "compile", str(SEED), "--asm"],
+        [sys.executable, "-m", "riskgw.cli", "compile", *rules, "--asm"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
     assert proc.stdout is not None and proc.stderr is not None
+    # A pipe of one page: the listing, ~26 kB, waits in riskgw's write for the
+    # reader, so that write fails when the reader leaves, however fast riskgw writes.
+    fcntl.fcntl(proc.stdout.fileno(), fcntl.F_SETPIPE_SZ, 4096)
     assert proc.stdout.readline().startswith(b".image ")
-    proc.stdout.close()  # the listing is far longer than a pipe's buffer: riskgw's next write fails
+    proc.stdout.close()
     err = proc.stderr.read().decode()
     assert proc.wait(60) == 141 and err == "", err
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_not_taken_for_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only stdout's reader leaving ends riskgw quietly: a broken pipe elsewhere (a socket) goes on."""
+    from riskgw import cli
+
+    def broken(args: object) -> int:
+        raise BrokenPipeError("a peer's socket")
+
+    monkeypatch.setattr(cli, "cmd_compile", broken)
+    with pytest.raises(BrokenPipeError, match="a peer's socket"):
+        cli.main(["compile", str(SEED), "--asm"])
