@@ -20,7 +20,8 @@ venv: $(STAMP)
 # tools/patch_quickfix.py applies two fixes (local version +riskgw.2) by exact replacement, and stops
 # naming the file when the source differs: QuickFIX 1.16's threaded acceptor lets the exception from a
 # malformed first message on a connection end the process (patched, it drops the connection), and it
-# binds INADDR_ANY whatever the settings say (patched, it binds SocketAcceptAddress when that is set).
+# binds INADDR_ANY whatever the settings say (patched, it binds SocketAcceptAddress when that is set);
+# it also has setup.py compile the sources on every core.
 # The wheel's directory is named by the script's hash too, so a change to the patches builds a new
 # wheel even where the local version was not bumped.
 QUICKFIX := 1.16.0

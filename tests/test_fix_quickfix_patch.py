@@ -129,6 +129,10 @@ def test_the_patched_setup_compiles_every_source_once_longest_first_on_every_cor
     lock = threading.Lock()
 
     class Compiler:
+        def compile(self, sources: list[str], *args: object) -> list[str]:
+            started.append("one at a time")
+            return [src[:-4] + ".o" for src in sources]
+
         def _setup_compile(self, out, macros, incs, sources, depends, extra):  # type: ignore[no-untyped-def]
             build = {src[:-4] + ".o": (src, ".cpp") for src in sources}
             return macros, list(build), extra, ["-I."], build
@@ -155,10 +159,13 @@ def test_the_patched_setup_compiles_every_source_once_longest_first_on_every_cor
     exec(compile(r.new, "setup.py", "exec"), {})  # the block the patch adds, as setup.py runs it
     sources = [str(tmp_path / name) for name in sizes]
     monkeypatch.setattr("os.cpu_count", lambda: 1)  # one at a time: the order they start in
-    objects = Compiler().compile(sources)  # type: ignore[attr-defined]
+    objects = Compiler().compile(sources)
     assert objects == [src[:-4] + ".o" for src in sources]  # setuptools links them in this order
     assert started == ["wrapper.cpp", "mid.cpp", "small.cpp"] and most[0] == 1
     started.clear()
     monkeypatch.setattr("os.cpu_count", lambda: 4)
-    assert Compiler().compile(sources) == objects  # type: ignore[attr-defined]
+    assert Compiler().compile(sources) == objects
     assert sorted(started) == sorted(sizes) and most[0] > 1
+    started.clear()
+    monkeypatch.delattr(Compiler, "_get_cc_args")  # a setuptools whose compiler lacks its steps
+    assert Compiler().compile(sources) == objects and started == ["one at a time"]

@@ -17,7 +17,8 @@ The Makefile's QuickFIX rule runs it (a fresh machine has Python and a C++ compi
 4. setup.py: the extension's sources compile on every core, longest first. setuptools compiles one
    extension's sources one after another, and QuickFIX is one extension of ~70 files (the 6 MB SWIG
    wrapper alone about a minute at -O1): on 2 cores the build takes about half the time. The objects
-   are the same; only their order of compilation changes.
+   are the same; only their order of compilation changes. It uses setuptools' compiler's own steps
+   (_setup_compile, _get_cc_args, _compile); a setuptools without them compiles as before.
 
 Each replacement is an exact string that must occur exactly once in its file; when one does not
 (another QuickFIX version), nothing is written and the script ends with a one-line message naming
@@ -149,8 +150,15 @@ from concurrent.futures import ThreadPoolExecutor
 import distutils.ccompiler
 
 
+_compile_one_at_a_time = distutils.ccompiler.CCompiler.compile
+
+
 def _compile_on_every_core(self, sources, output_dir=None, macros=None, include_dirs=None, debug=0,
                            extra_preargs=None, extra_postargs=None, depends=None):
+    if not all(hasattr(self, name) for name in ("_setup_compile", "_get_cc_args", "_compile")):
+        # a setuptools whose compiler no longer has these: its own way, one at a time
+        return _compile_one_at_a_time(self, sources, output_dir, macros, include_dirs, debug,
+                                      extra_preargs, extra_postargs, depends)
     macros, objects, extra_postargs, pp_opts, build = self._setup_compile(
         output_dir, macros, include_dirs, sources, depends, extra_postargs)
     cc_args = self._get_cc_args(pp_opts, debug, extra_preargs)
