@@ -108,7 +108,7 @@ def _percentiles(values: list[int]) -> dict[str, float]:
 
 
 def _throughput(
-    run: Callable[[], None], n_events: int, reps: int, reset: Callable[[], None]
+    run: Callable[[], object], n_events: int, reps: int, reset: Callable[[], None]
 ) -> dict[str, float]:
     cpu, wall = [], []
     for _ in range(reps):
@@ -426,10 +426,10 @@ def bench_sqlite(
         return {"skipped": f"tests/oracle not importable: {exc}"}
     program, keys = compile_rules(rule_files)
     oracle = Oracle(program, keys)
-    for t in program.tables:
-        path = data_dir / f"{t.name}.csv"
+    for table in program.tables:
+        path = data_dir / f"{table.name}.csv"
         if path.exists():
-            oracle.load(t.name, read_table_csv(path, t))
+            oracle.load(table.name, read_table_csv(path, table))
     history_s = None
     if prepare is not None:
         t0 = time.perf_counter()

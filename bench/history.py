@@ -25,7 +25,7 @@ import numpy.typing as npt
 from riskgw.doe.image import Image, TableConfig
 from riskgw.doe.values import encode_char
 from riskgw.engine.engine import Engine
-from riskgw.engine.table import TableState
+from riskgw.engine.table import Key, TableState
 from riskgw.scenario import DataSet, ticket
 
 TABLE = "order_info"
@@ -83,7 +83,7 @@ def table_state(image: Image, data: DataSet, h: History) -> TableState:
         nulls.append(null)
     if [config.columns[i].name for i in config.key] != ["order_id"]:
         raise ValueError(f"{TABLE} is expected to be keyed by order_id alone")
-    index = dict(zip(((i,) for i in h.order_id.tolist()), range(h.n), strict=True))
+    index: dict[Key, int] = dict(zip(((i,) for i in h.order_id.tolist()), range(h.n), strict=True))
     return TableState(h.n, words, nulls, index)
 
 
