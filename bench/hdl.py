@@ -26,9 +26,13 @@ import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from riskgw.card.doeport import DoeParams
+
+if TYPE_CHECKING:
+    # the cocotb side is imported only where it runs (write_rows): bench.hdl itself needs no cocotb
+    from bench.hdl_tb import BenchSpec, Job
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -115,31 +119,34 @@ def machine() -> dict[str, Any]:
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "verilator": verilator}
 
 
-def _simrun() -> Any:
+def _sim_on_path() -> None:
+    """sim/simrun.py (the suite's cocotb runner) and sim/doe importable: sim/ is not a package.
+    (pyproject's mypy_path names sim/ so that mypy finds simrun too.)"""
     sys.path.insert(0, str(REPO / "sim"))
     sys.path.insert(0, str(REPO / "sim" / "doe"))
-    import simrun
-
-    return simrun
 
 
-def write_rows(params: Any, jobs: list[dict[str, Any]]) -> None:
+def write_rows(params: DoeParams, jobs: list[Job]) -> None:
     """bench_rgw_doe's rows file in its build directory: the flows job's reference rows, which its
     streamer loads at full simulation speed (see bench/bench_rgw_doe.sv)."""
-    from bench.hdl_tb import ROWS_FILE, _compile, reference_rows, write_rows_file
+    from bench.hdl_tb import ROWS_FILE, _compile, reference_rows, stage_sizes, write_rows_file
 
-    bdir = _simrun().build_dir(STREAM_TOP, params.hdl())
+    _sim_on_path()
+    import simrun
+
+    bdir = simrun.build_dir(STREAM_TOP, params.hdl())
     bdir.mkdir(parents=True, exist_ok=True)
     path = bdir / ROWS_FILE
     path.unlink(missing_ok=True)
-    flows = [j for j in jobs if j["kind"] == "flows"]
-    if flows:
-        image = _compile(flows[0]["rules"], params.lanes)
-        sizes = flows[0]["orders"]
-        stages = itertools.chain.from_iterable(
-            reference_rows(image, n, after) for n, after in zip(sizes, [0, *sizes[:-1]], strict=True)
-        )
-        write_rows_file(path, stages, min(params.cols, params.in_words))
+    for job in jobs:
+        if job["kind"] == "flows":  # the first flows job's rows
+            image = _compile(job["rules"], params.lanes)
+            sizes = stage_sizes(job)
+            stages = itertools.chain.from_iterable(
+                reference_rows(image, n, after) for n, after in zip(sizes, [0, *sizes[:-1]], strict=True)
+            )
+            write_rows_file(path, stages, min(params.cols, params.in_words))
+            break
 
 
 def sources_digest(top: str) -> str:
@@ -156,19 +163,26 @@ def sources_digest(top: str) -> str:
     return h.hexdigest()
 
 
-def run_sim(tag: str, params: Any, jobs: list[dict[str, Any]], reuse: bool, stream: bool) -> dict[str, Any]:
+def run_sim(tag: str, params: DoeParams, jobs: list[Job], reuse: bool, stream: bool) -> dict[str, Any]:
     """One simulation running `jobs`. stream: on bench/bench_rgw_doe.sv, whose streamer loads the
     flows job's rows; otherwise on the DOE suite's own wrapper, sim/doe/test_rgw_doe.sv, so a
     model `make test` built is reused (rows loaded by cocotb, one event at a time)."""
-    simrun = _simrun()
+    _sim_on_path()
+    import simrun
+
     spec_dir = simrun.SIM_BUILD / "bench_hdl"
     spec_dir.mkdir(parents=True, exist_ok=True)
     out = spec_dir / f"{tag}.out.json"
     spec = spec_dir / f"{tag}.json"
     top = STREAM_TOP if stream else TEST_TOP
-    text = json.dumps(
-        {"top": top, "params": asdict(params), "jobs": jobs, "out": str(out), "sources": sources_digest(top)}
-    )
+    job_spec: BenchSpec = {
+        "top": top,
+        "params": asdict(params),
+        "jobs": jobs,
+        "out": str(out),
+        "sources": sources_digest(top),
+    }
+    text = json.dumps(job_spec)
     if reuse and out.exists() and spec.exists() and spec.read_text() == text:
         # the same simulation ran before (same parameters, rules and jobs): its counts are exact
         cached: dict[str, Any] = json.loads(out.read_text())
@@ -253,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     # tables grow through the other sizes in stages, measured at each. One reset clear and one
     # load in all, instead of a Verilator build, a clear and a load per size.
     sizes = tuple(sorted(set(sizes)))
-    plan: list[tuple[str, Any, list[int], bool]] = [
+    plan: list[tuple[str, DoeParams, list[int], bool]] = [
         (
             f"rows{sizes[0]}",
             base if args.quick else replace(base, rows=rows_param(sizes[0], samples)),
@@ -267,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         plan.append((f"rows{'-'.join(map(str, rest))}", grown, rest, False))
     rows_by_size: dict[str, int] = {}
     for tag, params, stage_sizes, first in plan:
-        jobs: list[dict[str, Any]] = [
+        jobs: list[Job] = [
             {"name": "flows", "kind": "flows", "rules": ref, "orders": stage_sizes, "samples": samples}
         ]
         if first:

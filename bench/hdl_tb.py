@@ -16,6 +16,7 @@ import statistics
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any, Literal, TypedDict
 
 import cocotb
 from cocotb.clock import Clock
@@ -46,6 +47,47 @@ N_ACCOUNTS = 20
 POOR = 19  # an account with no cash: its buys fail the funds check
 
 
+class FlowsJob(TypedDict):
+    """The eight flows at each table size of `orders` (a number, or a rising list of sizes)."""
+
+    name: str
+    kind: Literal["flows"]
+    rules: list[str]
+    orders: int | list[int]
+    samples: int
+
+
+class SweepJob(TypedDict):
+    """NEW latency on each case's rule files (case name -> paths)."""
+
+    name: str
+    kind: Literal["sweep"]
+    cases: dict[str, list[str]]
+    samples: int
+
+
+class ThroughputJob(TypedDict):
+    """The initiation interval of `orders` NEW orders offered back to back."""
+
+    name: str
+    kind: Literal["throughput"]
+    rules: list[str]
+    orders: int
+
+
+Job = FlowsJob | SweepJob | ThroughputJob
+
+
+class BenchSpec(TypedDict):
+    """The JSON file named by RGW_BENCH_JOB, as bench/hdl.py's run_sim writes it."""
+
+    top: str
+    params: dict[str, int]
+    jobs: list[Job]
+    out: str
+    sources: str
+
+
 def ticket(i: int) -> str:
     return f"{600000 + i:06d}"
 
@@ -59,10 +101,12 @@ def _compile(paths: Sequence[str], lanes: int) -> Image:
 class Doe:
     """The DOE's ports, driven directly (not through bus models) so every cycle is accounted for."""
 
-    def __init__(self, dut, p: DoeParams) -> None:  # type: ignore[no-untyped-def]
+    # Any: the DUT's signals are found by name at run time; cocotb types them all as one generic handle
+    def __init__(self, dut: Any, p: DoeParams) -> None:
         self.dut = dut
         self.p = p
-        cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns").start())
+        # cocotb 2's Clock.start() schedules the clock's task itself
+        Clock(dut.clk, CLOCK_NS, unit="ns").start()
         dut.s_cfg_valid.value = 0
         dut.s_cfg_write.value = 0
         dut.s_evt_valid.value = 0
@@ -232,7 +276,7 @@ def row(image: Image, table: str, fields: Fields) -> tuple[int, list[Value]]:
             n = max(1, (c.char_size + 7) // 8)
             words += [None] * n if v is None else list(encode_char(str(v), c.char_size))
         else:
-            words.append(None if v is None else int(v))  # type: ignore[arg-type]
+            words.append(None if v is None else int(v))
     return t.id, words
 
 
@@ -334,13 +378,18 @@ def flow_events(n_orders: int, sample: int, rng: random.Random) -> list[tuple[st
 # ---------------------------------------------------------------------------- jobs
 
 
-async def job_flows(doe: Doe, job: dict[str, object]) -> dict[str, object]:
+def stage_sizes(job: FlowsJob) -> list[int]:
+    """The table sizes of a flows job, in the order its stages grow the tables."""
+    orders = job["orders"]
+    return [int(n) for n in orders] if isinstance(orders, list) else [int(orders)]
+
+
+async def job_flows(doe: Doe, job: FlowsJob) -> dict[str, object]:
     """The eight flows at each table size of job["orders"] (a number, or a rising list: the tables
     grow stage by stage in one simulation, with the samples taken in between)."""
-    image = _compile(job["rules"], doe.p.lanes)  # type: ignore[arg-type]
-    orders = job["orders"]
-    sizes = [int(n) for n in orders] if isinstance(orders, list) else [int(orders)]  # type: ignore[call-overload]
-    samples = int(job["samples"])  # type: ignore[call-overload]
+    image = _compile(job["rules"], doe.p.lanes)
+    sizes = stage_sizes(job)
+    samples = int(job["samples"])
     await doe.load_image(image)
     out: dict[str, object] = {}
     first, after = 0, 0
@@ -439,19 +488,19 @@ async def new_latency(doe: Doe, paths: list[str], samples: int) -> dict[str, obj
     }
 
 
-async def job_sweep(doe: Doe, job: dict[str, object]) -> dict[str, object]:
-    out = {}
-    for name, paths in job["cases"].items():  # type: ignore[attr-defined]
-        out[name] = await new_latency(doe, paths, int(job["samples"]))  # type: ignore[call-overload]
+async def job_sweep(doe: Doe, job: SweepJob) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for name, paths in job["cases"].items():
+        out[name] = await new_latency(doe, paths, int(job["samples"]))
     return out
 
 
-async def job_throughput(doe: Doe, job: dict[str, object]) -> dict[str, object]:
-    image = _compile(job["rules"], doe.p.lanes)  # type: ignore[arg-type]
+async def job_throughput(doe: Doe, job: ThroughputJob) -> dict[str, object]:
+    image = _compile(job["rules"], doe.p.lanes)
     await doe.load_image(image)
     await doe.stream(reference_rows(image, 64))
     await Timer(100 * CLOCK_NS, unit="ns")
-    k = int(job["orders"])  # type: ignore[call-overload]
+    k = int(job["orders"])
     out: dict[str, object] = {}
     held = [h for h in holdings(64) if h[0] != POOR]
     for case in ("different accounts", "same account"):
@@ -485,17 +534,24 @@ async def job_throughput(doe: Doe, job: dict[str, object]) -> dict[str, object]:
     return out
 
 
-JOBS = {"flows": job_flows, "sweep": job_sweep, "throughput": job_throughput}
+async def run_job(doe: Doe, job: Job) -> dict[str, object]:
+    if job["kind"] == "flows":
+        return await job_flows(doe, job)
+    if job["kind"] == "sweep":
+        return await job_sweep(doe, job)
+    if job["kind"] == "throughput":
+        return await job_throughput(doe, job)
+    raise ValueError(f"unknown bench job kind {job['kind']!r}")
 
 
 @cocotb.test()
-async def run_bench(dut) -> None:  # type: ignore[no-untyped-def]
-    spec = json.loads(Path(os.environ["RGW_BENCH_JOB"]).read_text())
+async def run_bench(dut: Any) -> None:
+    spec: BenchSpec = json.loads(Path(os.environ["RGW_BENCH_JOB"]).read_text())
     doe = Doe(dut, DoeParams(**spec["params"]))
     await doe.reset()
-    results = {}
+    results: dict[str, dict[str, object]] = {}
     for job in spec["jobs"]:
         start = time.perf_counter()
-        results[job["name"]] = await JOBS[job["kind"]](doe, job)
+        results[job["name"]] = await run_job(doe, job)
         dut._log.info("%s done in %.1f s", job["name"], time.perf_counter() - start)
     Path(spec["out"]).write_text(json.dumps(results, indent=1))
