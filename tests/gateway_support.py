@@ -228,7 +228,7 @@ def spawn(*argv: str) -> tuple[subprocess.Popen[str], str]:
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     assert proc.stderr is not None
-    seen = []
+    seen: list[str] = []
     while True:
         line = proc.stderr.readline()
         if "listening on" in line:

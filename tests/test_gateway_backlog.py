@@ -23,7 +23,7 @@ from riskgw.gateway.config import GatewayConfig
 from riskgw.gateway.metrics import render
 from riskgw.gateway.protocol import Frame, MsgType, Reason, encode
 from riskgw.gateway.serve import Running, start_gateway
-from riskgw.gateway.server import Gateway
+from riskgw.gateway.server import BrokerSession, ExchangeUplink, Gateway
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -138,7 +138,7 @@ def test_a_stalled_exchange_bounds_memory_and_recovers(tmp_path: Path) -> None:
             for _ in range(500):
                 alice.send(MsgType.CANCEL_REQUEST, order_id=open_key[1], account_id=open_key[0])
             await until(lambda: gw.counters.cancels_merged == 499, "the cancels to be merged", gw)
-            assert gw.exchange.buffered == backlog + CANCEL_BYTES
+            assert uplink(gw).buffered == backlog + CANCEL_BYTES
 
             # the exchange's answers are still processed: it cancels an order it did receive
             # (the first forwards are in the kernel's buffers, in order)
@@ -150,7 +150,7 @@ def test_a_stalled_exchange_bounds_memory_and_recovers(tmp_path: Path) -> None:
             )
             await until(lambda: gw.counters.exchange_events == events + 1, "the exchange's cancel", gw)
             assert key not in gw.open
-            assert gw.exchange.buffered == backlog + CANCEL_BYTES  # nothing new to forward
+            assert uplink(gw).buffered == backlog + CANCEL_BYTES  # nothing new to forward
 
             # the exchange reads again: the backlog clears by itself, bob's replies leave and he
             # is read again; the rest of his orders are decided (the backlog may come and go while
@@ -193,9 +193,16 @@ def test_a_stalled_exchange_bounds_memory_and_recovers(tmp_path: Path) -> None:
     run_async(script(), timeout=110)
 
 
-def bob_session(gw: Gateway) -> Any:
+def bob_session(gw: Gateway) -> BrokerSession:
     (session,) = [s for s in gw.sessions if s.user is not None and s.user.name == "bob"]
     return session
+
+
+def uplink(gw: Gateway) -> ExchangeUplink:
+    """The gateway's connection to the exchange, which these tests open before any order."""
+    if gw.exchange is None:
+        raise AssertionError("the gateway has no exchange connection")
+    return gw.exchange
 
 
 def test_backlog_settings_are_checked(tmp_path: Path) -> None:
