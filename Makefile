@@ -100,6 +100,7 @@ lint: $(STAMP)
 	$(RUN) $(VENV)/bin/ruff format --check riskgw tests sim bench tools
 	$(RUN) $(VENV)/bin/mypy
 	$(RUN) $(VENV)/bin/mypy tools
+	$(RUN) $(VENV)/bin/mypy bench
 	$(RUN) $(PY) -m riskgw.hdl_lint
 
 ## gen: regenerate files derived from riskgw/doe/isa.py (the SV package and the ISA tables in docs)
