@@ -19,6 +19,7 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from riskgw.gateway.config import TOKEN_ENV, GatewayConfig, User
 from riskgw.gateway.failover import FailoverConfig
 from riskgw.gateway.fixconfig import DEFAULT_TARGET as FIX_TARGET
 from riskgw.gateway.fixconfig import demo_fix_config
-from riskgw.gateway.serve import start_gateway
+from riskgw.gateway.serve import journal_lock, start_gateway
 from riskgw.scenario import DataSet
 
 REPO_RULES = Path(__file__).resolve().parent.parent / "rules"
@@ -37,6 +38,7 @@ DEMO_USER = User("demo", "demo", None)
 DEFAULT_PORTS = {"broker": 9000, "exchange": 9100, "metrics": 9101, "control": 9102, "fix": 9878}
 READY = "riskgw demo: ready"
 SIM_CARD_START_S = 600.0  # the card's first Verilator build, its reset and the data load are in its start
+JOURNAL = "gateway.journal"
 
 
 @dataclass(frozen=True)
@@ -92,17 +94,34 @@ def default_card() -> str:
     return "sim" if sim_card_available() else "soft"
 
 
+@contextlib.contextmanager
+def workdir_lock(workdir: Path, name: str = JOURNAL) -> Iterator[None]:
+    """Hold NAME.lock in WORKDIR while a demo works there; by default the journal's lock, the one
+    `riskgw serve` takes. A second demo in the same directory would delete the journal, kill file
+    and audit store under the first one's running gateway: it is refused in one line instead."""
+    refusal = (
+        f"work directory {workdir} is in use by another riskgw demo: stop that demo first, "
+        "or give another --workdir"
+    )
+    with journal_lock(workdir / name, in_use=refusal):
+        yield
+
+
 def prepare_workdir(workdir: Path) -> Path:
-    """The data set (written once) and a fresh journal, kill file and audit store for this run."""
+    """The data set (written once) and a fresh journal, kill file and audit store for this run;
+    under workdir_lock."""
     workdir.mkdir(parents=True, exist_ok=True)
     data = workdir / "data"
     if not (data / "account_ticket_info.csv").exists():
         DataSet().write(data)
-    for name in ("gateway.journal", "gateway.journal.kill", "audit.sqlite"):
+    for name in (JOURNAL, f"{JOURNAL}.kill", "audit.sqlite"):
         with contextlib.suppress(FileNotFoundError):
             (workdir / name).unlink()
-    # anything else the gateway keeps beside its journal (deployed programs) belongs to that journal
-    for extra in workdir.glob("gateway.journal.*"):
+    # anything else the gateway keeps beside its journal (deployed programs) belongs to that journal,
+    # but its lock is this run's: removed, a second demo would lock a new file of that name
+    for extra in workdir.glob(f"{JOURNAL}.*"):
+        if extra.name == f"{JOURNAL}.lock":
+            continue
         if extra.is_dir():
             shutil.rmtree(extra)
         else:
@@ -151,6 +170,12 @@ def write_token(workdir: Path) -> str:
 
 
 async def serve_demo(workdir: Path, card: str, ports: dict[str, int], seed: int, fsync: bool) -> int:
+    workdir.mkdir(parents=True, exist_ok=True)
+    with workdir_lock(workdir):  # before anything there is removed, until the gateway has stopped
+        return await _serve_demo(workdir, card, ports, seed, fsync)
+
+
+async def _serve_demo(workdir: Path, card: str, ports: dict[str, int], seed: int, fsync: bool) -> int:
     data = prepare_workdir(workdir)
     token = write_token(workdir)
     t0 = time.perf_counter()
@@ -164,7 +189,7 @@ async def serve_demo(workdir: Path, card: str, ports: dict[str, int], seed: int,
         exchange=("127.0.0.1", int(exchange_server.sockets[0].getsockname()[1])),
         card=card,
         data=data,
-        journal=workdir / "gateway.journal",
+        journal=workdir / JOURNAL,
         fsync=fsync,
         users={DEMO_USER.name: DEMO_USER},
         control=("127.0.0.1", ports["control"]),

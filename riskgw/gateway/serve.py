@@ -374,7 +374,7 @@ _LOCKED: set[Path] = set()  # journals this process holds the lock of (see journ
 
 
 @contextlib.contextmanager
-def journal_lock(journal: Path) -> Iterator[None]:
+def journal_lock(journal: Path, in_use: str | None = None) -> Iterator[None]:
     """Hold JOURNAL.lock while `riskgw serve` runs on the journal. A second gateway started on it
     (a restart while the first still runs) would cut what it takes for a torn tail, remove the
     first's unfinished snapshot and append to the same file; it is refused in one line instead.
@@ -382,11 +382,14 @@ def journal_lock(journal: Path) -> Iterator[None]:
     forked child does not inherit it, so a restart right after a crash is never refused. POSIX
     locks belong to the process (a second lock of the file in it is granted, and closing either
     descriptor drops both), so the journals this process holds are also remembered here. The lock
-    file is beside the journal's real path, so two names of one journal lock the same file."""
+    file is beside the journal's real path, so two names of one journal lock the same file.
+    IN_USE, when given, is the refusal instead of serve's (`riskgw demo` names its work directory)."""
     real = journal.resolve()
     path = real.with_name(real.name + ".lock")
     if real in _LOCKED:
-        raise UserError(f"journal {journal} is in use by a gateway of this process: give another --journal")
+        raise UserError(
+            in_use or f"journal {journal} is in use by a gateway of this process: give another --journal"
+        )
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
@@ -398,7 +401,8 @@ def journal_lock(journal: Path) -> Iterator[None]:
             if exc.errno not in (errno.EACCES, errno.EAGAIN):  # no POSIX locks there (some NFS mounts)
                 raise UserError(f"cannot lock {path}: {exc.strerror}") from None
             raise UserError(
-                f"journal {journal} is in use by another riskgw serve (it holds {path.name}): stop that "
+                in_use
+                or f"journal {journal} is in use by another riskgw serve (it holds {path.name}): stop that "
                 "one first, or give another --journal"
             ) from None
         _LOCKED.add(real)
