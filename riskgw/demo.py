@@ -76,12 +76,18 @@ def _make_workdir(workdir: Path) -> None:
 
 
 def run_offline(args: argparse.Namespace) -> int:
+    from riskgw.demo_serve import workdir_lock
+
     rules = sorted(REPO_RULES.glob("*.sql"))
     if not rules:
         raise UserError(f"no example rules in {REPO_RULES}: run the demo from a riskgw checkout")
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="riskgw-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
+    with workdir_lock(workdir):  # it rewrites data/, which a `riskgw demo --serve` there has loaded
+        return _run_offline(args, workdir, rules)
 
+
+def _run_offline(args: argparse.Namespace, workdir: Path, rules: list[Path]) -> int:
     def say(text: str) -> None:
         print(text, flush=True)
 

@@ -20,10 +20,11 @@ import urllib.request
 from pathlib import Path
 
 from riskgw.demo_broker import FLOWS, Tally, run_broker
-from riskgw.demo_serve import DEMO_USER, READY, SIM_CARD_START_S, Ports
+from riskgw.demo_serve import DEMO_USER, READY, SIM_CARD_START_S, Ports, workdir_lock
 from riskgw.errors import UserError
 
 START_S = 60.0  # how long the soft card's gateway may take to come up (compile, load, native build)
+LIVE_LOCK = "demo"  # demo.lock: the journal's lock is its child's, so this demo holds one of its own
 
 
 def _percentile(values: list[float], p: float) -> float:
@@ -169,6 +170,16 @@ def _summary(tally: Tally, rules: list[str], ports: Ports, metrics: str, workdir
 def run_live_demo(workdir: Path | None, card: str, n_orders: int, seed: int) -> int:
     workdir = workdir or Path(tempfile.mkdtemp(prefix="riskgw-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
+    # Its child `riskgw demo --serve` holds the journal's lock, which this process cannot hand it (a
+    # POSIX lock is its process's): this demo holds demo.lock against another `riskgw demo`, and
+    # tries the journal's before it cuts serve.log, against a `riskgw demo --serve` already there.
+    with workdir_lock(workdir, LIVE_LOCK):
+        with workdir_lock(workdir):
+            pass
+        return _run_live_demo(workdir, card, n_orders, seed)
+
+
+def _run_live_demo(workdir: Path, card: str, n_orders: int, seed: int) -> int:
     print(f"riskgw demo: card {card}, working in {workdir}", flush=True)
     rules = _rule_names()
     start = time.perf_counter()
