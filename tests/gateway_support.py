@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -160,6 +160,15 @@ async def start_stack(
     )
     running = await start_gateway(config, lambda text: None)
     return Stack(server, exchange, running, config)
+
+
+async def until(condition: Callable[[], bool], what: str, tries: int = 200) -> None:
+    """Wait (up to tries x 25 ms) for a condition the gateway reaches on its own loop."""
+    for _ in range(tries):
+        if condition():
+            return
+        await asyncio.sleep(0.025)
+    raise AssertionError(f"never happened: {what}")
 
 
 def run_async(coro: Coroutine[Any, Any, T], timeout: float = 25.0) -> T:

@@ -3,11 +3,10 @@ orders are still open (STATUS_REQUEST / ORDER_STATUS) and settles the rest."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
-from gateway_support import held_order, run_async, start_stack
+from gateway_support import held_order, run_async, start_stack, until
 
 from riskgw.doe.isa import Event
 from riskgw.exchange.sim import Behaviour, start_exchange
@@ -18,14 +17,6 @@ pytestmark = pytest.mark.timeout(60)
 
 REST_ALL = Behaviour(fill=0.0, partial=0.0, reject=0.0)
 REST_AND_KEEP = Behaviour(fill=0.0, partial=0.0, reject=0.0, cancel_on_disconnect=False)
-
-
-async def until(condition, what: str, tries: int = 200) -> None:  # type: ignore[no-untyped-def]
-    for _ in range(tries):
-        if condition():
-            return
-        await asyncio.sleep(0.025)
-    raise AssertionError(f"never happened: {what}")
 
 
 def test_orders_the_exchange_lost_are_cancelled_after_a_reconnect(tmp_path: Path) -> None:

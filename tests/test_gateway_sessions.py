@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from gateway_support import USERS, Client, held_order, run_async, start_stack
+from gateway_support import USERS, Client, held_order, run_async, start_stack, until
 
 from riskgw.doe.isa import Event
 from riskgw.exchange.sim import Behaviour
@@ -18,14 +18,6 @@ pytestmark = pytest.mark.timeout(90)
 
 FILL_ALL = Behaviour(fill=1.0, partial=0.0, reject=0.0)
 REST_ALL = Behaviour(fill=0.0, partial=0.0, reject=0.0)
-
-
-async def until(condition, what: str, tries: int = 200) -> None:  # type: ignore[no-untyped-def]
-    for _ in range(tries):
-        if condition():
-            return
-        await asyncio.sleep(0.025)
-    raise AssertionError(f"never happened: {what}")
 
 
 def test_a_silent_session_gets_heartbeats_then_a_heartbeat_timeout_logout(tmp_path: Path) -> None:
