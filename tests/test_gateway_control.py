@@ -79,7 +79,16 @@ def test_kill_switches_reject_new_orders_in_their_scope(tmp_path: Path) -> None:
         # the switches outlive a restart
         await stack.restart()
         assert stack.gateway.kill.accounts == {1}
+        # The exchange cancelled the orders of the old gateway's connection; once the new one has
+        # learnt it, alice's next session is told of her order 3 first (its answer waited for her).
+        for _ in range(200):
+            if not stack.gateway.open:
+                break
+            await asyncio.sleep(0.01)
+        assert not stack.gateway.open
         alice = await stack.broker("alice")
+        cancelled = await alice.recv_type(MsgType.CANCELLED)
+        assert (cancelled["order_id"], cancelled["exec_quantity"]) == (3, 100)
         alice.send(MsgType.NEW_ORDER, **held_order(8, account=1, k=4))
         assert (await alice.recv_type(MsgType.REJECTED))["reason"] == Reason.KILL_SWITCH
         await alice.close()

@@ -79,7 +79,7 @@ def state_of(gw: Gateway) -> dict[str, Any]:
         "versions": list(gw.deployer.history),
         "decided": {k: (tuple(v[0]), v[1]) for k, v in gw.decided.items()},
         "answers": {k: list(v) for k, v in gw.history.items()},
-        "open": {k: (o.values, o.remaining) for k, o in gw.open.items()},
+        "open": {k: (o.values, o.remaining, o.user) for k, o in gw.open.items()},
         "done": list(gw._done),
         "forgotten": dict(gw.forgotten),
     }
@@ -167,6 +167,7 @@ def test_restart_from_a_snapshot_equals_a_full_replay(tmp_path: Path) -> None:
 
         assert after == replayed
         assert after["open"] and after["answers"]  # the comparison covers a book and answers
+        assert {o[2] for o in after["open"].values()} == {"alice"}  # and the login each follows
         assert after["hash"] == before["hash"] == full_replay_hash(tmp_path, stack.config.journal)
         assert {k: v[1] for k, v in after["open"].items()} == {k: v[1] for k, v in before["open"].items()}
         assert again == again_full

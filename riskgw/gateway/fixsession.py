@@ -250,6 +250,8 @@ class FixSession(BrokerSession):
     """One configured FIX session (SenderCompID, TargetCompID); it lives as long as the acceptor, so
     answers for its orders reach it across logouts: QuickFIX stores them for the broker's resend."""
 
+    orders_follow_login = False  # they follow this session, through its order map across restarts
+
     def __init__(
         self,
         gateway: Gateway,

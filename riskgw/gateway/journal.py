@@ -10,7 +10,12 @@ records::
 
 The first payload is the header: kind 1, magic, version, the program image's SHA-256 and the state
 hash after the initial tables were loaded. Every other payload is one event: kind 2, the event, the
-decision (accepted, failed rule ids) and the event's N_EVENT_REGS input words with their NULL bits.
+decision (accepted, failed rule ids) and the event's N_EVENT_REGS input words with their NULL bits,
+and in a version 2 journal, after them, the login that sent a NEW over the wire protocol (u8
+length, UTF-8), so that after a restart the order's answers go to that login's next session (a FIX
+session's orders are its order map's: no login is recorded for them). A version 1 journal is read
+and appended to as it is, without logins; a gateway that writes version 1 refuses a version 2
+journal (it would not know the records' last bytes) and leaves it as it is.
 A deployment (`riskgw deploy`, `riskgw rollback`) is a payload of kind 3: the version number, the
 new program image's SHA-256 and the state hash right after the swap; the events after it ran on that
 program. Kind 3 was added after version 1: an older gateway reading it cuts the journal there.
@@ -42,7 +47,8 @@ from riskgw.engine.table import Value
 from riskgw.errors import UserError
 
 MAGIC = b"RGWJ"
-VERSION = 1
+VERSION = 2  # written by this gateway; READS also reads
+READS = (1, 2)
 _FRAME = struct.Struct("<II")
 _HEADER = struct.Struct("<B4sH32s32s")
 _EVENT = struct.Struct(f"<BBBHH{N_EVENT_REGS}q")
@@ -64,6 +70,7 @@ class Entry:
     event: Event
     inputs: tuple[Value, ...]
     decision: Decision
+    sender: str | None = None  # the login that sent a NEW over the wire protocol (version 2)
 
 
 @dataclass(frozen=True)
@@ -93,15 +100,18 @@ class Scan:
     total_bytes: int
     problem: str | None  # why the scan stopped before the end, when it did
     marks: list[DeployMark] = field(default_factory=list)  # deployments, in journal order
+    version: int = VERSION  # the header's (when there is one)
 
 
-def encode_header(header: JournalHeader) -> bytes:
+def encode_header(header: JournalHeader, version: int = VERSION) -> bytes:
     return _HEADER.pack(
-        _KIND_HEADER, MAGIC, VERSION, bytes.fromhex(header.image_digest), bytes.fromhex(header.initial_hash)
+        _KIND_HEADER, MAGIC, version, bytes.fromhex(header.image_digest), bytes.fromhex(header.initial_hash)
     )
 
 
-def encode_entry(event: Event, inputs: Sequence[Value], decision: Decision) -> bytes:
+def encode_entry(
+    event: Event, inputs: Sequence[Value], decision: Decision, sender: str | None = None
+) -> bytes:
     if len(inputs) != N_EVENT_REGS:
         raise ValueError(f"an event has {N_EVENT_REGS} input words, got {len(inputs)}")
     nulls = 0
@@ -113,22 +123,29 @@ def encode_entry(event: Event, inputs: Sequence[Value], decision: Decision) -> b
                 words[i] = 0
     failed = decision.failed
     head = _EVENT.pack(_KIND_EVENT, int(event), int(decision.accepted), len(failed), nulls, *words)
-    return head + struct.pack(f"<{len(failed)}H", *failed) if failed else head
+    if failed:
+        head += struct.pack(f"<{len(failed)}H", *failed)
+    if sender is None:
+        return head
+    name = sender.encode("utf-8")
+    if len(name) > 255:
+        raise ValueError(f"a login of {len(name)} bytes: the journal keeps up to 255")
+    return head + bytes((len(name),)) + name
 
 
 def _record(payload: bytes) -> bytes:
     return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
 
 
-def _decode_header(payload: bytes) -> JournalHeader:
+def _decode_header(payload: bytes) -> tuple[JournalHeader, int]:
     if len(payload) != _HEADER.size:
         raise ValueError("the first record is not a journal header")
     kind, magic, version, digest, initial = _HEADER.unpack(payload)
     if kind != _KIND_HEADER or magic != MAGIC:
         raise ValueError("the first record is not a journal header")
-    if version != VERSION:
-        raise ValueError(f"journal version {version}, this gateway writes {VERSION}")
-    return JournalHeader(digest.hex(), initial.hex())
+    if version not in READS:
+        raise ValueError(f"journal version {version}, this gateway reads {' and '.join(map(str, READS))}")
+    return JournalHeader(digest.hex(), initial.hex()), version
 
 
 def encode_deploy(version: int, image_digest: str, state_hash: str) -> bytes:
@@ -147,15 +164,29 @@ def decode_entry(payload: bytes) -> Entry:
     if len(payload) < _EVENT.size or payload[0] != _KIND_EVENT:
         raise ValueError("not an event record")
     _kind, event, accepted, n_failed, nulls, *words = _EVENT.unpack_from(payload)
-    if len(payload) != _EVENT.size + 2 * n_failed or accepted > 1:
+    end = _EVENT.size + 2 * n_failed
+    if accepted > 1 or not (
+        len(payload) == end or (len(payload) > end and len(payload) == end + 1 + payload[end])
+    ):
         raise ValueError("event record of the wrong length")
     failed = struct.unpack_from(f"<{n_failed}H", payload, _EVENT.size)
     inputs = tuple(None if nulls >> i & 1 else w for i, w in enumerate(words))
-    return Entry(Event(event), inputs, Decision(bool(accepted), tuple(failed)))
+    sender = None
+    if len(payload) > end:
+        try:
+            sender = payload[end + 1 :].decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError("an event record whose login is not UTF-8") from None
+    return Entry(Event(event), inputs, Decision(bool(accepted), tuple(failed)), sender)
 
 
 def read_header(path: Path) -> JournalHeader:
     """The journal's header record; ValueError when the file does not start with one."""
+    return read_header_version(path)[0]
+
+
+def read_header_version(path: Path) -> tuple[JournalHeader, int]:
+    """The journal's header record and its version; ValueError when the file does not start with one."""
     with path.open("rb") as f:
         frame = f.read(_FRAME.size)
         if len(frame) < _FRAME.size:
@@ -174,11 +205,12 @@ def scan(path: Path, start: Position | None = None) -> Scan:
     from the start of the file; `good_bytes` and `total_bytes` still count from the file's start.
     """
     header: JournalHeader | None = None
+    version = VERSION
     if start is None:
         data = path.read_bytes()
         pos = 0
     else:
-        header = read_header(path)
+        header, version = read_header_version(path)
         with path.open("rb") as f:
             if os.fstat(f.fileno()).st_size < start.offset:
                 raise ValueError(f"the journal ends before offset {start.offset}")
@@ -206,7 +238,7 @@ def scan(path: Path, start: Position | None = None) -> Scan:
             break
         try:
             if header is None:
-                header = _decode_header(payload)
+                header, version = _decode_header(payload)
             elif payload[:1] == bytes([_KIND_DEPLOY]):
                 marks.append(_decode_deploy(payload, len(entries)))
             else:
@@ -216,14 +248,17 @@ def scan(path: Path, start: Position | None = None) -> Scan:
             break
         pos = end
     base = 0 if start is None else start.offset
-    return Scan(header, entries, base + pos, base + len(data), problem, marks)
+    return Scan(header, entries, base + pos, base + len(data), problem, marks, version)
 
 
 class Journal:
     """An open journal, positioned at its end. `append` buffers; `commit` writes and fsyncs once."""
 
-    def __init__(self, path: Path, fd: int, fsync: bool = True, at: Position | None = None) -> None:
+    def __init__(
+        self, path: Path, fd: int, fsync: bool = True, at: Position | None = None, version: int = VERSION
+    ) -> None:
         self.path = path
+        self.version = version  # a version 1 journal is appended to as version 1: no logins
         self._fd = fd
         self._fsync = fsync
         self._buf = bytearray()
@@ -234,8 +269,14 @@ class Journal:
         self._deploys = 0  # deployment records among `records`
         self.written = self._opened_at.offset  # bytes in the file (what commits wrote)
 
-    def append(self, event: Event, inputs: Sequence[Value], decision: Decision) -> None:
-        self._buf += _record(encode_entry(event, inputs, decision))
+    def append(
+        self, event: Event, inputs: Sequence[Value], decision: Decision, sender: str | None = None
+    ) -> None:
+        """Buffer an event record; `sender`, the login of a NEW from the wire protocol, is kept
+        when the journal's version has room for it."""
+        if self.version < 2:
+            sender = None
+        self._buf += _record(encode_entry(event, inputs, decision, sender))
         self.records += 1
 
     def append_deploy(self, version: int, image_digest: str, state_hash: str) -> None:
@@ -307,6 +348,7 @@ def open_journal(
     entries: list[Entry] = []
     marks: list[DeployMark] = []
     at = Position(0, 0, 0)
+    version = VERSION
     try:
         exists = path.exists() and path.stat().st_size > 0
         if exists:
@@ -331,12 +373,13 @@ def open_journal(
             _check_header(path, found.header, header)
             entries = found.entries
             marks = found.marks
+            version = found.version
             tail = len(entries) + len(marks) + (0 if start is not None else 1)  # the header is a record
             at = Position(found.good_bytes, before.records + tail, before.events + len(entries))
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     except OSError as exc:
         raise UserError(f"cannot open journal {path}: {exc.strerror}") from None
-    journal = Journal(path, fd, fsync, at)
+    journal = Journal(path, fd, fsync, at, version)
     if not exists:
         journal._buf += _record(encode_header(header))
         journal.commit()

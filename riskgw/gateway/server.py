@@ -10,6 +10,8 @@ Order path, all on one asyncio loop:
   fields the gateway recorded for the order (the exchange's echo is not trusted), and go on to the
   session that sent the order.
 - A broker's CANCEL_REQUEST for an open order goes to the exchange; otherwise REJECTED UNKNOWN_ORDER.
+- An order's answers follow its login: once the session that sent it is gone (closed, or lost to a
+  restart), they go to a session of the same login that is on, or wait for the login's next LOGON.
 
 Every card event and its decision goes to the journal first. Replies and forwarded frames wait in
 an outbox; one callback per loop turn commits the journal (one write, one fsync for everything that
@@ -62,6 +64,7 @@ if TYPE_CHECKING:
 
 OrderKey = tuple[int, int]  # (account_id, order_id)
 DECIDED_WINDOW = 100_000  # done orders whose answers a repeat of the order gets (Gateway.decided)
+ANSWERS_KEPT = 100_000  # answers per login kept for its next LOGON while none of its sessions is on
 _ANSWER_OF = {Event.FILL: MsgType.FILL, Event.REJECT: MsgType.EXCH_REJECT, Event.CANCEL: MsgType.CANCELLED}
 _EVENT_OF = {answer: event for event, answer in _ANSWER_OF.items()}
 _EXEC_PRICE, _EXEC_QUANTITY = int(EventField.EXEC_PRICE), int(EventField.EXEC_QUANTITY)
@@ -83,11 +86,20 @@ def failed_mask(decision: Decision) -> bytes:
 @dataclass
 class OpenOrder:
     values: dict[str, Any]
-    session: BrokerSession | None  # None: accepted before a restart; its answers go to no session
+    session: BrokerSession | None  # None: accepted before a restart (see Gateway.answer_to)
     remaining: int
-    user: str | None = None  # the login that sent it (None: accepted before a restart)
+    user: str | None = None  # the login that sent it (None: not known, see Gateway.restore_open_orders)
     body: bytes | None = None  # its NEW_ORDER's body when that is what encoding its values gives
     inputs: tuple[Value, ...] | None = None  # its NEW's input words (None: not known yet)
+
+
+def followed_login(order: OpenOrder) -> str | None:
+    """The login an order's answers follow once its session is gone (Gateway.answer_to): its
+    sender's, for an order from the wire protocol whose login is known; None otherwise (a FIX
+    session's orders follow its order map)."""
+    if order.session is not None and not order.session.orders_follow_login:
+        return None
+    return order.user
 
 
 def _order_from_inputs(inputs: Sequence[Value]) -> dict[str, Any]:
@@ -118,10 +130,20 @@ class Counters:
     backlogs: int = 0  # times new orders began to be refused because the exchange did not read
     sessions_held_back: int = 0  # times a session was not read from for its held replies
     cancels_merged: int = 0  # cancel requests for an order whose cancel still waited for the exchange
+    answers_kept: int = 0  # exchange answers kept for a login none of whose sessions was on
+    answers_delivered: int = 0  # of those, sent at the login's next LOGON
+    answers_dropped: int = 0  # of those, dropped: more than ANSWERS_KEPT waited for one login
 
 
 def _exec_values(frame: Frame) -> dict[str, Any]:
     return {"exec_price": frame["exec_price"], "exec_quantity": frame["exec_quantity"]}
+
+
+def _sender(session: BrokerSession) -> str | None:
+    """The login journaled with a session's NEW: its orders' answers follow it across sessions and
+    restarts. None for a session whose orders do not follow their login (a FIX session's follow
+    its order map)."""
+    return session.user.name if session.user is not None and session.orders_follow_login else None
 
 
 def _write(link: FrameLink, frames: list[bytes | None], now: float) -> None:
@@ -221,6 +243,9 @@ class Gateway:
         self._read: set[BrokerSession] = set()
         self._read_twice: list[BrokerSession] = []
         self._flush_pending = False
+        # Exchange answers for a login none of whose sessions is on, for its next LOGON, oldest
+        # first: (type, the order's NEW_ORDER body or None, its values, exec price, exec quantity).
+        self.kept: dict[str, deque[tuple[MsgType, bytes | None, dict[str, Any], int, int]]] = {}
 
     def restore_open_orders(self, entries: Sequence[Entry]) -> None:
         """Rebuild the open-order book from journaled events, as the card's state was rebuilt."""
@@ -236,7 +261,7 @@ class Gateway:
                 self.decided[key] = (tuple(entry.inputs), entry.decision, None)
                 if entry.decision.accepted:
                     values = _order_from_inputs(entry.inputs)
-                    self.open[key] = OpenOrder(values, None, values["quantity"])
+                    self.open[key] = OpenOrder(values, None, values["quantity"], entry.sender)
                 else:
                     self._order_done(key)
             elif entry.event is Event.FILL:
@@ -613,6 +638,7 @@ class Gateway:
         inputs: Sequence[Value] | None = None,
         source: str = "exchange",
         exec_values: dict[str, Any] | None = None,
+        sender: str | None = None,
     ) -> Decision:
         """Run an event on the card and journal it; `exec_values` add to `values` (for the audit)."""
         if inputs is None:
@@ -620,7 +646,7 @@ class Gateway:
         start = time.perf_counter_ns()
         decision = self.card.process(event, inputs)
         self._card_latency[event].observe_ns(time.perf_counter_ns() - start)
-        self._record(event, values, inputs, decision, source, exec_values)
+        self._record(event, values, inputs, decision, source, exec_values, sender)
         return decision
 
     def _record(
@@ -631,9 +657,10 @@ class Gateway:
         decision: Decision,
         source: str = "exchange",
         exec_values: dict[str, Any] | None = None,
+        sender: str | None = None,
     ) -> None:
-        """A decided event: the journal, the counts by rule, the audit."""
-        self.journal.append(event, inputs, decision)
+        """A decided event: the journal (with `sender`, see _sender), the counts by rule, the audit."""
+        self.journal.append(event, inputs, decision, sender)
         for rule in decision.failed:
             self.rule_failures[rule] += 1
         if event is Event.NEW:
@@ -730,7 +757,7 @@ class Gateway:
         except ValueError as exc:  # a ticket_id that is not valid text for a CHAR column
             self.protocol_error(session, frame, f"ticket_id: {exc}")
             return
-        decision = self._run(Event.NEW, values, inputs, session.user.name)
+        decision = self._run(Event.NEW, values, inputs, session.user.name, sender=_sender(session))
         self._new_decided(session, frame, values, key, inputs, decision)
 
     def _new_decided(
@@ -809,10 +836,11 @@ class Gateway:
         if not run:
             return
         assert self._batch_card is not None and session.user is not None
+        sender = _sender(session)
         if len(run) == 1:
             frame, values, key, inputs = run[0]
             self.counters.orders += 1
-            decision = self._run(Event.NEW, values, inputs, session.user.name)
+            decision = self._run(Event.NEW, values, inputs, session.user.name, sender=sender)
             self._new_decided(session, frame, values, key, inputs, decision)
             return
         start = time.perf_counter_ns()
@@ -822,7 +850,7 @@ class Gateway:
         for (frame, values, key, inputs), decision in zip(run, decisions, strict=True):
             self.counters.orders += 1
             latency.observe_ns(each)  # the batch's time, shared by its events
-            self._record(Event.NEW, values, inputs, decision, session.user.name)
+            self._record(Event.NEW, values, inputs, decision, session.user.name, sender=sender)
             self._new_decided(session, frame, values, key, inputs, decision)
 
     @staticmethod
@@ -868,6 +896,24 @@ class Gateway:
             return
         session.user = user
         self.queue(session, MsgType.LOGON_ACK, heartbeat_ms=self.heartbeat_ms)
+        if session.orders_follow_login:
+            self._rejoin(session)
+
+    def _rejoin(self, session: BrokerSession) -> None:
+        """A login's session is on: its open orders whose session is gone are its from now on,
+        and the answers kept for the login meanwhile are sent to it first, oldest first."""
+        assert session.user is not None
+        name = session.user.name
+        for order in self.open.values():
+            old = order.session
+            if order.user == name and (old is None or (old.orders_follow_login and not old.is_open)):
+                order.session = session
+        kept = self.kept.pop(name, None)
+        if kept:
+            self._log(f"{session.peer}: {name} logged on: sending {len(kept)} answers kept for it")
+            for msg_type, body, values, price, qty in kept:
+                self._answer(session, msg_type, body, values, price, qty)
+            self.counters.answers_delivered += len(kept)
 
     # ------------------------------------------------------------------ exchange side
 
@@ -959,15 +1005,68 @@ class Gateway:
         if event is not Event.FILL or order.remaining <= 0:
             del self.open[key]
             self._order_done(key)
-        if order.session is None:
-            return
-        if order.body is None:
-            self.queue(order.session, frame.type, **order.values, exec_price=price, exec_quantity=qty)
+        session = order.session
+        if session is None or (session.orders_follow_login and not session.is_open):
+            session = self.answer_to(order)
+            if session is None:
+                self._keep(order, frame.type, price, qty)
+                self._schedule()  # nothing was queued: the flush still commits the journal
+                return
+        self._answer(session, frame.type, order.body, order.values, price, qty)
+
+    def _answer(
+        self,
+        session: BrokerSession,
+        msg_type: MsgType,
+        body: bytes | None,
+        values: dict[str, Any],
+        price: int,
+        qty: int,
+    ) -> None:
+        if body is None:
+            self.queue(session, msg_type, **values, exec_price=price, exec_quantity=qty)
         else:
-            self.queue_body(order.session, frame.type, order.body + EXEC_FIELDS.pack(price, qty))
+            self.queue_body(session, msg_type, body + EXEC_FIELDS.pack(price, qty))
+
+    def answer_to(self, order: OpenOrder) -> BrokerSession | None:
+        """Where an order's answers go once the session that sent it is gone (or was lost to a
+        restart): a logged-on session of the same login, which then has the order; None when
+        there is none, or when the order does not follow its login (a FIX session's, or one
+        whose login is not known)."""
+        login = followed_login(order)
+        if login is None:
+            return None
+        for session in self.sessions:
+            user = session.user
+            if user is not None and user.name == login and session.orders_follow_login and session.is_open:
+                order.session = session
+                return session
+        return None
+
+    def _keep(self, order: OpenOrder, msg_type: MsgType, price: int, qty: int) -> None:
+        """Keep an answer for its login's next LOGON, when its order follows its login."""
+        login = followed_login(order)
+        if login is None:
+            return
+        kept = self.kept.get(login)
+        if kept is None:
+            kept = self.kept[login] = deque()
+        if len(kept) >= ANSWERS_KEPT:
+            kept.popleft()
+            self.counters.answers_dropped += 1
+            if self.counters.answers_dropped == 1:
+                self._log(
+                    f"more than {ANSWERS_KEPT} answers wait for {login!r} to log on: dropping the "
+                    "oldest (a broker gets an order's answers again by sending the order again)"
+                )
+        kept.append((msg_type, order.body, order.values, price, qty))
+        self.counters.answers_kept += 1
 
 
 class BrokerSession(FrameLink):
+    # Its orders' answers go to another session of its login once it is gone (Gateway.answer_to).
+    orders_follow_login = True
+
     def __init__(self, gateway: Gateway) -> None:
         super().__init__()
         self.gateway = gateway

@@ -44,7 +44,8 @@ from riskgw.gateway.journal import JournalHeader, Position, read_header
 from riskgw.gateway.protocol import MsgType
 
 MAGIC = b"RGWS"
-VERSION = 1
+VERSION = 2  # written; version 1 (without the open orders' logins) is read too
+READS = (1, 2)
 SUFFIX = ".rgws"
 WINDOW = 4096  # journal bytes before the position whose CRC a snapshot keeps
 _PREFIX = struct.Struct("<4sHHQ32s")
@@ -74,6 +75,8 @@ class Orders:
     # account the highest order id dropped from it.
     done: list[OrderKey] = field(default_factory=list)
     forgotten: dict[int, int] = field(default_factory=dict)
+    # The login each open order follows (Gateway.answer_to), for those that follow one.
+    logins: dict[OrderKey, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -138,6 +141,7 @@ class Captured:
     done: list[OrderKey]
     forgotten: dict[int, int]
     capture_ns: int  # how long the copy held the event loop
+    logins: dict[OrderKey, str] = field(default_factory=dict)  # of open orders that follow theirs
 
 
 @dataclass
@@ -179,6 +183,8 @@ def _encode_orders(c: Captured) -> Iterator[bytes]:
     answers: n, total answers m; keys (n x 2); counts (n); answers (m x 3: type, price, quantity)
     open: n; (n x 3: account, order id, quantity open)
     done: n; keys (n x 2), oldest first.    forgotten: n; (n x 2: account, highest id dropped)
+    logins (version 2): n names; each name's length (n, u16) then the names (UTF-8, one after the
+      other); m open orders that follow a login; (m x 3: account, order id, its login's index)
     """
     n = len(c.decided)
     inputs = [v[0] for v in c.decided.values()]
@@ -205,6 +211,13 @@ def _encode_orders(c: Captured) -> Iterator[bytes]:
     yield _i64(c.done, (len(c.done), 2))
     yield _COUNT.pack(len(c.forgotten))
     yield _i64(list(c.forgotten.items()), (len(c.forgotten), 2))
+    names = sorted(set(c.logins.values()))
+    index = {name: i for i, name in enumerate(names)}
+    encoded = [name.encode("utf-8") for name in names]
+    yield _COUNT.pack(len(names))
+    yield np.asarray([len(b) for b in encoded], dtype="<u2").tobytes() + b"".join(encoded)
+    yield _COUNT.pack(len(c.logins))
+    yield _i64([(a, o, index[name]) for (a, o), name in c.logins.items()], (len(c.logins), 3))
 
 
 def _window_crc(journal: Path, offset: int) -> int:
@@ -272,7 +285,7 @@ def write_snapshot(c: Captured, journal: Path, directory: Path, durable: bool = 
 # ----------------------------------------------------------------------------- reading one
 
 
-def _head(data: bytes) -> tuple[int, bytes]:
+def _head(data: bytes) -> tuple[int, bytes, int]:
     if len(data) < _HEAD_SIZE:
         raise SnapshotError(f"{len(data)} bytes, shorter than a snapshot's head")
     magic, version, _flags, size, digest = _PREFIX.unpack_from(data)
@@ -281,16 +294,16 @@ def _head(data: bytes) -> tuple[int, bytes]:
     (crc,) = _CRC.unpack_from(data, _PREFIX.size)
     if zlib.crc32(data[: _PREFIX.size]) != crc:
         raise SnapshotError("its head fails its CRC")
-    if version != VERSION:
-        raise SnapshotError(f"snapshot version {version}, this gateway reads {VERSION}")
-    return size, digest
+    if version not in READS:
+        raise SnapshotError(f"snapshot version {version}, this gateway reads {' and '.join(map(str, READS))}")
+    return size, digest, version
 
 
 def read_meta(path: Path) -> Meta:
     """The description of a snapshot, from its head alone (the body is not checked)."""
     try:
         with path.open("rb") as f:
-            size, _ = _head(f.read(_HEAD_SIZE))
+            size, _, _ = _head(f.read(_HEAD_SIZE))
             (n,) = _U32.unpack(f.read(_U32.size))
             if n > size:
                 raise SnapshotError("its description is longer than its body")
@@ -336,7 +349,7 @@ def read_snapshot(path: Path) -> Loaded:
         data = path.read_bytes()
     except OSError as exc:
         raise SnapshotError(f"cannot be read: {exc.strerror}") from None
-    size, digest = _head(data)
+    size, digest, version = _head(data)
     body = memoryview(data)[_HEAD_SIZE:]
     if len(body) != size:
         raise SnapshotError(f"its body has {len(body)} bytes, its head says {size}: it is truncated")
@@ -348,7 +361,7 @@ def read_snapshot(path: Path) -> Loaded:
         meta = Meta.from_json(json.loads(bytes(r.take(n))))
         tables = tuple(_read_table(r, t) for t in meta.tables)
         with collector_paused():  # millions of new objects, none of them garbage
-            orders = _read_orders(r)
+            orders = _read_orders(r, version)
     except (ValueError, struct.error) as exc:
         if isinstance(exc, SnapshotError):
             raise
@@ -381,7 +394,7 @@ def _pairs(r: _Reader, n: int, width: int = 2) -> list[tuple[int, ...]]:
     return list(map(tuple, _array(r, n, "<i8", width).tolist()))
 
 
-def _read_orders(r: _Reader) -> Orders:
+def _read_orders(r: _Reader, version: int) -> Orders:
     orders = Orders({}, {}, {})
     n, n_failed = r.unpack(_COUNT) + r.unpack(_COUNT)
     keys = _pairs(r, n)
@@ -422,6 +435,15 @@ def _read_orders(r: _Reader) -> Orders:
     orders.done = [(a, o) for a, o in _array(r, n, "<i8", 2).tolist()]
     (n,) = r.unpack(_COUNT)
     orders.forgotten = {a: o for a, o in _array(r, n, "<i8", 2).tolist()}
+    if version >= 2:
+        (n,) = r.unpack(_COUNT)
+        lengths = _array(r, n, "<u2").tolist()
+        names = [bytes(r.take(k)).decode("utf-8") for k in lengths]
+        (n,) = r.unpack(_COUNT)
+        for a, o, i in _array(r, n, "<i8", 3).tolist():
+            if (a, o) not in orders.open or not 0 <= i < len(names):
+                raise SnapshotError(f"the login of order {o} of account {a} is not one of its open orders'")
+            orders.logins[(a, o)] = names[i]
     return orders
 
 

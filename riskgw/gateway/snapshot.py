@@ -117,6 +117,8 @@ def capture(gw: Gateway, versions: Sequence[int], header: JournalHeader) -> Capt
 
     None while the journal holds records not yet written (the state would be ahead of the file).
     """
+    from riskgw.gateway.server import followed_login
+
     position = gw.journal.position()
     if position is None:
         return None
@@ -128,6 +130,7 @@ def capture(gw: Gateway, versions: Sequence[int], header: JournalHeader) -> Capt
     # Answer lists grow in place: each is copied.
     answers = {key: tuple(items) for key, items in gw.history.items()}
     open_orders = {key: order.remaining for key, order in gw.open.items()}
+    logins = {key: login for key, order in gw.open.items() if (login := followed_login(order)) is not None}
     done = list(gw._done)  # the window of done orders whose records the gateway keeps
     forgotten = dict(gw.forgotten)
     took = time.perf_counter_ns() - start
@@ -141,7 +144,7 @@ def capture(gw: Gateway, versions: Sequence[int], header: JournalHeader) -> Capt
         datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
     )
     return Captured(
-        meta, card.image, tables, key_widths, decided, answers, open_orders, done, forgotten, took
+        meta, card.image, tables, key_widths, decided, answers, open_orders, done, forgotten, took, logins
     )
 
 
@@ -183,7 +186,8 @@ def restore_orders(gw: Gateway, orders: Orders) -> None:
         for key, items in orders.answers.items():
             gw.history[key] = list(items)
         for key, remaining in orders.open.items():  # read_snapshot checked each has its decision
-            gw.open[key] = OpenOrder(_order_from_inputs(orders.decided[key][0]), None, remaining)
+            values = _order_from_inputs(orders.decided[key][0])
+            gw.open[key] = OpenOrder(values, None, remaining, orders.logins.get(key))
         gw._done.extend(orders.done)
         gw.forgotten.update(orders.forgotten)
 
