@@ -97,10 +97,22 @@ def test_a_restarted_gateway_sends_an_open_orders_answers_to_its_logins_new_sess
         await stack.restart()
         assert {key: o.user for key, o in stack.gateway.open.items()} == {(5, i): "keeper" for i in (1, 2, 3)}
         assert all(o.session is None for o in stack.gateway.open.values())
+        # a kill switch on the login cancels them, as it would have before the restart
+        assert stack.gateway.set_kill(True, None, "keeper", False, cancel_open=True) == 3
+        assert stack.gateway.set_kill(False, None, "keeper", False) == 0
+        await until(lambda: len(stack.gateway.open) == 0, "keeper's orders cancelled")
         keeper = await stack.broker("keeper")
-        keeper.send(MsgType.CANCEL_REQUEST, order_id=2, account_id=5)
+        got = [await keeper.recv_type(MsgType.CANCELLED) for _ in range(3)]
+        assert sorted(f["order_id"] for f in got) == [1, 2, 3]
+        assert stack.gateway.counters.answers_delivered == 3
+        keeper.send(MsgType.NEW_ORDER, **held_order(4, account=5, k=4))
+        await keeper.recv_type(MsgType.ACCEPTED)
+        await keeper.close()
+        await stack.restart()
+        keeper = await stack.broker("keeper")
+        keeper.send(MsgType.CANCEL_REQUEST, order_id=4, account_id=5)
         cancelled = await keeper.recv_type(MsgType.CANCELLED)
-        assert (cancelled["order_id"], cancelled["exec_quantity"]) == (2, 100)
+        assert (cancelled["order_id"], cancelled["exec_quantity"]) == (4, 100)
         await keeper.close()
         await stack.close()
 
