@@ -72,7 +72,8 @@ class ServeProcess:
             lines = [ln for ln in self.log_path.read_text(encoding="utf-8").splitlines() if ln.strip()]
         except OSError:
             return ""
-        return lines[-1] if lines else ""
+        # the child's one-line error reads "riskgw: error: WHY": the parent says it with its own prefix
+        return lines[-1].removeprefix("riskgw: error: ") if lines else ""
 
     def _pump(self) -> None:
         assert self.proc.stdout is not None

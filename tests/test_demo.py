@@ -10,6 +10,7 @@ from gateway_support import RULES
 
 from riskgw.cli import main
 from riskgw.demo_broker import FLOWS
+from riskgw.demo_live import ServeProcess
 from riskgw.doe.compiler import compile_files
 from riskgw.doe.isa import Event
 from riskgw.gateway.journal import scan
@@ -91,3 +92,12 @@ def test_no_orders_is_refused_before_anything_starts(
     err = capsys.readouterr().err
     assert err == f"riskgw: error: --orders {orders}: the scripted broker needs at least one order\n"
     assert not (tmp_path / "w").exists()  # nothing was started or written
+
+
+def test_the_gateways_own_error_is_quoted_without_its_prefix(tmp_path: Path) -> None:
+    serve = object.__new__(ServeProcess)  # its log alone: no child started
+    serve.log_path = tmp_path / "serve.log"
+    serve.log_path.write_text("starting\nriskgw: error: work directory X is in use\n\n", encoding="utf-8")
+    assert serve.last_log_line() == "work directory X is in use"  # said again after "riskgw: error: ..."
+    serve.log_path.write_text("data.csv:1: error: no column 'not'\n", encoding="utf-8")
+    assert serve.last_log_line() == "data.csv:1: error: no column 'not'"
