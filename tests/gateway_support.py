@@ -162,6 +162,24 @@ async def start_stack(
     return Stack(server, exchange, running, config)
 
 
+_PROBE_LOCK = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+try:
+    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    print("free")
+except OSError:
+    print("held")
+"""
+
+
+def probe_lock(lock: Path) -> str:
+    """ "held" or "free": whether another process holds a POSIX lock on the file (POSIX locks are a
+    process's own, so only another process can tell); what went wrong otherwise."""
+    answer = subprocess.run([sys.executable, "-c", _PROBE_LOCK, str(lock)], capture_output=True, text=True)
+    return answer.stdout.strip() or answer.stderr
+
+
 async def until(condition: Callable[[], bool], what: str, tries: int = 200) -> None:
     """Wait (up to tries x 25 ms) for a condition the gateway reaches on its own loop."""
     for _ in range(tries):

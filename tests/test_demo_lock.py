@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from gateway_support import probe_lock
 
 from riskgw.cli import main
 from riskgw.demo_serve import READY, workdir_lock
@@ -23,16 +24,6 @@ fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
 fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 print("held", flush=True)
 sys.stdin.read()
-"""
-
-PROBE_LOCK = """
-import fcntl, os, sys
-fd = os.open(sys.argv[1], os.O_RDWR)
-try:
-    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    print("free")
-except OSError:
-    print("held")
 """
 
 
@@ -63,11 +54,6 @@ def demo(*argv: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=30,
     )
-
-
-def probe(lock: Path) -> str:
-    answer = subprocess.run([sys.executable, "-c", PROBE_LOCK, str(lock)], capture_output=True, text=True)
-    return answer.stdout.strip() or answer.stderr
 
 
 MODES = {"serve": ["--serve", "--ports", "any"], "live": ["--orders", "600"], "offline": ["--offline"]}
@@ -129,7 +115,7 @@ def test_a_second_demo_beside_a_running_one_is_refused_and_the_next_one_starts(
             line = first.stdout.readline()
         assert line.startswith(READY), (tmp_path / "first.log").read_text()
         # the first demo's own start cleared the directory and kept its lock file
-        assert probe(workdir / "gateway.journal.lock") == "held"
+        assert probe_lock(workdir / "gateway.journal.lock") == "held"
         before = files(workdir)
         assert {"gateway.journal", "audit.sqlite", "control.token"} <= before.keys()
         for mode in ("serve", "live", "offline"):
@@ -146,6 +132,6 @@ def test_a_second_demo_beside_a_running_one_is_refused_and_the_next_one_starts(
     assert main(["demo", "--card", "soft", "--workdir", str(workdir), "--orders", "600", "--seed", "3"]) == 0
     assert "[3/3] stopped" in capsys.readouterr().out
     for lock in ("gateway.journal.lock", "demo.lock"):  # and it gave its locks back
-        assert probe(workdir / lock) == "free"
+        assert probe_lock(workdir / lock) == "free"
     with workdir_lock(workdir), workdir_lock(workdir, "demo"):
         pass

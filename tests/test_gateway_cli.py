@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from gateway_support import RULES, SMALL, spawn, trade_one_order
+from gateway_support import RULES, SMALL, probe_lock, spawn, trade_one_order
 
 from riskgw.cli import build_parser
 from riskgw.cli import main as cli_main
@@ -204,23 +204,9 @@ def test_the_journal_lock_is_held_once_per_process_and_by_any_name(tmp_path: Pat
                 f"journal {name} is in use by a gateway of this process: give another --journal"
             )
         # and still held against other processes
-        probe = subprocess.run(
-            [sys.executable, "-c", PROBE_LOCK, str(tmp_path / "j.lock")], capture_output=True, text=True
-        )
-        assert probe.stdout.strip() == "held", probe.stderr
+        assert probe_lock(tmp_path / "j.lock") == "held"
     with journal_lock(journal):  # given back when its gateway stopped
         pass
-
-
-PROBE_LOCK = """
-import fcntl, os, sys
-fd = os.open(sys.argv[1], os.O_RDWR)
-try:
-    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    print("free")
-except OSError:
-    print("held")
-"""
 
 
 def test_a_journal_where_files_cannot_be_locked_says_so(
