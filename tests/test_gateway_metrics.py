@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 from gateway_support import STEP, held_order, run_async, start_stack
+from prometheus_client.parser import text_string_to_metric_families
 
 from riskgw.exchange.sim import Behaviour
+from riskgw.gateway.metrics import label
 from riskgw.gateway.protocol import MsgType
 
 pytestmark = pytest.mark.timeout(60)
@@ -84,3 +86,9 @@ def test_metrics_count_what_happened(tmp_path: Path) -> None:
         await stack.close()
 
     run_async(script())
+
+
+@pytest.mark.parametrize("value", ["plain", 'say "hi"', "back\\slash", "two\nlines"])
+def test_label_values_from_the_config_are_escaped_as_prometheus_reads_them(value: str) -> None:
+    families = list(text_string_to_metric_families(f'riskgw_answers_waiting{{login="{label(value)}"}} 3\n'))
+    assert [(s.labels, s.value) for s in families[0].samples] == [({"login": value}, 3.0)]

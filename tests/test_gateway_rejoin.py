@@ -17,6 +17,7 @@ from riskgw.engine.engine import Decision
 from riskgw.exchange.sim import Behaviour
 from riskgw.gateway.config import User
 from riskgw.gateway.journal import JournalHeader, encode_entry, encode_header, open_journal, scan
+from riskgw.gateway.metrics import render
 from riskgw.gateway.protocol import MsgType
 from riskgw.gateway.snapfile import read_snapshot
 from riskgw.gateway.snapshot import SnapshotSettings
@@ -41,6 +42,8 @@ def test_answers_kept_while_a_login_is_away_come_at_its_next_logon(tmp_path: Pat
         await until(lambda: not stack.gateway.open, "both orders cancelled")
         counters = stack.gateway.counters
         assert (counters.answers_kept, counters.answers_delivered) == (2, 0)
+        assert stack.gateway.status()["answers_waiting"] == {"alice": 2}
+        assert 'riskgw_answers_waiting{login="alice"} 2\n' in render(stack.gateway)
 
         bob = await stack.broker("bob")  # another login gets none of them
         again = await stack.broker("alice")
@@ -51,6 +54,8 @@ def test_answers_kept_while_a_login_is_away_come_at_its_next_logon(tmp_path: Pat
         ]
         assert got[0]["ticket_id"] == held_order(1, account=1)["ticket_id"]
         assert (counters.answers_kept, counters.answers_delivered) == (2, 2)
+        assert stack.gateway.status()["answers_waiting"] == {}
+        assert "riskgw_answers_waiting{" not in render(stack.gateway)
         bob.send(MsgType.HEARTBEAT)
         assert (await bob.recv()).type is MsgType.HEARTBEAT
         # delivered once: a third session of hers gets nothing but its LOGON_ACK and a HEARTBEAT

@@ -48,6 +48,12 @@ class Histogram:
         return out
 
 
+def label(value: str) -> str:
+    """A label value as Prometheus' text format writes one: backslash, quote and newline escaped
+    (logins and SenderCompIDs come from the config and may hold any of them)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
 def render(gw: Gateway) -> str:
     c = gw.counters
     lines: list[str] = []
@@ -105,6 +111,12 @@ def render(gw: Gateway) -> str:
     metric("riskgw_sessions", "gauge", "broker connections", [("", len(gw.sessions))])
     metric("riskgw_open_orders", "gauge", "orders open at the exchange", [("", len(gw.open))])
     metric(
+        "riskgw_answers_waiting",
+        "gauge",
+        "exchange answers kept for a login none of whose sessions is on, until its next LOGON",
+        [(f'login="{label(login)}"', len(kept)) for login, kept in sorted(gw.kept.items())],
+    )
+    metric(
         "riskgw_exchange_connected",
         "gauge",
         "1 while the exchange link is up",
@@ -149,13 +161,13 @@ def render(gw: Gateway) -> str:
             "riskgw_fix_session_logged_on",
             "gauge",
             "1 while the FIX session (its broker's SenderCompID) is logged on",
-            [(f'sender_comp_id="{f["sender_comp_id"]}"', int(f["logged_on"])) for f in sessions],
+            [(f'sender_comp_id="{label(f["sender_comp_id"])}"', int(f["logged_on"])) for f in sessions],
         )
         metric(
             "riskgw_fix_session_open_orders",
             "gauge",
             "orders of the FIX session open at the exchange",
-            [(f'sender_comp_id="{f["sender_comp_id"]}"', f["open_orders"]) for f in sessions],
+            [(f'sender_comp_id="{label(f["sender_comp_id"])}"', f["open_orders"]) for f in sessions],
         )
     collector = gw.status_parts.get("gc")
     gc = collector() if collector is not None else {}

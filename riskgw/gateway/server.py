@@ -434,6 +434,7 @@ class Gateway:
             "sessions": len(self.sessions),
             "logged_on": sorted(s.user.name for s in self.sessions if s.user is not None),
             "open_orders": len(self.open),
+            "answers_waiting": {login: len(kept) for login, kept in sorted(self.kept.items())},
             "exchange": self.exchange is not None,
             "exchange_backlog": self.backlog_status(),
             "journal_records": self.journal.records,
