@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from riskgw.doe.image import Image, PhysColumn, RuleInfo, ScanSpec, TableConfig
+from riskgw.doe.image import Bundle, Image, PhysColumn, RuleInfo, ScanSpec, TableConfig
 from riskgw.doe.isa import (
     ALU_OPS,
     INT32_MAX,
@@ -29,10 +29,10 @@ from riskgw.doe.isa import (
 )
 from riskgw.doe.values import encode_char
 from riskgw.engine import alu
-from riskgw.engine.engine import Decision, DuplicateKeyError, Engine, event_inputs
+from riskgw.engine.engine import Backend, Decision, DuplicateKeyError, Engine, event_inputs
 from riskgw.engine.table import EngineError
 
-BACKENDS = ("interp", "fast", "native")
+BACKENDS: tuple[Backend, ...] = ("interp", "fast", "native")
 NEW = Event.NEW
 T = 1000  # first temporary register used by these images (above every constant)
 ORDER_ID, PRICE, QTY, XPRICE = (
@@ -94,11 +94,11 @@ def engines(img: Image) -> list[Engine]:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("op", sorted(ALU_OPS), ids=lambda op: op.name)
-def test_alu_op_on_event_values(backend: str, op: Op) -> None:
+def test_alu_op_on_event_values(backend: Backend, op: Op) -> None:
     n_src = 1 if op in UNARY_OPS else 3 if op is Op.SEL else 2
     srcs = (PRICE, QTY, XPRICE)[:n_src]
     img = image({(Event.ACCEPT, 0): [(Insn(op, T, srcs),), *emit_out(ORDER_ID, T)]})
-    engine = Engine(img, backend)  # type: ignore[arg-type]
+    engine = Engine(img, backend)
     expected = {}
     for i, operands in enumerate(itertools.product(VALUES, repeat=n_src)):
         fields = dict(zip(("price", "quantity", "exec_price"), operands, strict=False))
@@ -109,7 +109,7 @@ def test_alu_op_on_event_values(backend: str, op: Op) -> None:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("op", sorted(ALU_OPS), ids=lambda op: op.name)
-def test_alu_op_on_constants(backend: str, op: Op) -> None:
+def test_alu_op_on_constants(backend: Backend, op: Op) -> None:
     # Constant operands: the fast path folds these at generation time, so this checks the folding.
     n_src = 1 if op in UNARY_OPS else 3 if op is Op.SEL else 2
     values = (None, 0, 1, -1, 7, -7, INT64_MAX, INT64_MIN)
@@ -120,7 +120,7 @@ def test_alu_op_on_constants(backend: str, op: Op) -> None:
     for i, combo in enumerate(combos):
         bundles.append((Insn(op, T, tuple(const(j) for j in combo)),))
         bundles += emit_out(const(len(values) + i), T)
-    engine = Engine(image({(Event.ACCEPT, 0): bundles}, consts=consts), backend)  # type: ignore[arg-type]
+    engine = Engine(image({(Event.ACCEPT, 0): bundles}, consts=consts), backend)
     engine.process(Event.NEW, ev())
     expected = {i: alu.evaluate(op, *(values[j] for j in combo)) for i, combo in enumerate(combos)}
     assert out_rows(engine) == expected
@@ -130,7 +130,7 @@ def test_alu_op_on_constants(backend: str, op: Op) -> None:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_bundle_reads_registers_from_before_the_bundle(backend: str) -> None:
+def test_bundle_reads_registers_from_before_the_bundle(backend: Backend) -> None:
     a, b = T, T + 1
     code = {
         (Event.ACCEPT, 0): [
@@ -141,13 +141,13 @@ def test_bundle_reads_registers_from_before_the_bundle(backend: str) -> None:
             *emit_out(T + 4, T + 2, tmp=T + 51),
         ]
     }
-    engine = Engine(image(code), backend)  # type: ignore[arg-type]
+    engine = Engine(image(code), backend)
     engine.process(Event.NEW, ev(order_id=10, price=5, quantity=2))
     assert out_rows(engine) == {10: 2 - 5, 11: 7}
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_bundle_table_writes_take_effect_at_its_end(backend: str) -> None:
+def test_bundle_table_writes_take_effect_at_its_end(backend: Backend) -> None:
     h = T
     code = {
         (Event.ACCEPT, 0): [
@@ -166,7 +166,7 @@ def test_bundle_table_writes_take_effect_at_its_end(backend: str) -> None:
         ]
     }
     tables = (OUT,)
-    engine = Engine(image(code, tables), backend)  # type: ignore[arg-type]
+    engine = Engine(image(code, tables), backend)
     engine.state.table(0).alloc((100,))
     engine.state.table(0).write(1, 0, 42)
     engine.process(Event.NEW, ev(order_id=100, price=7))
@@ -216,7 +216,7 @@ def test_lookup_alloc_with_null_and_existing_keys() -> None:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_write_needs_true_predicate_and_a_handle(backend: str) -> None:
+def test_write_needs_true_predicate_and_a_handle(backend: Backend) -> None:
     h = T
     code = {
         (Event.ACCEPT, 0): [
@@ -226,7 +226,7 @@ def test_write_needs_true_predicate_and_a_handle(backend: str) -> None:
             *emit_out(ORDER_ID, T + 1),
         ]
     }
-    engine = Engine(image(code, (OUT, PAIR)), backend)  # type: ignore[arg-type]
+    engine = Engine(image(code, (OUT, PAIR)), backend)
     engine.state.table(1).alloc((1, 1))
     engine.process(NEW, ev(order_id=5, price=1, quantity=1, exec_price=1))
     engine.process(Event.NEW, ev(order_id=6, price=1, quantity=1, exec_price=0))  # FALSE predicate
@@ -237,8 +237,8 @@ def test_write_needs_true_predicate_and_a_handle(backend: str) -> None:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_tables_grow_and_keep_row_order(backend: str) -> None:
-    engine = Engine(image({(Event.ACCEPT, 0): emit_out(ORDER_ID, PRICE)}), backend)  # type: ignore[arg-type]
+def test_tables_grow_and_keep_row_order(backend: Backend) -> None:
+    engine = Engine(image({(Event.ACCEPT, 0): emit_out(ORDER_ID, PRICE)}), backend)
     for i in range(1000):
         engine.process(Event.NEW, ev(order_id=999 - i, price=i * i))
     rows = engine.state.table(0).rows()
@@ -288,8 +288,8 @@ GROUP_ROWS = [  # g, o, tag (the tag identifies the row)
     ],
     ids=lambda v: v.name if isinstance(v, ScanMode) else "",
 )
-def test_scan_modes(backend: str, mode: ScanMode, expected: dict[int, int | None]) -> None:
-    engine = Engine(scan_image(mode), backend)  # type: ignore[arg-type]
+def test_scan_modes(backend: Backend, mode: ScanMode, expected: dict[int, int | None]) -> None:
+    engine = Engine(scan_image(mode), backend)
     grp = engine.state.table(1)
     for g, o, tag in GROUP_ROWS:
         row = grp.alloc(())
@@ -324,8 +324,8 @@ def rules_image() -> Image:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_verdicts_list_failed_rules_in_rule_order_and_reject_changes_nothing(backend: str) -> None:
-    engine = Engine(rules_image(), backend)  # type: ignore[arg-type]
+def test_verdicts_list_failed_rules_in_rule_order_and_reject_changes_nothing(backend: Backend) -> None:
+    engine = Engine(rules_image(), backend)
     assert engine.process(Event.NEW, ev(order_id=1, price=5, quantity=5, exec_price=1)) == Decision(True)
     assert engine.process(NEW, ev(order_id=2, price=1, quantity=0, exec_price=1)) == Decision(False, (2, 0))
     assert engine.process(NEW, ev(order_id=3, price=None, quantity=0, exec_price=0)) == Decision(False, (0,))
@@ -337,9 +337,9 @@ def test_verdicts_list_failed_rules_in_rule_order_and_reject_changes_nothing(bac
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_load_row_runs_the_load_section_and_refuses_duplicate_keys(backend: str) -> None:
-    load = [(Insn(Op.ALLOC, T, (0,), table=1),), (Insn(Op.WRITE, 0, (T, 1), table=1, imm=1),)]
-    engine = Engine(image({(Event.LOAD, 1): load}, (OUT, KV)), backend)  # type: ignore[arg-type]
+def test_load_row_runs_the_load_section_and_refuses_duplicate_keys(backend: Backend) -> None:
+    load: list[Bundle] = [(Insn(Op.ALLOC, T, (0,), table=1),), (Insn(Op.WRITE, 0, (T, 1), table=1, imm=1),)]
+    engine = Engine(image({(Event.LOAD, 1): load}, (OUT, KV)), backend)
     engine.load_row(1, (7, *encode_char("abc", 8)))
     with pytest.raises(DuplicateKeyError):
         engine.load_row(1, (7, None))
@@ -351,9 +351,9 @@ def test_load_row_runs_the_load_section_and_refuses_duplicate_keys(backend: str)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_snapshot_restore_and_hash(backend: str) -> None:
+def test_snapshot_restore_and_hash(backend: Backend) -> None:
     img = rules_image()
-    engine = Engine(img, backend)  # type: ignore[arg-type]
+    engine = Engine(img, backend)
     empty = engine.state_hash()
     engine.process(Event.NEW, ev(order_id=1, price=5, quantity=5))
     snap = engine.snapshot()
@@ -403,17 +403,17 @@ def test_engine_refuses_images_it_cannot_run_faithfully(
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_an_event_has_exactly_its_input_words(backend: str) -> None:
-    engine = Engine(rules_image(), backend)  # type: ignore[arg-type]
+def test_an_event_has_exactly_its_input_words(backend: Backend) -> None:
+    engine = Engine(rules_image(), backend)
     with pytest.raises(ValueError):
         engine.process(NEW, (1, 2, 3))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_accept_sees_what_new_read_and_then_its_own_writes(backend: str) -> None:
+def test_accept_sees_what_new_read_and_then_its_own_writes(backend: Backend) -> None:
     # The fast path reuses NEW's lookups in ACCEPT; a write must end that reuse.
     read = [(Insn(Op.LOOKUP, T, (ORDER_ID,), table=0),), (Insn(Op.READ, T + 1, (T,), table=0, imm=1),)]
-    code = {
+    code: dict[tuple[Event, int], list[Bundle]] = {
         (Event.NEW, 0): [*read, (Insn(Op.RULE, 0, (REG_TRUE, T + 1), imm=0),)],
         (Event.ACCEPT, 0): [
             *read,
@@ -424,7 +424,7 @@ def test_accept_sees_what_new_read_and_then_its_own_writes(backend: str) -> None
             (Insn(Op.WRITE, 0, (T, T + 3), table=0, imm=1),),
         ],
     }
-    engine = Engine(image(code, rules=[RuleInfo(0, "NonZero", 0, 1, 1)]), backend)  # type: ignore[arg-type]
+    engine = Engine(image(code, rules=[RuleInfo(0, "NonZero", 0, 1, 1)]), backend)
     engine.state.table(0).alloc((1,))
     engine.state.table(0).write(1, 0, 5)
     assert engine.process(NEW, ev(order_id=1)) == Decision(True)
@@ -434,7 +434,7 @@ def test_accept_sees_what_new_read_and_then_its_own_writes(backend: str) -> None
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("op", [Op.AND, Op.OR], ids=lambda op: op.name)
-def test_logic_on_truth_values_known_and_unknown_to_be_null(backend: str, op: Op) -> None:
+def test_logic_on_truth_values_known_and_unknown_to_be_null(backend: Backend, op: Op) -> None:
     # The fast path has shortcuts for operands that are 0/1/NULL, and for ones never NULL.
     makers = {
         "bool": Insn(Op.EQ, 0, (PRICE, QTY)),  # 0, 1 or NULL
@@ -458,7 +458,7 @@ def test_logic_on_truth_values_known_and_unknown_to_be_null(backend: str, op: Op
         bundles += emit_out(T + 97, rr + 100, tmp=T + 401 + 2 * j)
     engine = Engine(
         image({(Event.ACCEPT, 0): bundles}, consts=[1000, *range(1, 2 * len(outputs) + 2)]), backend
-    )  # type: ignore[arg-type]
+    )
     expected = {}
     vals = (None, 0, 1, 5)
     for n, (price, qty, xprice) in enumerate(itertools.product(vals, repeat=3), start=1):

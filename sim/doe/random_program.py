@@ -185,7 +185,7 @@ def random_image(seed: int, lanes: int = 8) -> Image:
     for t in TABLES:
         # a data row: words in registers 0.. in column order
         h = 100
-        load = [(Insn(Op.ALLOC, h, tuple(t.key), table=t.id),)]
+        load: list[Bundle] = [(Insn(Op.ALLOC, h, tuple(t.key), table=t.id),)]
         load += _chunks(
             [Insn(Op.WRITE, 0, (h, c), table=t.id, imm=c) for c in range(len(t.columns)) if c not in t.key],
             lanes,
