@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -20,11 +20,12 @@ from test_engine_random import EVENTS, ROWS, images, run_against_interpreter
 from test_engine_rules import RULE_SETS
 
 from riskgw.doe.compiler import compile_files
-from riskgw.doe.image import Image, PhysColumn, ScanSpec, TableConfig
+from riskgw.doe.image import Bundle, Image, PhysColumn, ScanSpec, TableConfig
 from riskgw.doe.isa import INT64_MAX, INT64_MIN, REG_CONST_BASE, REG_TRUE, ColType, Event, Insn, Op, ScanMode
 from riskgw.engine.csvdata import EVENT_NAMES
 from riskgw.engine.engine import Decision, DuplicateKeyError, Engine, event_inputs
 from riskgw.engine.replay import load_data
+from riskgw.engine.state import Snapshot
 from riskgw.engine.table import EngineError, Value
 from riskgw.scenario import EVENT_HEADER, DataSet, Row, Session
 
@@ -107,7 +108,7 @@ def test_native_matches_interpreter_on_compiled_rules(rule_set: str, tmp_path: P
             hashes_differ.append(len(decisions) - 1)
         return pair[0].accepted
 
-    snaps: list[object] = []
+    snaps: list[Snapshot] = []
     rows = Session(data=data, n_orders=600, seed=3).run(decide)
     for i, (a, b) in enumerate(decisions):
         assert a == b, f"event {i}: {rows[i]}"
@@ -119,8 +120,8 @@ def test_native_matches_interpreter_on_compiled_rules(rule_set: str, tmp_path: P
     # restore to the middle of the session and replay the rest as one batch
     end_hash = ref.state_hash()
     ref_snap, nat_snap = snaps
-    ref.restore(ref_snap)  # type: ignore[arg-type]
-    nat.restore(nat_snap)  # type: ignore[arg-type]
+    ref.restore(ref_snap)
+    nat.restore(nat_snap)
     _same_state(ref, nat)
     tail = recorded[300:]
     assert nat.process_batch(tail) == [d[0] for d in decisions[300:]]
@@ -135,9 +136,9 @@ def _cols(n: int) -> tuple[PhysColumn, ...]:
 
 
 def _image(
-    code: dict[tuple[Event, int], list[tuple[Insn, ...]]], tables: list[TableConfig], **kw: object
+    code: dict[tuple[Event, int], list[Bundle]], tables: list[TableConfig], scans: Sequence[ScanSpec] = ()
 ) -> Image:
-    img = Image(tables, [None, 0, 1], [], list(kw.get("scans", [])), [], code, 8, 1100)  # type: ignore[arg-type]
+    img = Image(tables, [None, 0, 1], [], list(scans), [], code, 8, 1100)
     return Image.decode(img.encode())
 
 
@@ -152,7 +153,7 @@ def test_tables_grow_far_past_their_capacity_and_keep_their_index() -> None:
     plain = TableConfig(1, "plain", _cols(1), ())
     from riskgw.doe.image import RuleInfo
 
-    code = {
+    code: dict[tuple[Event, int], list[Bundle]] = {
         (Event.FILL, 0): [
             (Insn(Op.ALLOC, T, (0,), table=0), Insn(Op.ALLOC, T + 1, (), table=1)),
             (Insn(Op.WRITE, 0, (T, 5), table=0, imm=1), Insn(Op.WRITE, 0, (T + 1, 5), table=1, imm=0)),
@@ -182,7 +183,7 @@ def test_tables_grow_far_past_their_capacity_and_keep_their_index() -> None:
 
 def test_null_keyed_rows_are_stored_but_never_found() -> None:
     table = TableConfig(0, "t", _cols(3), (0, 1))
-    load = [
+    load: list[Bundle] = [
         (Insn(Op.ALLOC, T, (0, 1), table=0),),
         (Insn(Op.WRITE, 0, (T, 2), table=0, imm=2),),
     ]
@@ -326,12 +327,13 @@ def test_more_rules_than_a_word_has_bits() -> None:
 
 def test_bad_input_words_raise_python_errors() -> None:
     nat = Engine(_image({}, [TableConfig(0, "t", _cols(2), (0,))]), "native")
+    # the ill-typed words are the point: the C entry points must refuse them as Python would
     with pytest.raises(TypeError):
-        nat.process(Event.FILL, ("x",) * 10)
+        nat.process(Event.FILL, ("x",) * 10)  # type: ignore[arg-type]
     with pytest.raises(OverflowError):
         nat.process(Event.FILL, (1 << 64,) * 10)
     with pytest.raises(TypeError):
-        nat.load_row(0, (1, "y"))
+        nat.load_row(0, (1, "y"))  # type: ignore[arg-type]
     assert nat.process(Event.FILL, _ev(1)) == Decision(True)
 
 
@@ -387,7 +389,7 @@ def test_two_processes_building_at_once_both_get_the_library(tmp_path: Path) -> 
 
 def test_snapshots_move_between_backends() -> None:
     table = TableConfig(0, "t", _cols(3), (0,))
-    load = [(Insn(Op.ALLOC, T, (0,), table=0),), (Insn(Op.WRITE, 0, (T, 1), table=0, imm=1),)]
+    load: list[Bundle] = [(Insn(Op.ALLOC, T, (0,), table=0),), (Insn(Op.WRITE, 0, (T, 1), table=0, imm=1),)]
     img = _image({(Event.LOAD, 0): load}, [table])
     ref, nat = Engine(img, "interp"), Engine(img, "native")
     for k in range(40):
