@@ -262,8 +262,8 @@ async def load_rows(card: Card, engine: Engine, rows: list[tuple[int, list[Value
     await card.wait_cmds()
 
 
-async def differential(
-    dut,  # type: ignore[no-untyped-def]
+async def differential(  # type: ignore[no-untyped-def]  # dut: cocotb's handle, signals found by name
+    dut,
     image: Image,
     rows: list[tuple[int, list[Value]]],
     frames: list[Packet],

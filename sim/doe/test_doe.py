@@ -57,7 +57,8 @@ class TB:
     def __init__(self, dut) -> None:  # type: ignore[no-untyped-def]
         self.dut = dut
         self.p = params()
-        cocotb.start_soon(Clock(dut.clk, 4, unit="ns").start())
+        # cocotb 2's Clock.start() schedules the clock's task itself
+        Clock(dut.clk, 4, unit="ns").start()
         dut.s_cfg_valid.value = 0
         dut.s_cfg_write.value = 0
         self.evt = EvtSource(EvtBus.from_prefix(dut, "s_evt"), dut.clk, dut.rst)
@@ -218,8 +219,8 @@ Row = tuple[int, list[Value]]
 EventIn = tuple[Event, list[Value]]
 
 
-async def differential(
-    dut,  # type: ignore[no-untyped-def]
+async def differential(  # type: ignore[no-untyped-def]  # dut: cocotb's handle, signals found by name
+    dut,
     image: Image,
     rows: list[Row],
     events: list[EventIn],

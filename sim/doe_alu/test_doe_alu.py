@@ -68,7 +68,8 @@ def random_value(rng: random.Random) -> Value:
 class TB:
     def __init__(self, dut) -> None:  # type: ignore[no-untyped-def]
         self.dut = dut
-        cocotb.start_soon(Clock(dut.clk, 4, unit="ns").start())
+        # cocotb 2's Clock.start() schedules the clock's task itself
+        Clock(dut.clk, 4, unit="ns").start()
         dut.s_valid.value = 0
         dut.s_op.value = 0
         for port in ("a", "b", "c"):

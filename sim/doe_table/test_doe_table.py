@@ -134,7 +134,8 @@ class TB:
     def __init__(self, dut, p: Params) -> None:  # type: ignore[no-untyped-def]
         self.dut = dut
         self.p = p
-        cocotb.start_soon(Clock(dut.clk, 4, unit="ns").start())
+        # cocotb 2's Clock.start() schedules the clock's task itself
+        Clock(dut.clk, 4, unit="ns").start()
         dut.s_cfg_valid.value = 0
         dut.s_cmd_valid.value = 0
         dut.clear.value = 0
@@ -391,8 +392,8 @@ async def run_pipelined_reads(dut) -> None:  # type: ignore[no-untyped-def]
     for _ in range(12 * p.tables):
         t = rng.randrange(p.tables)
         key = [random_word(rng, pool) for _ in range(p.key_words)]
-        got, _ = await tb.cmd(ALLOC, t, key=key)
-        assert got == model.alloc(t, key)
+        handle, _ = await tb.cmd(ALLOC, t, key=key)
+        assert handle == model.alloc(t, key)
     for t in range(p.tables):
         for r in range(model.count[t]):
             # non-key cells only: the index would not follow a WRITE to a key column
@@ -431,8 +432,8 @@ async def run_pipelined_reads(dut) -> None:  # type: ignore[no-untyped-def]
     collector = cocotb.start_soon(collect())
     await RisingEdge(dut.clk)
     start = cocotb.utils.get_sim_time("ns")
-    for op, t, col, key, row in cmds:
-        tb.drive(op, t, col, key, row, None)
+    for op, t, col, key, at in cmds:
+        tb.drive(op, t, col, key, at, None)
         while True:
             await ReadOnly()
             ready = int(dut.s_cmd_ready.value)
