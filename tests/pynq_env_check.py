@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,7 @@ def pynq_checks() -> dict[str, Any]:
 
     # 2. the calls PynqCard makes bind to pynq's signatures
     ip = object.__new__(DefaultIP)
-    binds = {
+    binds: dict[str, Callable[[], inspect.BoundArguments]] = {
         "Overlay(xclbin, device=)": lambda: inspect.signature(pynq.Overlay).bind("x.xclbin", device=object()),
         "allocate(shape, dtype=, target=)": lambda: inspect.signature(pynq.allocate).bind(
             (1024,), dtype=np.uint8, target=object()
@@ -76,7 +77,7 @@ def pynq_checks() -> dict[str, Any]:
         "PynqBuffer.freebuffer()": lambda: inspect.signature(PynqBuffer.freebuffer).bind(None),
         "Overlay.free()": lambda: inspect.signature(pynq.Overlay.free).bind(None),
     }
-    bound = {}
+    bound: dict[str, bool | str] = {}
     for name, bind in binds.items():
         try:
             bind()

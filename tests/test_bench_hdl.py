@@ -107,7 +107,11 @@ def test_rows_file_lines_hold_table_nulls_and_words(tmp_path: Path) -> None:
     from bench import hdl_tb
 
     words = 8
-    rows = [(5, 3, [7, None, -1]), (5, 1, [None] * 8), (5, 0, list(range(1, 9)))]
+    rows: list[tuple[int, int, list[int | None]]] = [
+        (5, 3, [7, None, -1]),
+        (5, 1, [None] * 8),
+        (5, 0, list(range(1, 9))),
+    ]
     path = tmp_path / "rows.hex"
     assert hdl_tb.write_rows_file(path, rows, words) == 3
     for line, (_, table, values) in zip(path.read_text().splitlines(), rows, strict=True):
@@ -129,7 +133,7 @@ def test_quick_form_runs_on_the_doe_suites_default_build() -> None:
     root = Path(__file__).resolve().parents[1]
     sys.path[:0] = [str(root / "sim"), str(root / "sim" / "doe")]
     try:
-        import test_doe  # type: ignore[import-not-found]
+        import test_doe
     finally:
         del sys.path[:2]
     assert test_doe.PARAM_SETS["default"] == hdl.QUICK_PARAMS

@@ -52,6 +52,7 @@ def test_history_rows_are_order_info_rows_the_index_finds(
             h.price[i],
         )
         sec = int(h.sec[i])
+        assert isinstance(account, int)  # an INT column reads back as an int
         assert tick == ticket(sec) and data.holds(account, sec) and open_qty == 0
     with pytest.raises(ValueError, match="already holds"):
         history.install(engine, history.table_state(image, data, h))

@@ -182,7 +182,7 @@ def test_exchange_answers_that_arrive_together_are_decided_as_one_at_a_time(
         if not together:
             assert batches == []
     assert sum(batches) > 20 and max(batches) >= 4, batches  # most answers went through it
-    one, together = runs[False], runs[True]
+    one, joined = runs[False], runs[True]
     assert len(one[1]) > 80 and {e[0].name for e in one[1]} == {"NEW", "FILL", "REJECT", "CANCEL"}
-    for part, (a, b) in enumerate(zip(one, together, strict=True)):
+    for part, (a, b) in enumerate(zip(one, joined, strict=True)):
         assert a == b, (part, next((x, y) for x, y in zip(a, b, strict=False) if x != y))

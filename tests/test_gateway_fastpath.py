@@ -27,7 +27,7 @@ from riskgw.gateway.protocol import FrameReader, MsgType, decode, encode
 pytestmark = pytest.mark.timeout(90)
 
 
-def random_order(rnd: random.Random) -> dict[str, object]:
+def random_order(rnd: random.Random) -> dict[str, int | str]:
     return dict(
         order_id=rnd.randrange(-(2**63), 2**63),
         account_id=rnd.randrange(-(2**31), 2**31),
@@ -72,9 +72,9 @@ def test_frames_built_from_the_arriving_bytes_equal_encoded_ones() -> None:
     assert clean_body(frame, order_values(frame)) is None
     raw = bytearray(encode(MsgType.NEW_ORDER, 1, **held_order(1, account=1)))
     raw[8 + 16 + 2] = 0xFF
-    [frame] = FrameReader().feed(bytes(raw))
-    assert not isinstance(frame, Exception)
-    assert clean_body(frame, order_values(frame)) is None
+    [read] = FrameReader().feed(bytes(raw))
+    assert not isinstance(read, Exception)
+    assert clean_body(read, order_values(read)) is None
 
 
 def test_journal_sync_setting(tmp_path: Path) -> None:

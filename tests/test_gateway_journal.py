@@ -105,7 +105,9 @@ def test_export_writes_replay_events_and_leaves_a_torn_tail_out(
     from riskgw.engine.engine import event_inputs
 
     path = tmp_path / "j"
-    order = dict(order_id=7, account_id=3, ticket_id="600001", direction=1, price=1234, quantity=300, ts=5)
+    order: dict[str, int | str | None] = dict(
+        order_id=7, account_id=3, ticket_id="600001", direction=1, price=1234, quantity=300, ts=5
+    )
     items = [
         Entry(Event.NEW, event_inputs(order), Decision(True)),
         Entry(Event.FILL, event_inputs({**order, "exec_price": 1230, "exec_quantity": 100}), Decision(True)),

@@ -59,8 +59,8 @@ def rings_over(peer: EnginePeer | SimPeer, slots: int) -> tuple[RingHost, RingDm
 def order(
     order_id: int, account: int, ticket: str, price: int, qty: int
 ) -> tuple[Event, tuple[int | None, ...]]:
-    fields = {"order_id": order_id, "account_id": account, "ticket_id": ticket, "direction": 0}
-    fields |= {"price": price, "quantity": qty, "ts": order_id}
+    fields: dict[str, int | str | None] = {"order_id": order_id, "account_id": account, "ticket_id": ticket}
+    fields |= {"direction": 0, "price": price, "quantity": qty, "ts": order_id}
     return Event.NEW, event_inputs(fields)
 
 
@@ -136,7 +136,7 @@ def test_a_card_that_is_not_the_manifests_build_is_refused(image: Image) -> None
         ({"data_w": 512}, "stream width 64, bitstreams/manifest.json says 512"),
         ({"clock_mhz": 300}, "clock 250"),
     ):
-        bad = dataclasses.replace(good, **change)  # type: ignore[arg-type]
+        bad = dataclasses.replace(good, **change)
         with pytest.raises(UserError, match=message) as info:
             PynqCard(CardRegs(MmioBus(FakeMmio(CardModel())), good.doe_params()), rings, bad)
         assert "\n" not in str(info.value)

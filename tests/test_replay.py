@@ -171,7 +171,7 @@ FILL,10,1,600000,1,101,5,101,5,7
 
 # ----------------------------------------------------------------------------- bad input
 
-BAD_INPUTS = {
+BAD_INPUTS: dict[str, tuple[str, str | bytes, str, str]] = {
     # name: (file to write relative to the case, its text, path:line of the error, message part)
     "unknown table file": ("data/nope.csv", "a\n1\n", "data/nope.csv:0", "no table named 'nope'"),
     "events header": ("events.csv", "event,order_id\nNEW,1\n", "events.csv:1", "the header must be"),
