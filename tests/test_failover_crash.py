@@ -216,7 +216,8 @@ def test_gateway_killed_three_times_under_load(tmp_path: Path) -> None:
                     await broker.read_until(set(burst))  # what left before the kill
                 else:
                     assert await broker.read_until(set(burst))
-            await broker.client.close()  # type: ignore[union-attr]
+            assert broker.client is not None
+            await broker.client.close()
             # what the journal holds covers every answer that left, with the same decision
             state, decided = journal_state(tmp_path)
             for order_id, got in broker.answers.items():
@@ -259,12 +260,13 @@ def test_gateway_killed_three_times_under_load(tmp_path: Path) -> None:
         for _, order_id in never_sent:
             broker.send(order_id, broker.sent[order_id])
         learnt: dict[int, list[MsgType]] = {}
+        assert broker.client is not None
         while sum(len(v) for v in learnt.values()) < 2 * len(never_sent):
-            frame = await broker.client.recv()  # type: ignore[union-attr]
+            frame = await broker.client.recv()
             if frame.type in (MsgType.ACCEPTED, MsgType.CANCELLED):
                 learnt.setdefault(frame["order_id"], []).append(frame.type)
         assert all(learnt[o] == [MsgType.ACCEPTED, MsgType.CANCELLED] for _, o in never_sent), learnt
-        await broker.client.close()  # type: ignore[union-attr]
+        await broker.client.close()
         status = await gw.status()
         await gw.stop()
         server.close()
@@ -336,7 +338,7 @@ def test_no_accepted_leaves_before_its_forward(tmp_path: Path) -> None:
             if a[0][0] is MsgType.ACCEPTED
         }
         await gw.kill9()
-        await broker.client.close()  # type: ignore[union-attr]
+        await broker.client.close()
         # the killed gateway's socket still hands the exchange all the kernel had of it
         await asyncio.wait_for(exchange.serve(first), 30)
         _, decided = journal_state(tmp_path)

@@ -172,11 +172,17 @@ def pool(image: Image, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim
     pool.close()
 
 
+def mode_of(lock: LockstepCard) -> Mode:
+    """The lock's mode now. Read through a call: mypy would keep `lock.mode` narrowed by an earlier
+    assert across the calls (decide, poll, a kill) that change it."""
+    return lock.mode
+
+
 def rejoin(lock: LockstepCard) -> None:
     """An operator's failback onto the next card of the pool, through probation."""
     assert "bringing a card back" in lock.request_failback()
     assert lock.rejoin(), lock.status()
-    assert lock.mode is Mode.SHADOW
+    assert mode_of(lock) is Mode.SHADOW
 
 
 def test_simulated_card_killed_at_20_points_of_a_10000_event_stream(
@@ -200,7 +206,7 @@ def test_simulated_card_killed_at_20_points_of_a_10000_event_stream(
     lock = LockstepCard(pool.take(), SoftCard(), settings, pool.take, log=lambda _: None)
     lock.load_image(image)
     load_data_dir(lock, data)
-    assert lock.mode is Mode.LOCKSTEP, lock.status()
+    assert mode_of(lock) is Mode.LOCKSTEP, lock.status()
     run = Run(lock, items, oracle)
     rnd = random.Random(11)
     kills: list[tuple[int, str, int]] = []  # (event index, flow, events in the batch it hit)
@@ -210,13 +216,13 @@ def test_simulated_card_killed_at_20_points_of_a_10000_event_stream(
         first = target - at
         if n:  # the card is out since the last kill: software alone, then the operator's failback
             run.until(first - WINDOW * BATCH - PROBATION, SOFT_BATCH)
-            assert lock.mode is Mode.SOFTWARE
+            assert mode_of(lock) is Mode.SOFTWARE
             rejoin(lock)
             run.until(first - WINDOW * BATCH, 1)  # probation: the card in shadow, checked per event
             lock.poll()
-            assert lock.mode is Mode.LOCKSTEP, lock.status()
+            assert mode_of(lock) is Mode.LOCKSTEP, lock.status()
         run.until(first, BATCH)
-        assert lock.mode is Mode.LOCKSTEP and run.next == first, lock.status()
+        assert mode_of(lock) is Mode.LOCKSTEP and run.next == first, lock.status()
         pid = pid_of(lock.card)
         killed: list[int] = []
 
@@ -233,7 +239,7 @@ def test_simulated_card_killed_at_20_points_of_a_10000_event_stream(
         failover = lock.failovers[-1]
         assert failover.reason.startswith("driver error:"), failover.reason
         assert failover.detected_clock_ns > killed[0]
-        assert lock.mode is Mode.SOFTWARE
+        assert mode_of(lock) is Mode.SOFTWARE
         kills.append((target, flow_name(items[target].flow), BATCH))
         for card in lock.take_retired():
             card.close()
@@ -245,7 +251,7 @@ def test_simulated_card_killed_at_20_points_of_a_10000_event_stream(
     run.until(stall_at - WINDOW * BATCH, 1)
     lock.poll()
     run.until(stall_at, BATCH)
-    assert lock.mode is Mode.LOCKSTEP
+    assert mode_of(lock) is Mode.LOCKSTEP
     pid = pid_of(lock.card)
     os.killpg(pid, signal.SIGSTOP)
     stopped = time.monotonic()
@@ -254,7 +260,7 @@ def test_simulated_card_killed_at_20_points_of_a_10000_event_stream(
     finally:
         os.killpg(pid, signal.SIGKILL)
     assert time.monotonic() - stopped < 3 * DEADLINE_S
-    assert lock.mode is Mode.SOFTWARE and "heartbeat" in lock.failovers[-1].reason, lock.status()
+    assert mode_of(lock) is Mode.SOFTWARE and "heartbeat" in lock.failovers[-1].reason, lock.status()
     for card in lock.take_retired():
         card.close()
 
@@ -263,7 +269,7 @@ def test_simulated_card_killed_at_20_points_of_a_10000_event_stream(
     rejoin(lock)
     run.until(len(items) - 2 * BATCH, 1)
     lock.poll()
-    assert lock.mode is Mode.LOCKSTEP
+    assert mode_of(lock) is Mode.LOCKSTEP
     run.until(len(items), BATCH)
 
     elapsed = time.monotonic() - started
@@ -300,7 +306,7 @@ def test_a_card_that_answers_wrong_is_handled_by_policy(
     lock = LockstepCard(pool.take(), SoftCard(), settings, log=logged.append)
     lock.load_image(image)
     load_data_dir(lock, data)
-    assert lock.card is not None and lock.mode is Mode.LOCKSTEP
+    assert lock.card is not None and mode_of(lock) is Mode.LOCKSTEP
     holdings = next(t for t in image.tables if t.name == "account_ticket_info")
     extra = tmp_path / "extra.csv"
     header = (data / "account_ticket_info.csv").read_text().splitlines()[0]
@@ -331,12 +337,12 @@ def test_a_card_that_answers_wrong_is_handled_by_policy(
     assert len(mismatch) == 1 and f"event {wrong_at}:" in mismatch[0] and "card ACCEPT" in mismatch[0]
     if policy == "alarm":
         # the card's answer stood, and the software engine took the card's state to go on
-        assert lock.mode is Mode.LOCKSTEP and not lock.halted
+        assert mode_of(lock) is Mode.LOCKSTEP and not lock.halted
         assert oracle.differences and "900000" in oracle.differences[0], oracle.differences
         assert lock.card.state_hash() == lock.state_hash()
     else:
         # the software engine's answer stood: every decision is SQLite's
-        assert lock.mode is Mode.SOFTWARE and lock.counters.failovers == 1
+        assert mode_of(lock) is Mode.SOFTWARE and lock.counters.failovers == 1
         assert lock.halted is (policy == "halt")
         assert oracle.differences == [], oracle.differences[:3]
         assert same_state(image, lock.snapshot(), oracle) is None
