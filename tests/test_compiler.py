@@ -9,7 +9,7 @@ import pytest
 
 from riskgw.cli import main
 from riskgw.doe.asm import assemble, disassemble
-from riskgw.doe.compiler import compile_files
+from riskgw.doe.compiler import CompileResult, compile_files
 from riskgw.doe.image import Image, ImageError
 from riskgw.doe.isa import REG_TRUE, Event, Insn, Op
 from riskgw.lang.ast import CompileError
@@ -24,7 +24,7 @@ create table orders (order_id INT8 not null, account_id INT not null, price INT8
 """
 
 
-def compile_text(tmp_path: Path, text: str) -> object:
+def compile_text(tmp_path: Path, text: str) -> CompileResult:
     path = tmp_path / "r.sql"
     path.write_text(SCHEMA + text, encoding="utf-8")
     return compile_files([path])
@@ -68,7 +68,7 @@ def test_extra_equalities_filter_the_row(tmp_path: Path) -> None:
         Rule B ((select bal from acct where id = trade_order.account_id and region = 'EU') > 0)
         """,
     )
-    acct = result.image.table("acct")  # type: ignore[attr-defined]
+    acct = result.image.table("acct")
     assert [acct.columns[k].name for k in acct.key] == ["id"]
 
 
@@ -107,9 +107,9 @@ def test_min_over_updated_column_warns_and_scans(tmp_path: Path) -> None:
         end;
         """,
     )
-    warnings = [w.message for w in result.warnings]  # type: ignore[attr-defined]
+    warnings = [w.message for w in result.warnings]
     assert any("rule low" in w and "O(rows)" in w and "trigger f" in w for w in warnings)
-    ops = {i.op for b in result.image.section(Event.NEW) for i in b}  # type: ignore[attr-defined]
+    ops = {i.op for b in result.image.section(Event.NEW) for i in b}
     assert Op.SCAN in ops
 
 
@@ -127,8 +127,8 @@ def test_sum_over_updated_column_stays_incremental(tmp_path: Path) -> None:
         end;
         """,
     )
-    assert result.warnings == []  # type: ignore[attr-defined]
-    image = result.image  # type: ignore[attr-defined]
+    assert result.warnings == []
+    image = result.image
     assert any(t.hidden for t in image.tables)
     assert all(i.op is not Op.SCAN for s in image.code.values() for b in s for i in b)
 
@@ -145,7 +145,7 @@ def test_char_value_longer_than_its_column_is_stored_as_null(tmp_path: Path) -> 
           insert into acct (id, region) values (trade_order.account_id, trade_order.ticket_id);
         end;
         """,
-    ).image  # type: ignore[attr-defined]
+    ).image
     engine = Engine(image)
     engine.process(Event.NEW, event_inputs({"order_id": 1, "account_id": 1, "ticket_id": "SHORT"}))
     engine.process(Event.NEW, event_inputs({"order_id": 2, "account_id": 2, "ticket_id": "LONGTICKET"}))
@@ -157,7 +157,7 @@ def test_same_lookup_in_many_rules_is_one_lookup(tmp_path: Path) -> None:
     rules = "\n".join(
         f"Rule R{i} ((select bal from acct where id = trade_order.account_id) > {i})" for i in range(128)
     )
-    image = compile_text(tmp_path, rules).image  # type: ignore[attr-defined]
+    image = compile_text(tmp_path, rules).image
     new = [i for b in image.section(Event.NEW) for i in b]
     assert sum(i.op is Op.LOOKUP for i in new) == 1
     assert sum(i.op is Op.READ for i in new) == 1
@@ -231,7 +231,7 @@ def test_expression_over_a_missing_row_is_null(tmp_path: Path) -> None:
         Rule last ((select coalesce(qty, 0) from orders where account_id = trade_order.account_id
                     order by order_id desc limit 1) >= 0)
         """,
-    ).image  # type: ignore[attr-defined]
+    ).image
     engine = Engine(image)
     decision = engine.process(Event.NEW, event_inputs({"order_id": 1, "account_id": 9, "price": 1}))
     assert decision.failed == (0, 1)
@@ -254,7 +254,7 @@ def test_order_by_limit_1_select_may_hold_a_sub_query(tmp_path: Path) -> None:
           values (trade_order.order_id, 7, trade_order.price);
         end;
         """,
-    ).image  # type: ignore[attr-defined]
+    ).image
     engine = Engine(image)
     engine.load_row(image.table("acct").id, (3, None, 500, None))
     engine.load_row(image.table("acct").id, (4, None, 50, None))

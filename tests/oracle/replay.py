@@ -12,10 +12,14 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from oracle import sqlfuncs
 from oracle.translate import TRADE_ORDER, Translation, ident, translate
 from riskgw.lang import ast
+
+if TYPE_CHECKING:  # the compiler is imported where it is used (compile_rules)
+    from riskgw.doe.compiler import CompileResult
 
 Value = int | str | None
 Row = tuple[Value, ...]
@@ -29,11 +33,11 @@ _TRIGGER_EVENT = {
 }
 
 
-def keys_of(result: object) -> dict[str, tuple[str, ...]]:
+def keys_of(result: CompileResult) -> dict[str, tuple[str, ...]]:
     """Each user table's derived unique key (column names) from a compile result's image."""
-    program: ast.Program = result.program  # type: ignore[attr-defined]
+    program = result.program
     out: dict[str, tuple[str, ...]] = {}
-    for cfg in result.image.tables:  # type: ignore[attr-defined]
+    for cfg in result.image.tables:
         table = program.table(cfg.name)
         if table is None:  # a table the compiler added (e.g. for an incremental aggregate)
             continue
