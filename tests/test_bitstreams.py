@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -313,9 +315,11 @@ def test_manifest_writer_describes_the_xclbin(tmp_path: Path) -> None:
         (lambda d: d.update(tools={"vitis": "2022.1"}), "tools must give"),
     ],
 )
-def test_a_bad_manifest_is_refused_in_one_line(tmp_path: Path, change: object, message: str) -> None:
+def test_a_bad_manifest_is_refused_in_one_line(
+    tmp_path: Path, change: Callable[[dict[str, Any]], object], message: str
+) -> None:
     data = json.loads((BITS / "manifest.sample.json").read_text())
-    change(data)  # type: ignore[operator]
+    change(data)
     path = tmp_path / "manifest.json"
     path.write_text(json.dumps(data))
     with pytest.raises(UserError, match=re.escape(message)) as info:

@@ -11,7 +11,7 @@ from failover_support import OracleRun, same_state
 
 from riskgw.card.driver import CardDriver, CardError
 from riskgw.card.faulty import FaultyCard
-from riskgw.card.lockstep import LockstepCard, Mode, Settings
+from riskgw.card.lockstep import LockstepCard, Mode, Policy, Settings
 from riskgw.card.soft import SoftCard
 from riskgw.card.tables import load_data_dir
 from riskgw.doe.compiler import compile_files
@@ -165,9 +165,9 @@ def test_card_killed_at_24_points_of_a_10000_event_stream_loses_nothing(
 
 
 @pytest.mark.parametrize("policy", ["failover", "halt", "alarm"])
-def test_a_wrong_answer_is_handled_by_policy(tmp_path: Path, policy: str) -> None:
+def test_a_wrong_answer_is_handled_by_policy(tmp_path: Path, policy: Policy) -> None:
     logged: list[str] = []
-    settings = Settings(policy=policy, hash_every=0)  # type: ignore[arg-type]
+    settings = Settings(policy=policy, hash_every=0)
     lock, cards, oracle = build(tmp_path, settings)
     lock.log = logged.append
     corrupted_at = 0
@@ -249,8 +249,8 @@ def test_a_card_that_cannot_take_the_state_does_not_rejoin(tmp_path: Path) -> No
 
 @pytest.mark.parametrize("fault", ["kill", "corrupt", "corrupt-alarm"])
 def test_batches_fail_over_as_single_events_do(tmp_path: Path, fault: str) -> None:
-    policy = "alarm" if fault == "corrupt-alarm" else "failover"
-    lock, cards, oracle = build(tmp_path, Settings(policy=policy, hash_every=50))  # type: ignore[arg-type]
+    policy: Policy = "alarm" if fault == "corrupt-alarm" else "failover"
+    lock, cards, oracle = build(tmp_path, Settings(policy=policy, hash_every=50))
     rows = Session(DATA, n_orders=300, seed=3).run(lambda row: True)  # every order taken as accepted
     items = []
     for row in rows:

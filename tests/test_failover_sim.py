@@ -9,6 +9,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -47,13 +48,13 @@ def load(lock: LockstepCard, image: Image, data: Path) -> None:
     assert lock.mode is Mode.LOCKSTEP, lock.status()
 
 
-def run(lock: LockstepCard, oracle: OracleRun, at: int, fault: object) -> int:
+def run(lock: LockstepCard, oracle: OracleRun, at: int, fault: Callable[[], None]) -> int:
     count = 0
 
     def decide(row: Row) -> bool:
         nonlocal count
         if count == at:
-            fault()  # type: ignore[operator]
+            fault()
         count += 1
         fields = dict(zip(EVENT_HEADER[1:], row[1:], strict=True))
         event = Event[str(row[0])]

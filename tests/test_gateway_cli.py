@@ -15,13 +15,13 @@ from gateway_support import RULES, SMALL, probe_lock, spawn, trade_one_order
 from riskgw.cli import build_parser
 from riskgw.cli import main as cli_main
 from riskgw.errors import UserError
-from riskgw.gateway.config import build_config
+from riskgw.gateway.config import GatewayConfig, build_config
 from riskgw.gateway.journal import scan
 
 pytestmark = pytest.mark.timeout(60)
 
 
-def config_of(*argv: str):  # type: ignore[no-untyped-def]
+def config_of(*argv: str) -> GatewayConfig:
     return build_config(build_parser().parse_args(["serve", *argv]))
 
 
@@ -128,7 +128,9 @@ def test_serve_and_exchange_sim_commands_trade_and_stop_on_sigterm(tmp_path: Pat
             "exchange-sim", "--listen", "127.0.0.1:0", "--fill", "1", "--partial", "0", "--reject", "0"
         )
         procs.append(exch)
-        exch_port = int(re.search(r"127\.0\.0\.1:(\d+)", line).group(1))  # type: ignore[union-attr]
+        found = re.search(r"127\.0\.0\.1:(\d+)", line)
+        assert found, line
+        exch_port = int(found.group(1))
         argv = ["serve", "--rules", *map(str, RULES), "--data", str(data), "--journal", str(tmp_path / "j")]
         argv += [
             "--listen",
@@ -141,7 +143,9 @@ def test_serve_and_exchange_sim_commands_trade_and_stop_on_sigterm(tmp_path: Pat
         gw, line = spawn(*argv)
         procs.append(gw)
         assert "0 events replayed" in line, line
-        gw_port = int(re.search(r"listening on 127\.0\.0\.1:(\d+)", line).group(1))  # type: ignore[union-attr]
+        found = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+        assert found, line
+        gw_port = int(found.group(1))
         trade_one_order(gw_port)
         # a second gateway on the same journal (a restart while this one runs) touches nothing
         journal = (tmp_path / "j").read_bytes()
