@@ -48,6 +48,12 @@ class Params:
         }
 
 
+def index_key(k: list[Value]) -> tuple[int, ...] | None:
+    """The key's words as the index hashes them (64-bit patterns); None when one is NULL."""
+    words = tuple(w & M64 for w in k if w is not None)
+    return words if len(words) == len(k) else None
+
+
 @dataclass
 class Model:
     p: Params
@@ -65,10 +71,9 @@ class Model:
 
     def lookup(self, t: int, key: list[Value]) -> Value:
         n = self.nkey[t]
-        k = key[:n]
-        if n == 0 or any(w is None for w in k):
+        words = index_key(key[:n])
+        if n == 0 or words is None:
             return None
-        words = tuple(w & M64 for w in k)  # type: ignore[operator]
         for wkey, row in self.index[t].get(hash_bucket(words, self.p.cl_buckets), []):
             if wkey == words:
                 return row
@@ -80,8 +85,8 @@ class Model:
         n = self.nkey[t]
         k = key[:n]
         row = self.count[t]
-        if n and all(w is not None for w in k):
-            words = tuple(w & M64 for w in k)  # type: ignore[operator]
+        words = index_key(k)
+        if n and words is not None:
             slots = self.index[t].setdefault(hash_bucket(words, self.p.cl_buckets), [])
             if any(k == words for k, _ in slots) or len(slots) == self.p.ways:
                 return None
@@ -109,10 +114,9 @@ class Model:
                 best = (r, o)
                 continue
             b = best[1]
-            if mode is ScanMode.MIN:
-                better = o < b  # type: ignore[operator]
-            elif mode is ScanMode.MAX:
-                better = o > b  # type: ignore[operator]
+            if mode in (ScanMode.MIN, ScanMode.MAX):
+                assert o is not None and b is not None  # MIN and MAX skip rows with a NULL order
+                better = o < b if mode is ScanMode.MIN else o > b
             elif mode is ScanMode.FIRST_ASC:
                 better = (o is None and b is not None) or (o is not None and b is not None and o < b)
             else:
