@@ -101,6 +101,7 @@ lint: $(STAMP)
 	$(RUN) $(VENV)/bin/mypy
 	$(RUN) $(VENV)/bin/mypy tools
 	$(RUN) $(VENV)/bin/mypy bench
+	$(RUN) $(VENV)/bin/mypy tests sim
 	$(RUN) $(PY) -m riskgw.hdl_lint
 
 ## gen: regenerate files derived from riskgw/doe/isa.py (the SV package and the ISA tables in docs)
