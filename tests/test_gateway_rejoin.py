@@ -4,27 +4,41 @@ snapshots)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import struct
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
-from gateway_support import USERS, held_order, run_async, start_stack, until
+from fix_support import connect, fix_port, fix_stack, price_text
+from gateway_support import SMALL, USERS, Client, Stack, held_order, run_async, start_stack, until
+from test_gateway_backlog import stalled_gateway
 
 from riskgw.doe.isa import N_EVENT_REGS, Event
 from riskgw.engine.engine import Decision
 from riskgw.exchange.sim import Behaviour
+from riskgw.gateway import follow
 from riskgw.gateway.config import User
-from riskgw.gateway.journal import JournalHeader, encode_entry, encode_header, open_journal, scan
+from riskgw.gateway.journal import (
+    JournalHeader,
+    decode_entry,
+    encode_entry,
+    encode_header,
+    open_journal,
+    scan,
+)
 from riskgw.gateway.metrics import render
-from riskgw.gateway.protocol import MsgType
+from riskgw.gateway.protocol import MsgType, encode
 from riskgw.gateway.snapfile import read_snapshot
 from riskgw.gateway.snapshot import SnapshotSettings
+from riskgw.scenario import ref_price
 
 pytestmark = pytest.mark.timeout(90)
 
 REST_ALL = Behaviour(fill=0.0, partial=0.0, reject=0.0)
+FILL_ALL = Behaviour(fill=1.0, partial=0.0, reject=0.0)
 # The exchange keeps a closed connection's orders, so they stay open across a gateway restart.
 REST_AND_KEEP = Behaviour(fill=0.0, partial=0.0, reject=0.0, cancel_on_disconnect=False)
 KEEPER = User("keeper", "pw-k", frozenset({5}), cancel_on_disconnect=False)
@@ -200,3 +214,223 @@ def test_a_journal_of_an_unknown_version_is_refused_and_kept(tmp_path: Path) -> 
     with pytest.raises(Exception, match="journal version 3, this gateway reads 1 and 2"):
         open_journal(path, header, fsync=False)
     assert path.read_bytes() == data
+
+
+async def _closed(stack: Stack, name: str) -> None:
+    await until(
+        lambda: not any(s.user and s.user.name == name for s in stack.gateway.sessions), f"{name} gone"
+    )
+
+
+def _fill(values: dict[str, Any], qty: int = 100) -> bytes:
+    return encode(MsgType.FILL, 10_000, **values, exec_price=values["price"], exec_quantity=qty)
+
+
+def test_an_answer_in_the_turn_of_the_brokers_logout_is_kept_not_queued_after_its_close(
+    tmp_path: Path,
+) -> None:
+    async def script() -> None:
+        stack = await start_stack(tmp_path, REST_AND_KEEP, users={**USERS, "keeper": KEEPER})
+        gw = stack.gateway
+        keeper = await stack.broker("keeper")
+        values = held_order(1, account=5)
+        keeper.send(MsgType.NEW_ORDER, **values)
+        await keeper.recv_type(MsgType.ACCEPTED)
+        session = next(iter(gw.follow.on["keeper"]))
+        # the broker's LOGOUT, then an order it sent after it, and the exchange's FILL, in one turn
+        session.data_received(
+            encode(MsgType.LOGOUT, keeper.seq + 1, reason=0)
+            + encode(MsgType.NEW_ORDER, keeper.seq + 2, **held_order(2, account=5, k=2))
+        )
+        assert gw.exchange is not None
+        gw.exchange.data_received(_fill(values))
+        assert (await keeper.recv()).type is MsgType.LOGOUT
+        with pytest.raises(ConnectionError):
+            await keeper.recv()  # nothing after the LOGOUT: the FILL was not queued behind the close
+        await _closed(stack, "keeper")
+        assert [e.inputs[0] for e in scan(stack.config.journal).entries if e.event is Event.NEW] == [1]
+        again = await stack.broker("keeper")
+        assert (await again.recv_type(MsgType.FILL))["order_id"] == 1
+        assert (gw.counters.answers_kept, gw.counters.answers_delivered) == (1, 1)
+        await again.close()
+        await stack.close()
+
+    run_async(script())
+
+
+def test_replies_queued_to_a_session_that_dies_before_the_flush_are_kept(tmp_path: Path) -> None:
+    async def script() -> None:
+        stack = await start_stack(tmp_path, REST_AND_KEEP, users={**USERS, "keeper": KEEPER})
+        gw = stack.gateway
+        keeper = await stack.broker("keeper")
+        values = held_order(1, account=5)
+        keeper.send(MsgType.NEW_ORDER, **values)
+        await keeper.recv_type(MsgType.ACCEPTED)
+        session = next(iter(gw.follow.on["keeper"]))
+        assert gw.exchange is not None and session.transport is not None
+        gw.exchange.data_received(_fill(values, 40))  # queued for the session ...
+        session.transport.abort()  # ... which is reset before the flush writes it
+        await _closed(stack, "keeper")
+        again = await stack.broker("keeper")
+        fill = await again.recv_type(MsgType.FILL)
+        assert (fill["order_id"], fill["exec_quantity"]) == (1, 40)
+        await again.close()
+        await stack.close()
+
+    run_async(script())
+
+
+def test_a_logon_adopts_the_orders_restored_for_its_login(tmp_path: Path) -> None:
+    """Adopted: when that session goes, cancel-on-disconnect cancels them as its own orders."""
+    users = {**USERS, "keeper": KEEPER}
+
+    async def script() -> None:
+        stack = await start_stack(tmp_path, REST_AND_KEEP, users=users)
+        keeper = await stack.broker("keeper")
+        for order_id in (1, 2):
+            keeper.send(MsgType.NEW_ORDER, **held_order(order_id, account=5, k=order_id))
+            await keeper.recv_type(MsgType.ACCEPTED)
+        await keeper.close()
+        stack.config.users = {**users, "keeper": User("keeper", "pw-k", frozenset({5}))}  # cancels now
+        await stack.restart()
+        keeper = await stack.broker("keeper")
+        session = next(iter(stack.gateway.follow.on["keeper"]))
+        assert all(o.session is session for o in stack.gateway.open.values())
+        await keeper.close()
+        await until(lambda: not stack.gateway.open, "the adopted orders cancelled on disconnect")
+        again = await stack.broker("keeper")
+        got = [await again.recv_type(MsgType.CANCELLED) for _ in range(2)]
+        assert sorted(f["order_id"] for f in got) == [1, 2]
+        await again.close()
+        await stack.close()
+
+    run_async(script())
+
+
+def test_kept_answers_are_bounded_and_a_login_the_config_lost_keeps_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(follow, "ANSWERS_KEPT", 3)
+    users = {**USERS, "keeper": KEEPER}
+
+    async def script() -> None:
+        logged: list[str] = []
+        stack = await start_stack(tmp_path, REST_AND_KEEP, users=users)
+        gw = stack.gateway
+        gw._log = logged.append
+        keeper = await stack.broker("keeper")
+        sent = [held_order(i, account=5, k=i) for i in (1, 2)]
+        for values in sent:
+            keeper.send(MsgType.NEW_ORDER, **values)
+            await keeper.recv_type(MsgType.ACCEPTED)
+        await keeper.close()
+        await _closed(stack, "keeper")
+        assert gw.exchange is not None
+        for qty in (10, 20, 30, 40):  # four partial fills of order 1, kept: the first is dropped
+            gw.exchange.data_received(_fill(sent[0], qty))
+        await until(lambda: gw.counters.answers_kept == 4, "four fills kept")
+        assert gw.counters.answers_dropped == 1 and gw.follow.waiting() == {"keeper": 3}
+        assert sum("answers wait for logins that are away" in line for line in logged) == 1
+        again = await stack.broker("keeper")
+        assert [(await again.recv_type(MsgType.FILL))["exec_quantity"] for _ in range(3)] == [20, 30, 40]
+        await again.close()
+        await _closed(stack, "keeper")
+
+        stack.config.users = dict(
+            USERS
+        )  # keeper is gone from the config: its answers have no one to wait for
+        await stack.restart()
+        gw = stack.gateway
+        gw._log = logged.append
+        assert gw.exchange is not None
+        gw.exchange.data_received(_fill(sent[1]))
+        await until(lambda: not gw.open.get((5, 2)), "order 2 filled")
+        assert gw.follow.waiting() == {} and gw.counters.answers_dropped == 1
+        assert any("a login the config does not have" in line for line in logged)
+        await stack.close()
+
+    run_async(script())
+
+
+def test_a_fix_sessions_orders_are_journaled_without_a_login(tmp_path: Path) -> None:
+    async def script() -> None:
+        async with fix_stack(tmp_path, FILL_ALL) as stack:
+            broker = await connect(tmp_path, fix_port(stack))
+            sec = SMALL.held(1, 0)
+            broker.new_order("c1", "ACME", "1", 100, price_text(ref_price(sec)), 1, 34_201.5)
+            await broker.report("0", T39="0", T11="c1")
+            await broker.report("F", T39="2", T11="c1")
+            news = [e for e in scan(stack.config.journal).entries if e.event is Event.NEW]
+            assert [e.sender for e in news] == [None]  # its answers follow its FIX session, not a login
+            assert stack.gateway.follow.orders == {} and stack.gateway.follow.waiting() == {}
+            await broker.logout()
+
+    run_async(script())
+
+
+def test_journal_records_refuse_a_bad_login() -> None:
+    inputs = list(range(N_EVENT_REGS))
+    good = encode_entry(Event.NEW, inputs, Decision(True, ()), "alice")
+    assert decode_entry(good).sender == "alice"
+    with pytest.raises(ValueError, match="wrong length"):
+        decode_entry(good[:-1])  # a torn login
+    with pytest.raises(ValueError, match="not UTF-8"):
+        decode_entry(good[:-5] + b"\xff" * 5)
+    with pytest.raises(ValueError, match="up to 255"):
+        encode_entry(Event.NEW, inputs, Decision(True, ()), "x" * 256)
+
+
+def test_an_answer_held_behind_an_exchange_backlog_is_kept_when_its_session_goes(tmp_path: Path) -> None:
+    async def script() -> None:
+        anyone = User("keeper", "pw-k", None, cancel_on_disconnect=False)
+        exchange, conn, running = await stalled_gateway(
+            tmp_path, [], users={**USERS, "keeper": anyone}, held_replies_limit=1_000_000
+        )
+        gw = running.gateway
+        keeper = await Client.connect(running.port)
+        keeper.send(MsgType.LOGON, username="keeper", password="pw-k")
+        await keeper.recv_type(MsgType.LOGON_ACK)
+        first = held_order(1, 1)
+        keeper.send(MsgType.NEW_ORDER, **first)
+        await keeper.recv_type(MsgType.ACCEPTED)  # it left before the backlog
+        for order_id in range(2, 3_001):  # the exchange reads none of these: their ACCEPTEDs are held
+            keeper.send(MsgType.NEW_ORDER, **held_order(order_id, order_id % 20, k=order_id % 16))
+        session = next(iter(gw.follow.on["keeper"]))
+        await until(lambda: session in gw._held and session.last_seq == keeper.seq, "ACCEPTEDs held")
+        events = gw.counters.exchange_events
+        await exchange.answer(conn, MsgType.FILL, **first, exec_price=first["price"], exec_quantity=100)
+        await until(lambda: gw.counters.exchange_events == events + 1, "the FILL decided")
+        held = gw._held[session]
+        assert held[-1] is not None and held[-1][0] == MsgType.FILL  # it waits behind the ACCEPTEDs
+        replies = len(held)  # ACCEPTEDs, REJECTEDs (EXCHANGE_BACKLOG) and the FILL, all unwritten
+        assert None not in held and {f[0] for f in held if f} == {
+            MsgType.ACCEPTED,
+            MsgType.REJECTED,
+            MsgType.FILL,
+        }
+        await keeper.close()  # the broker goes before the exchange reads
+        await until(lambda: session not in gw.sessions, "keeper's session gone")
+        assert gw.follow.waiting() == {"keeper": replies}
+        serving = None
+        try:
+            again = await Client.connect(running.port)
+            again.send(MsgType.LOGON, username="keeper", password="pw-k")
+            await until(lambda: not gw.follow.waiting(), "the kept replies given to the new session")
+            assert gw.counters.answers_delivered == replies
+            # its ACCEPTEDs still wait for the exchange to read their NEW_ORDERs, as they did before
+            new = next(iter(gw.follow.on["keeper"]))
+            assert len(gw._held[new]) == replies + 1  # its LOGON_ACK with them
+            serving = asyncio.get_running_loop().create_task(exchange.serve(conn))
+            await again.recv_type(MsgType.LOGON_ACK)
+            got = [await again.recv() for _ in range(replies)]
+            assert got[-1].type is MsgType.FILL and got[-1]["order_id"] == 1
+            assert {f.type for f in got} == {MsgType.ACCEPTED, MsgType.REJECTED, MsgType.FILL}
+            await again.close()
+        finally:
+            if serving is None:
+                conn.close()
+            await running.stop()
+            if serving is not None:
+                await serving
+
+    run_async(script(), timeout=50)

@@ -84,6 +84,7 @@ class FrameLink(asyncio.Protocol, abc.ABC):
         self._out_seq = 0
         self.peer = "?"
         self.last_tx = 0.0  # loop time of the last write (the gateway's heartbeats read it)
+        self.leaving = False  # its close is queued (Gateway.queue_close): it is as good as gone
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A stream transport; uvloop's are not subclasses of asyncio.Transport, so no isinstance check.

@@ -114,7 +114,7 @@ def render(gw: Gateway) -> str:
         "riskgw_answers_waiting",
         "gauge",
         "exchange answers kept for a login none of whose sessions is on, until its next LOGON",
-        [(f'login="{label(login)}"', len(kept)) for login, kept in sorted(gw.kept.items())],
+        [(f'login="{label(login)}"', n) for login, n in gw.follow.waiting().items()],
     )
     metric(
         "riskgw_exchange_connected",

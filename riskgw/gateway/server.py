@@ -10,8 +10,7 @@ Order path, all on one asyncio loop:
   fields the gateway recorded for the order (the exchange's echo is not trusted), and go on to the
   session that sent the order.
 - A broker's CANCEL_REQUEST for an open order goes to the exchange; otherwise REJECTED UNKNOWN_ORDER.
-- An order's answers follow its login: once the session that sent it is gone (closed, or lost to a
-  restart), they go to a session of the same login that is on, or wait for the login's next LOGON.
+- An order's answers follow its login once the session that sent it is gone (riskgw.gateway.follow).
 
 Every card event and its decision goes to the journal first. Replies and forwarded frames wait in
 an outbox; one callback per loop turn commits the journal (one write, one fsync for everything that
@@ -42,6 +41,7 @@ from riskgw.engine.table import Value
 from riskgw.gateway.audit import AuditLog
 from riskgw.gateway.config import EXCHANGE_BACKLOG_LIMIT, HELD_REPLIES_LIMIT, User
 from riskgw.gateway.fastpath import EXEC_FIELDS, clean_body, order_inputs
+from riskgw.gateway.follow import Follow, followed_login, takes_answers
 from riskgw.gateway.journal import Entry, Journal
 from riskgw.gateway.jsync import JournalSyncer
 from riskgw.gateway.kill import KillSwitches
@@ -55,6 +55,7 @@ from riskgw.gateway.protocol import (
     MsgType,
     ProtocolError,
     Reason,
+    encode,
 )
 from riskgw.gateway.rulestats import RuleStats
 
@@ -64,7 +65,6 @@ if TYPE_CHECKING:
 
 OrderKey = tuple[int, int]  # (account_id, order_id)
 DECIDED_WINDOW = 100_000  # done orders whose answers a repeat of the order gets (Gateway.decided)
-ANSWERS_KEPT = 100_000  # answers per login kept for its next LOGON while none of its sessions is on
 _ANSWER_OF = {Event.FILL: MsgType.FILL, Event.REJECT: MsgType.EXCH_REJECT, Event.CANCEL: MsgType.CANCELLED}
 _EVENT_OF = {answer: event for event, answer in _ANSWER_OF.items()}
 _EXEC_PRICE, _EXEC_QUANTITY = int(EventField.EXEC_PRICE), int(EventField.EXEC_QUANTITY)
@@ -86,20 +86,11 @@ def failed_mask(decision: Decision) -> bytes:
 @dataclass
 class OpenOrder:
     values: dict[str, Any]
-    session: BrokerSession | None  # None: accepted before a restart (see Gateway.answer_to)
+    session: BrokerSession | None  # None: accepted before a restart (see riskgw.gateway.follow)
     remaining: int
     user: str | None = None  # the login that sent it (None: not known, see Gateway.restore_open_orders)
     body: bytes | None = None  # its NEW_ORDER's body when that is what encoding its values gives
     inputs: tuple[Value, ...] | None = None  # its NEW's input words (None: not known yet)
-
-
-def followed_login(order: OpenOrder) -> str | None:
-    """The login an order's answers follow once its session is gone (Gateway.answer_to): its
-    sender's, for an order from the wire protocol whose login is known; None otherwise (a FIX
-    session's orders follow its order map)."""
-    if order.session is not None and not order.session.orders_follow_login:
-        return None
-    return order.user
 
 
 def _order_from_inputs(inputs: Sequence[Value]) -> dict[str, Any]:
@@ -130,9 +121,9 @@ class Counters:
     backlogs: int = 0  # times new orders began to be refused because the exchange did not read
     sessions_held_back: int = 0  # times a session was not read from for its held replies
     cancels_merged: int = 0  # cancel requests for an order whose cancel still waited for the exchange
-    answers_kept: int = 0  # exchange answers kept for a login none of whose sessions was on
+    answers_kept: int = 0  # answers kept for a login none of whose sessions was on (follow.py)
     answers_delivered: int = 0  # of those, sent at the login's next LOGON
-    answers_dropped: int = 0  # of those, dropped: more than ANSWERS_KEPT waited for one login
+    answers_dropped: int = 0  # of those, dropped: past ANSWERS_KEPT, or a login not in the config
 
 
 def _exec_values(frame: Frame) -> dict[str, Any]:
@@ -146,11 +137,12 @@ def _sender(session: BrokerSession) -> str | None:
     return session.user.name if session.user is not None and session.orders_follow_login else None
 
 
-def _write(link: FrameLink, frames: list[bytes | None], now: float) -> None:
-    """Write a connection's frames with one call; None closes it there (later frames are dropped)."""
+def _write(link: FrameLink, frames: list[bytes | None], now: float) -> bool:
+    """Write a connection's frames with one call; None closes it there (later frames are dropped).
+    False: the connection is gone or closing, and nothing was written."""
     transport = link.transport
     if transport is None or transport.is_closing():
-        return
+        return False
     closing = None in frames
     if closing:
         frames = frames[: frames.index(None)]
@@ -162,6 +154,7 @@ def _write(link: FrameLink, frames: list[bytes | None], now: float) -> None:
     link.last_tx = now
     if closing:
         link.close()
+    return True
 
 
 class Gateway:
@@ -243,9 +236,7 @@ class Gateway:
         self._read: set[BrokerSession] = set()
         self._read_twice: list[BrokerSession] = []
         self._flush_pending = False
-        # Exchange answers for a login none of whose sessions is on, for its next LOGON, oldest
-        # first: (type, the order's NEW_ORDER body or None, its values, exec price, exec quantity).
-        self.kept: dict[str, deque[tuple[MsgType, bytes | None, dict[str, Any], int, int]]] = {}
+        self.follow = Follow(self)  # where answers go once an order's session is gone
 
     def restore_open_orders(self, entries: Sequence[Entry]) -> None:
         """Rebuild the open-order book from journaled events, as the card's state was rebuilt."""
@@ -261,7 +252,8 @@ class Gateway:
                 self.decided[key] = (tuple(entry.inputs), entry.decision, None)
                 if entry.decision.accepted:
                     values = _order_from_inputs(entry.inputs)
-                    self.open[key] = OpenOrder(values, None, values["quantity"], entry.sender)
+                    opened = self.open[key] = OpenOrder(values, None, values["quantity"], entry.sender)
+                    self.follow.opened(key, opened)
                 else:
                     self._order_done(key)
             elif entry.event is Event.FILL:
@@ -270,8 +262,10 @@ class Gateway:
                     order.remaining -= int(entry.inputs[EventField.EXEC_QUANTITY] or 0)
                     if order.remaining <= 0:
                         del self.open[key]
+                        self.follow.closed(key, order)
                         self._order_done(key)
-            elif self.open.pop(key, None) is not None:
+            elif (gone := self.open.pop(key, None)) is not None:
+                self.follow.closed(key, gone)
                 self._order_done(key)
 
     def _order_done(self, key: OrderKey) -> None:
@@ -371,11 +365,14 @@ class Gateway:
                     self.queue(session, MsgType.HEARTBEAT)
 
     def session_closed(self, session: BrokerSession) -> None:
-        """Cancel-on-disconnect: ask the exchange to cancel the open orders the session sent, when
-        its login says so. Their answers still run through the card; they reach no session."""
+        """The replies it was never written follow its login (riskgw.gateway.follow); then
+        cancel-on-disconnect: ask the exchange to cancel the open orders the session sent, when its
+        login says so (their answers run through the card and follow the login too)."""
         self.sessions.discard(session)
-        self._held.pop(session, None)  # replies it can no longer be sent
+        unsent = [*self._held.pop(session, ()), *self._out.pop(session, ())]
+        self._accepting.discard(session)
         self._held_back.discard(session)
+        self.follow.session_gone(session, unsent)
         user = session.user
         if user is None or not user.cancel_on_disconnect or self.closing:
             return
@@ -434,7 +431,7 @@ class Gateway:
             "sessions": len(self.sessions),
             "logged_on": sorted(s.user.name for s in self.sessions if s.user is not None),
             "open_orders": len(self.open),
-            "answers_waiting": {login: len(kept) for login, kept in sorted(self.kept.items())},
+            "answers_waiting": self.follow.waiting(),
             "exchange": self.exchange is not None,
             "exchange_backlog": self.backlog_status(),
             "journal_records": self.journal.records,
@@ -489,6 +486,7 @@ class Gateway:
         out.append(data)
 
     def queue_close(self, link: FrameLink) -> None:
+        link.leaving = True  # it takes no more answers, and nothing more it sends is run
         out = self._out.get(link)
         if out is None:
             out = self._out[link] = []
@@ -560,7 +558,7 @@ class Gateway:
                 waiting = held[link] = frames
                 self.counters.replies_held += 1
             else:
-                _write(link, frames, now)
+                self._write_session(link, frames, now)
                 continue
             if len(waiting) > limit and isinstance(link, BrokerSession) and link not in self._held_back:
                 # It sends faster than its answers may leave: it is not read from until they do.
@@ -571,6 +569,11 @@ class Gateway:
                     f"(held_replies_limit {limit}): not reading this session until they leave"
                 )
                 link.hold_back()
+
+    def _write_session(self, link: FrameLink, frames: list[bytes | None], now: float) -> None:
+        """A session's frames; a session found gone keeps its replies for its login (follow.py)."""
+        if not _write(link, frames, now) and isinstance(link, BrokerSession):
+            self.follow.unsent(link, frames)
 
     def _backlog_began(self, backlog: int, now: float) -> None:
         self.backlog_since = now
@@ -600,7 +603,7 @@ class Gateway:
             held, self._held = self._held, {}
             now = asyncio.get_running_loop().time()
             for link, frames in held.items():
-                _write(link, frames, now)
+                self._write_session(link, frames, now)
         if self._held_back:
             sessions, self._held_back = self._held_back, set()
             for session in sessions:
@@ -780,7 +783,10 @@ class Gateway:
             return
         self.counters.accepted += 1
         body = clean_body(frame, values)
-        self.open[key] = OpenOrder(values, session, values["quantity"], session.user.name, body, inputs)
+        order = self.open[key] = OpenOrder(
+            values, session, values["quantity"], session.user.name, body, inputs
+        )
+        self.follow.opened(key, order)
         if body is None:
             self.queue(session, MsgType.ACCEPTED, **values)
             self.queue(self.exchange, MsgType.NEW_ORDER, **values)
@@ -869,9 +875,11 @@ class Gateway:
             self._reject(session, frame, Reason.RULE, decision)
             return
         order = self.open.get(key)
-        if order is not None and (order.session is None or not order.session.is_open):
+        if order is not None and (order.session is None or not takes_answers(order.session)):
+            self.follow.closed(key, order)
             order.session = session
             order.user = session.user.name if session.user else None
+            self.follow.opened(key, order)
         self.queue(session, MsgType.ACCEPTED, **order_values(frame))
         for msg_type, price, qty in self.history.get(key, ()):
             self.queue(session, msg_type, **order_values(frame), exec_price=price, exec_quantity=qty)
@@ -898,23 +906,7 @@ class Gateway:
         session.user = user
         self.queue(session, MsgType.LOGON_ACK, heartbeat_ms=self.heartbeat_ms)
         if session.orders_follow_login:
-            self._rejoin(session)
-
-    def _rejoin(self, session: BrokerSession) -> None:
-        """A login's session is on: its open orders whose session is gone are its from now on,
-        and the answers kept for the login meanwhile are sent to it first, oldest first."""
-        assert session.user is not None
-        name = session.user.name
-        for order in self.open.values():
-            old = order.session
-            if order.user == name and (old is None or (old.orders_follow_login and not old.is_open)):
-                order.session = session
-        kept = self.kept.pop(name, None)
-        if kept:
-            self._log(f"{session.peer}: {name} logged on: sending {len(kept)} answers kept for it")
-            for msg_type, body, values, price, qty in kept:
-                self._answer(session, msg_type, body, values, price, qty)
-            self.counters.answers_delivered += len(kept)
+            self.follow.logged_on(session)
 
     # ------------------------------------------------------------------ exchange side
 
@@ -1005,67 +997,32 @@ class Gateway:
             order.remaining -= qty
         if event is not Event.FILL or order.remaining <= 0:
             del self.open[key]
+            self.follow.closed(key, order)
             self._order_done(key)
         session = order.session
-        if session is None or (session.orders_follow_login and not session.is_open):
-            session = self.answer_to(order)
+        if session is None or (session.orders_follow_login and (session.leaving or not session.is_open)):
+            session = self.follow.route(order)
             if session is None:
-                self._keep(order, frame.type, price, qty)
+                login = followed_login(order)
+                if login is not None:
+                    body = order.body
+                    if body is None:
+                        frame_bytes = encode(
+                            frame.type, 0, **order.values, exec_price=price, exec_quantity=qty
+                        )
+                        self.follow.keep(login, frame.type, frame_bytes[HEADER.size :])
+                    else:
+                        self.follow.keep(login, frame.type, body + EXEC_FIELDS.pack(price, qty))
                 self._schedule()  # nothing was queued: the flush still commits the journal
                 return
-        self._answer(session, frame.type, order.body, order.values, price, qty)
-
-    def _answer(
-        self,
-        session: BrokerSession,
-        msg_type: MsgType,
-        body: bytes | None,
-        values: dict[str, Any],
-        price: int,
-        qty: int,
-    ) -> None:
-        if body is None:
-            self.queue(session, msg_type, **values, exec_price=price, exec_quantity=qty)
+        if order.body is None:
+            self.queue(session, frame.type, **order.values, exec_price=price, exec_quantity=qty)
         else:
-            self.queue_body(session, msg_type, body + EXEC_FIELDS.pack(price, qty))
-
-    def answer_to(self, order: OpenOrder) -> BrokerSession | None:
-        """Where an order's answers go once the session that sent it is gone (or was lost to a
-        restart): a logged-on session of the same login, which then has the order; None when
-        there is none, or when the order does not follow its login (a FIX session's, or one
-        whose login is not known)."""
-        login = followed_login(order)
-        if login is None:
-            return None
-        for session in self.sessions:
-            user = session.user
-            if user is not None and user.name == login and session.orders_follow_login and session.is_open:
-                order.session = session
-                return session
-        return None
-
-    def _keep(self, order: OpenOrder, msg_type: MsgType, price: int, qty: int) -> None:
-        """Keep an answer for its login's next LOGON, when its order follows its login."""
-        login = followed_login(order)
-        if login is None:
-            return
-        kept = self.kept.get(login)
-        if kept is None:
-            kept = self.kept[login] = deque()
-        if len(kept) >= ANSWERS_KEPT:
-            kept.popleft()
-            self.counters.answers_dropped += 1
-            if self.counters.answers_dropped == 1:
-                self._log(
-                    f"more than {ANSWERS_KEPT} answers wait for {login!r} to log on: dropping the "
-                    "oldest (a broker gets an order's answers again by sending the order again)"
-                )
-        kept.append((msg_type, order.body, order.values, price, qty))
-        self.counters.answers_kept += 1
+            self.queue_body(session, frame.type, order.body + EXEC_FIELDS.pack(price, qty))
 
 
 class BrokerSession(FrameLink):
-    # Its orders' answers go to another session of its login once it is gone (Gateway.answer_to).
+    # Its orders' answers go to another session of its login once it is gone (riskgw.gateway.follow).
     orders_follow_login = True
 
     def __init__(self, gateway: Gateway) -> None:
@@ -1147,6 +1104,8 @@ class BrokerSession(FrameLink):
         gw = self.gateway
         news: list[Frame] = []  # NEW_ORDERs in a row, decided together before anything after them
         for item in items:
+            if self.leaving:
+                break  # after its LOGOUT (or a close the gateway queued) nothing more it sent is run
             if news and (
                 isinstance(item, ProtocolError)
                 or item.type is not MsgType.NEW_ORDER

@@ -39,6 +39,7 @@ from riskgw.card.lockstep import LockstepCard, Restorable, load_snapshot
 from riskgw.doe.image import Image
 from riskgw.engine.state import Snapshot
 from riskgw.errors import UserError
+from riskgw.gateway.follow import followed_login
 from riskgw.gateway.journal import JournalHeader
 from riskgw.gateway.snapfile import (
     Captured,
@@ -117,8 +118,6 @@ def capture(gw: Gateway, versions: Sequence[int], header: JournalHeader) -> Capt
 
     None while the journal holds records not yet written (the state would be ahead of the file).
     """
-    from riskgw.gateway.server import followed_login
-
     position = gw.journal.position()
     if position is None:
         return None
@@ -187,7 +186,8 @@ def restore_orders(gw: Gateway, orders: Orders) -> None:
             gw.history[key] = list(items)
         for key, remaining in orders.open.items():  # read_snapshot checked each has its decision
             values = _order_from_inputs(orders.decided[key][0])
-            gw.open[key] = OpenOrder(values, None, remaining, orders.logins.get(key))
+            order = gw.open[key] = OpenOrder(values, None, remaining, orders.logins.get(key))
+            gw.follow.opened(key, order)
         gw._done.extend(orders.done)
         gw.forgotten.update(orders.forgotten)
 
