@@ -85,6 +85,12 @@ accounts = "*"
         (["--user", "a:b:1"], "rules = 5\n", "rules must be a list"),
         (["--rules", "x.sql", "--user", "a:b:1"], "heartbeat_ms = true\n", "heartbeat_ms must be"),
         (["--rules", "x.sql"], '[users.a]\npassword = "x"\naccounts = [1.5]\n', "accounts must be"),
+        (["--rules", "x.sql", "--user", "a:" + "p" * 17 + ":1"], None, "the password is 17 bytes"),
+        (  # 16 characters, 17 bytes of UTF-8
+            ["--rules", "x.sql"],
+            '[users."équipe-nuit-0123"]\npassword = "x"\naccounts = [1]\n',
+            "the name is 17 bytes",
+        ),
     ],
 )
 def test_bad_settings_are_one_line_errors(

@@ -62,6 +62,7 @@ from riskgw.gateway.collector import GC_MODES
 from riskgw.gateway.fixconfig import FixConfig, parse_fix
 from riskgw.gateway.link import parse_host_port
 from riskgw.gateway.loops import GATEWAY_EVENT_LOOP, check_event_loop
+from riskgw.gateway.protocol import CRED_BYTES
 
 if TYPE_CHECKING:  # `riskgw ctl` reads this module and needs none of the engine
     from riskgw.gateway.failover import FailoverConfig
@@ -164,11 +165,23 @@ def _accounts(value: Any, where: str) -> frozenset[int] | None:
         raise UserError(f'{where}: accounts must be a list of account ids or "*"') from None
 
 
+def _fits_logon(name: str, password: str, where: str) -> None:
+    """A login a broker can give: LOGON carries each of name and password in CRED_BYTES bytes."""
+    for what, text in (("name", name), ("password", password)):
+        size = len(text.encode("utf-8"))
+        if size > CRED_BYTES or "\0" in text:
+            raise UserError(
+                f"{where}: the {what} is {size} bytes of UTF-8; LOGON carries up to {CRED_BYTES}, "
+                "without NUL characters"
+            )
+
+
 def parse_user(text: str) -> User:
     name, sep1, rest = text.partition(":")
     password, sep2, accounts = rest.partition(":")
     if not (sep1 and sep2 and name and accounts):
         raise UserError(f"--user {text!r}: expected NAME:PASSWORD:ACCOUNTS (ACCOUNTS: 1,2,3 or *)")
+    _fits_logon(name, password, f"--user {name}")
     return User(name, password, _accounts(accounts, f"--user {name}"))
 
 
@@ -300,6 +313,7 @@ def build_config(args: argparse.Namespace) -> GatewayConfig:
         if not isinstance(cod, bool):
             raise UserError(f"users.{name}: cancel_on_disconnect must be true or false")
         accounts = _accounts(spec["accounts"], f"users.{name}")
+        _fits_logon(name, str(spec["password"]), f"users.{name}")
         config.users[name] = User(name, str(spec["password"]), accounts, cod)
     for text in args.user or []:
         user = parse_user(text)
