@@ -133,14 +133,26 @@ def test_the_patched_setup_compiles_every_source_once_longest_first_on_every_cor
             started.append("one at a time")
             return [src[:-4] + ".o" for src in sources]
 
-        def _setup_compile(self, out, macros, incs, sources, depends, extra):  # type: ignore[no-untyped-def]
+        # distutils' private compile steps, as setup.py's replacement calls them; what it passes
+        # through untouched is typed object
+        def _setup_compile(
+            self,
+            out: str | None,
+            macros: object,
+            incs: object,
+            sources: list[str],
+            depends: object,
+            extra: object,
+        ) -> tuple[object, list[str], object, list[str], dict[str, tuple[str, str]]]:
             build = {src[:-4] + ".o": (src, ".cpp") for src in sources}
             return macros, list(build), extra, ["-I."], build
 
-        def _get_cc_args(self, pp_opts, debug, before):  # type: ignore[no-untyped-def]
+        def _get_cc_args(self, pp_opts: list[str], debug: bool, before: list[str] | None) -> list[str]:
             return ["-c"]
 
-        def _compile(self, obj, src, ext, cc_args, extra, pp_opts):  # type: ignore[no-untyped-def]
+        def _compile(
+            self, obj: str, src: str, ext: str, cc_args: list[str], extra: object, pp_opts: list[str]
+        ) -> None:
             with lock:
                 started.append(Path(src).name)
                 running[0] += 1
