@@ -64,13 +64,11 @@ class Follow:
             self.orders.setdefault(login, set()).add(key)
 
     def closed(self, key: OrderKey, order: OpenOrder) -> None:
-        login = followed_login(order)
-        if login is not None:
-            keys = self.orders.get(login)
+        # Keys are unique among open orders: discarding under its user whatever its session is safe.
+        if order.user is not None:
+            keys = self.orders.get(order.user)
             if keys is not None:
                 keys.discard(key)
-                if not keys:
-                    del self.orders[login]
 
     # ------------------------------------------------------------------ sessions
 

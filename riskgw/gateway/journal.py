@@ -125,12 +125,15 @@ def encode_entry(
     head = _EVENT.pack(_KIND_EVENT, int(event), int(decision.accepted), len(failed), nulls, *words)
     if failed:
         head += struct.pack(f"<{len(failed)}H", *failed)
-    if sender is None:
-        return head
+    return head if sender is None else head + login_trailer(sender)
+
+
+def login_trailer(sender: str) -> bytes:
+    """The bytes an event record ends with for the login that sent it: u8 length, UTF-8."""
     name = sender.encode("utf-8")
     if len(name) > 255:
         raise ValueError(f"a login of {len(name)} bytes: the journal keeps up to 255")
-    return head + bytes((len(name),)) + name
+    return bytes((len(name),)) + name
 
 
 def _record(payload: bytes) -> bytes:
@@ -259,6 +262,7 @@ class Journal:
     ) -> None:
         self.path = path
         self.version = version  # a version 1 journal is appended to as version 1: no logins
+        self._trailers: dict[str, bytes] = {}  # login -> its record trailer
         self._fd = fd
         self._fsync = fsync
         self._buf = bytearray()
@@ -274,9 +278,13 @@ class Journal:
     ) -> None:
         """Buffer an event record; `sender`, the login of a NEW from the wire protocol, is kept
         when the journal's version has room for it."""
-        if self.version < 2:
-            sender = None
-        self._buf += _record(encode_entry(event, inputs, decision, sender))
+        if sender is None or self.version < 2:
+            self._buf += _record(encode_entry(event, inputs, decision))
+        else:
+            trailer = self._trailers.get(sender)
+            if trailer is None:
+                trailer = self._trailers[sender] = login_trailer(sender)  # a few logins a day
+            self._buf += _record(encode_entry(event, inputs, decision) + trailer)
         self.records += 1
 
     def append_deploy(self, version: int, image_digest: str, state_hash: str) -> None:

@@ -558,7 +558,8 @@ class Gateway:
                 waiting = held[link] = frames
                 self.counters.replies_held += 1
             else:
-                self._write_session(link, frames, now)
+                if not _write(link, frames, now) and isinstance(link, BrokerSession):
+                    self.follow.unsent(link, frames)  # _write_session, inline on the order path
                 continue
             if len(waiting) > limit and isinstance(link, BrokerSession) and link not in self._held_back:
                 # It sends faster than its answers may leave: it is not read from until they do.
@@ -761,7 +762,10 @@ class Gateway:
         except ValueError as exc:  # a ticket_id that is not valid text for a CHAR column
             self.protocol_error(session, frame, f"ticket_id: {exc}")
             return
-        decision = self._run(Event.NEW, values, inputs, session.user.name, sender=_sender(session))
+        login = session.user.name
+        decision = self._run(
+            Event.NEW, values, inputs, login, sender=login if session.orders_follow_login else None
+        )
         self._new_decided(session, frame, values, key, inputs, decision)
 
     def _new_decided(
@@ -783,10 +787,13 @@ class Gateway:
             return
         self.counters.accepted += 1
         body = clean_body(frame, values)
-        order = self.open[key] = OpenOrder(
-            values, session, values["quantity"], session.user.name, body, inputs
-        )
-        self.follow.opened(key, order)
+        login = session.user.name
+        self.open[key] = OpenOrder(values, session, values["quantity"], login, body, inputs)
+        if session.orders_follow_login:  # follow.opened, inline on the order path
+            keys = self.follow.orders.get(login)
+            if keys is None:
+                keys = self.follow.orders[login] = set()
+            keys.add(key)
         if body is None:
             self.queue(session, MsgType.ACCEPTED, **values)
             self.queue(self.exchange, MsgType.NEW_ORDER, **values)
@@ -997,10 +1004,15 @@ class Gateway:
             order.remaining -= qty
         if event is not Event.FILL or order.remaining <= 0:
             del self.open[key]
-            self.follow.closed(key, order)
+            if order.user is not None:  # follow.closed, inline on the order path
+                keys = self.follow.orders.get(order.user)
+                if keys is not None:
+                    keys.discard(key)
             self._order_done(key)
         session = order.session
-        if session is None or (session.orders_follow_login and (session.leaving or not session.is_open)):
+        # Its close queued or its connection lost: another session of its login, or kept. A reset
+        # not seen yet is seen by the flush, which gives what it could not write to follow.unsent.
+        if session is None or (session.leaving and session.orders_follow_login):
             session = self.follow.route(order)
             if session is None:
                 login = followed_login(order)
@@ -1045,6 +1057,7 @@ class BrokerSession(FrameLink):
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
+        self.leaving = True
         self.gateway.session_closed(self)
 
     def data_received(self, data: bytes) -> None:
