@@ -31,7 +31,7 @@ from riskgw.gateway.journal import (
 )
 from riskgw.gateway.metrics import render
 from riskgw.gateway.protocol import MsgType, encode
-from riskgw.gateway.snapfile import read_snapshot
+from riskgw.gateway.snapfile import SnapshotError, read_snapshot
 from riskgw.gateway.snapshot import SnapshotSettings
 from riskgw.scenario import ref_price
 
@@ -169,14 +169,23 @@ def test_a_snapshot_keeps_the_login_of_each_open_order(tmp_path: Path) -> None:
 
         # A version 1 snapshot (no logins section) is still read: its open orders follow no login.
         data = Path(answer["file"]).read_bytes()
+
+        def snapshot(body: bytes, version: int) -> Path:
+            head = struct.pack("<4sHHQ32s", b"RGWS", version, 0, len(body), hashlib.sha256(body).digest())
+            path = tmp_path / f"edited-{version}.rgws"
+            path.write_bytes(head + struct.pack("<I", zlib.crc32(head)) + body)
+            return path
+
         names_part = 8 + 2 * 2 + len(b"alice") + len(b"keeper")
-        body = data[52 : len(data) - (names_part + 8 + 2 * 24)]
-        head = struct.pack("<4sHHQ32s", b"RGWS", 1, 0, len(body), hashlib.sha256(body).digest())
-        old = tmp_path / "old.rgws"
-        old.write_bytes(head + struct.pack("<I", zlib.crc32(head)) + body)
-        v1 = read_snapshot(old)
+        v1 = read_snapshot(snapshot(data[52 : len(data) - (names_part + 8 + 2 * 24)], 1))
         assert v1.orders.logins == {}
         assert v1.orders.open == loaded.orders.open and v1.orders.decided == loaded.orders.decided
+        # a login given to an order that is not open, or an index past its names, is refused
+        last = len(data) - 24  # the last (account, order id, login index) of the logins section
+        for at, value, why in ((last + 8, 99, "not one of its open orders"), (last + 16, 2, "not one of")):
+            edited = data[52:at] + struct.pack("<q", value) + data[at + 8 :]
+            with pytest.raises(SnapshotError, match=why):
+                read_snapshot(snapshot(edited, 2))
 
     run_async(script())
 
