@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import struct
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,22 @@ FILL_ALL = Behaviour(fill=1.0, partial=0.0, reject=0.0)
 # The exchange keeps a closed connection's orders, so they stay open across a gateway restart.
 REST_AND_KEEP = Behaviour(fill=0.0, partial=0.0, reject=0.0, cancel_on_disconnect=False)
 KEEPER = User("keeper", "pw-k", frozenset({5}), cancel_on_disconnect=False)
+USERS_AND_KEEPER = {**USERS, "keeper": KEEPER}
+
+
+def kept_order(order_id: int) -> dict[str, Any]:
+    return held_order(order_id, account=5, k=order_id)
+
+
+async def keeper_with_orders(tmp_path: Path, ids: Sequence[int]) -> tuple[Stack, Client]:
+    """A gateway whose exchange rests every order and keeps it across disconnects, and keeper
+    (cancel_on_disconnect off) logged on, its orders `ids` on account 5 accepted."""
+    stack = await start_stack(tmp_path, REST_AND_KEEP, users=dict(USERS_AND_KEEPER))
+    keeper = await stack.broker("keeper")
+    for order_id in ids:
+        keeper.send(MsgType.NEW_ORDER, **kept_order(order_id))
+        await keeper.recv_type(MsgType.ACCEPTED)
+    return stack, keeper
 
 
 def test_answers_kept_while_a_login_is_away_come_at_its_next_logon(tmp_path: Path) -> None:
@@ -101,14 +118,8 @@ def test_answers_go_to_another_session_of_the_login_that_is_on(tmp_path: Path) -
 
 
 def test_a_restarted_gateway_sends_an_open_orders_answers_to_its_logins_new_session(tmp_path: Path) -> None:
-    users = {**USERS, "keeper": KEEPER}
-
     async def script() -> None:
-        stack = await start_stack(tmp_path, REST_AND_KEEP, users=users)
-        keeper = await stack.broker("keeper")
-        for order_id in (1, 2, 3):
-            keeper.send(MsgType.NEW_ORDER, **held_order(order_id, account=5, k=order_id))
-            await keeper.recv_type(MsgType.ACCEPTED)
+        stack, keeper = await keeper_with_orders(tmp_path, (1, 2, 3))
         await keeper.close()
         news = [e for e in scan(stack.config.journal).entries if e.event is Event.NEW]
         assert [e.sender for e in news] == ["keeper"] * 3
@@ -124,7 +135,7 @@ def test_a_restarted_gateway_sends_an_open_orders_answers_to_its_logins_new_sess
         got = [await keeper.recv_type(MsgType.CANCELLED) for _ in range(3)]
         assert sorted(f["order_id"] for f in got) == [1, 2, 3]
         assert stack.gateway.counters.answers_delivered == 3
-        keeper.send(MsgType.NEW_ORDER, **held_order(4, account=5, k=4))
+        keeper.send(MsgType.NEW_ORDER, **kept_order(4))
         await keeper.recv_type(MsgType.ACCEPTED)
         await keeper.close()
         await stack.restart()
@@ -139,11 +150,12 @@ def test_a_restarted_gateway_sends_an_open_orders_answers_to_its_logins_new_sess
 
 
 def test_a_snapshot_keeps_the_login_of_each_open_order(tmp_path: Path) -> None:
-    users = {**USERS, "keeper": KEEPER}
-
     async def script() -> None:
         stack = await start_stack(
-            tmp_path, REST_AND_KEEP, users=users, snapshots=SnapshotSettings(every_events=0, every_seconds=0)
+            tmp_path,
+            REST_AND_KEEP,
+            users=dict(USERS_AND_KEEPER),
+            snapshots=SnapshotSettings(every_events=0, every_seconds=0),
         )
         keeper, alice = await stack.broker("keeper"), await stack.broker("alice")
         keeper.send(MsgType.NEW_ORDER, **held_order(1, account=5))
@@ -239,17 +251,13 @@ def test_an_answer_in_the_turn_of_the_brokers_logout_is_kept_not_queued_after_it
     tmp_path: Path,
 ) -> None:
     async def script() -> None:
-        stack = await start_stack(tmp_path, REST_AND_KEEP, users={**USERS, "keeper": KEEPER})
-        gw = stack.gateway
-        keeper = await stack.broker("keeper")
-        values = held_order(1, account=5)
-        keeper.send(MsgType.NEW_ORDER, **values)
-        await keeper.recv_type(MsgType.ACCEPTED)
+        stack, keeper = await keeper_with_orders(tmp_path, (1,))
+        gw, values = stack.gateway, kept_order(1)
         session = next(iter(gw.follow.on["keeper"]))
         # the broker's LOGOUT, then an order it sent after it, and the exchange's FILL, in one turn
         session.data_received(
             encode(MsgType.LOGOUT, keeper.seq + 1, reason=0)
-            + encode(MsgType.NEW_ORDER, keeper.seq + 2, **held_order(2, account=5, k=2))
+            + encode(MsgType.NEW_ORDER, keeper.seq + 2, **kept_order(2))
         )
         assert gw.exchange is not None
         gw.exchange.data_received(_fill(values))
@@ -269,12 +277,8 @@ def test_an_answer_in_the_turn_of_the_brokers_logout_is_kept_not_queued_after_it
 
 def test_replies_queued_to_a_session_that_dies_before_the_flush_are_kept(tmp_path: Path) -> None:
     async def script() -> None:
-        stack = await start_stack(tmp_path, REST_AND_KEEP, users={**USERS, "keeper": KEEPER})
-        gw = stack.gateway
-        keeper = await stack.broker("keeper")
-        values = held_order(1, account=5)
-        keeper.send(MsgType.NEW_ORDER, **values)
-        await keeper.recv_type(MsgType.ACCEPTED)
+        stack, _ = await keeper_with_orders(tmp_path, (1,))
+        gw, values = stack.gateway, kept_order(1)
         session = next(iter(gw.follow.on["keeper"]))
         assert gw.exchange is not None and session.transport is not None
         gw.exchange.data_received(_fill(values, 40))  # queued for the session ...
@@ -291,16 +295,11 @@ def test_replies_queued_to_a_session_that_dies_before_the_flush_are_kept(tmp_pat
 
 def test_a_logon_adopts_the_orders_restored_for_its_login(tmp_path: Path) -> None:
     """Adopted: when that session goes, cancel-on-disconnect cancels them as its own orders."""
-    users = {**USERS, "keeper": KEEPER}
 
     async def script() -> None:
-        stack = await start_stack(tmp_path, REST_AND_KEEP, users=users)
-        keeper = await stack.broker("keeper")
-        for order_id in (1, 2):
-            keeper.send(MsgType.NEW_ORDER, **held_order(order_id, account=5, k=order_id))
-            await keeper.recv_type(MsgType.ACCEPTED)
+        stack, keeper = await keeper_with_orders(tmp_path, (1, 2))
         await keeper.close()
-        stack.config.users = {**users, "keeper": User("keeper", "pw-k", frozenset({5}))}  # cancels now
+        stack.config.users = {**USERS, "keeper": User("keeper", "pw-k", frozenset({5}))}  # cancels now
         await stack.restart()
         keeper = await stack.broker("keeper")
         session = next(iter(stack.gateway.follow.on["keeper"]))
@@ -320,18 +319,13 @@ def test_kept_answers_are_bounded_and_a_login_the_config_lost_keeps_none(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(follow, "ANSWERS_KEPT", 3)
-    users = {**USERS, "keeper": KEEPER}
 
     async def script() -> None:
         logged: list[str] = []
-        stack = await start_stack(tmp_path, REST_AND_KEEP, users=users)
+        stack, keeper = await keeper_with_orders(tmp_path, (1, 2))
         gw = stack.gateway
         gw._log = logged.append
-        keeper = await stack.broker("keeper")
-        sent = [held_order(i, account=5, k=i) for i in (1, 2)]
-        for values in sent:
-            keeper.send(MsgType.NEW_ORDER, **values)
-            await keeper.recv_type(MsgType.ACCEPTED)
+        sent = [kept_order(i) for i in (1, 2)]
         await keeper.close()
         await _closed(stack, "keeper")
         assert gw.exchange is not None
