@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from fix_support import connect, fix_port, fix_stack, price_text
 from gateway_support import SMALL, USERS, Client, Stack, held_order, run_async, start_stack, until
+from prometheus_client.parser import text_string_to_metric_families
 from test_gateway_backlog import stalled_gateway
 
 from riskgw.doe.isa import N_EVENT_REGS, Event
@@ -32,6 +33,7 @@ from riskgw.gateway.journal import (
 )
 from riskgw.gateway.metrics import render
 from riskgw.gateway.protocol import MsgType, encode
+from riskgw.gateway.server import Gateway
 from riskgw.gateway.snapfile import SnapshotError, read_snapshot
 from riskgw.gateway.snapshot import SnapshotSettings
 from riskgw.scenario import ref_price
@@ -48,6 +50,16 @@ USERS_AND_KEEPER = {**USERS, "keeper": KEEPER}
 
 def kept_order(order_id: int) -> dict[str, Any]:
     return held_order(order_id, account=5, k=order_id)
+
+
+def waiting_metric(gw: Gateway) -> dict[str, float]:
+    """riskgw_answers_waiting's samples on the metrics page, by login."""
+    return {
+        sample.labels["login"]: sample.value
+        for family in text_string_to_metric_families(render(gw))
+        for sample in family.samples
+        if sample.name == "riskgw_answers_waiting"
+    }
 
 
 async def keeper_with_orders(tmp_path: Path, ids: Sequence[int]) -> tuple[Stack, Client]:
@@ -74,7 +86,7 @@ def test_answers_kept_while_a_login_is_away_come_at_its_next_logon(tmp_path: Pat
         counters = stack.gateway.counters
         assert (counters.answers_kept, counters.answers_delivered) == (2, 0)
         assert stack.gateway.status()["answers_waiting"] == {"alice": 2}
-        assert 'riskgw_answers_waiting{login="alice"} 2\n' in render(stack.gateway)
+        assert waiting_metric(stack.gateway) == {"alice": 2}
 
         bob = await stack.broker("bob")  # another login gets none of them
         again = await stack.broker("alice")
@@ -86,7 +98,7 @@ def test_answers_kept_while_a_login_is_away_come_at_its_next_logon(tmp_path: Pat
         assert got[0]["ticket_id"] == held_order(1, account=1)["ticket_id"]
         assert (counters.answers_kept, counters.answers_delivered) == (2, 2)
         assert stack.gateway.status()["answers_waiting"] == {}
-        assert "riskgw_answers_waiting{" not in render(stack.gateway)
+        assert waiting_metric(stack.gateway) == {}
         bob.send(MsgType.HEARTBEAT)
         assert (await bob.recv()).type is MsgType.HEARTBEAT
         # delivered once: a third session of hers gets nothing but its LOGON_ACK and a HEARTBEAT
@@ -437,3 +449,90 @@ def test_an_answer_held_behind_an_exchange_backlog_is_kept_when_its_session_goes
                 await serving
 
     run_async(script(), timeout=50)
+
+
+def test_an_orders_answers_keep_their_order_behind_a_leaving_sessions_unwritten_replies(
+    tmp_path: Path,
+) -> None:
+    """A FILL waits behind held ACCEPTEDs; the session sends LOGOUT (leaving) and the exchange
+    cancels the rest: the CANCELLED waits behind the held FILL, and when the connection goes both
+    follow the login in that order."""
+
+    async def script() -> None:
+        anyone = User("keeper", "pw-k", None, cancel_on_disconnect=False)
+        exchange, conn, running = await stalled_gateway(
+            tmp_path, [], users={**USERS, "keeper": anyone}, held_replies_limit=1_000_000
+        )
+        gw = running.gateway
+        try:
+            keeper = await Client.connect(running.port)
+            keeper.send(MsgType.LOGON, username="keeper", password="pw-k")
+            await keeper.recv_type(MsgType.LOGON_ACK)
+            first = held_order(1, 1)
+            keeper.send(MsgType.NEW_ORDER, **first)
+            await keeper.recv_type(MsgType.ACCEPTED)
+            for order_id in range(2, 3_001):
+                keeper.send(MsgType.NEW_ORDER, **held_order(order_id, order_id % 20, k=order_id % 16))
+            session = next(iter(gw.follow.on["keeper"]))
+            await until(lambda: session in gw._held and session.last_seq == keeper.seq, "held")
+            events = gw.counters.exchange_events
+            await exchange.answer(conn, MsgType.FILL, **first, exec_price=first["price"], exec_quantity=40)
+            await until(lambda: gw.counters.exchange_events == events + 1, "FILL decided")
+            keeper.send(MsgType.LOGOUT, reason=0)
+            await until(lambda: session.leaving, "the session leaving")
+            await exchange.answer(conn, MsgType.CANCELLED, **first, exec_price=0, exec_quantity=60)
+            await until(lambda: gw.counters.exchange_events == events + 2, "CANCELLED decided")
+            assert gw.follow.deferred[session] and gw.follow.waiting() == {}
+            await keeper.close()
+            await until(lambda: session not in gw.sessions, "the session gone")
+            kept = [t for t, _ in gw.follow.kept["keeper"] if t in (MsgType.FILL, MsgType.CANCELLED)]
+            assert kept == [MsgType.FILL, MsgType.CANCELLED]
+            assert session not in gw.follow.deferred
+        finally:
+            conn.close()
+            await running.stop()
+
+    run_async(script(), timeout=60)
+
+
+def test_cancel_on_disconnect_covers_every_order_the_leaving_session_sent(tmp_path: Path) -> None:
+    """Its LOGOUT and a partial FILL of order 1 read in one turn, another session of the login on:
+    the FILL goes to that session, and the order stays the leaving one's, so its disconnect
+    cancels both orders it sent."""
+
+    async def script() -> None:
+        coder = User("coder", "pw-c", frozenset({5}), cancel_on_disconnect=True)
+        stack = await start_stack(tmp_path, REST_ALL, users={**USERS, "coder": coder})
+        gw = stack.gateway
+        s1 = await stack.broker("coder")
+        for order_id in (1, 2):
+            s1.send(MsgType.NEW_ORDER, **kept_order(order_id))
+            await s1.recv_type(MsgType.ACCEPTED)
+        s2 = await stack.broker("coder")
+        (session,) = [s for s in gw.follow.on["coder"] if s.last_seq == s1.seq]
+        session.data_received(encode(MsgType.LOGOUT, s1.seq + 1, reason=0))
+        assert gw.exchange is not None
+        gw.exchange.data_received(_fill(kept_order(1), 10))
+        await until(lambda: not gw.open, "both of its orders cancelled on its disconnect")
+        got = [await s2.recv() for _ in range(3)]
+        assert (got[0].type, got[0]["order_id"], got[0]["exec_quantity"]) == (MsgType.FILL, 1, 10)
+        # (the simulated exchange never saw the FILL given to the gateway: it cancels all of order 1)
+        assert sorted(f["order_id"] for f in got[1:] if f.type is MsgType.CANCELLED) == [1, 2]
+        await s2.close()
+        await stack.close()
+
+    run_async(script())
+
+
+def test_a_logon_skips_an_index_entry_for_an_order_no_longer_open(tmp_path: Path) -> None:
+    async def script() -> None:
+        stack, keeper = await keeper_with_orders(tmp_path, (1,))
+        await keeper.close()
+        await _closed(stack, "keeper")
+        stack.gateway.follow.orders["keeper"].add((5, 99))  # not an open order
+        again = await stack.broker("keeper")  # the LOGON is answered and adopts order 1
+        assert stack.gateway.open[(5, 1)].session is next(iter(stack.gateway.follow.on["keeper"]))
+        await again.close()
+        await stack.close()
+
+    run_async(script())

@@ -656,6 +656,7 @@ class FixSession(BrokerSession):
         open_order = gw.open.get(key)
         if open_order is not None:
             order.status = "1" if order.cum_qty else "0"
+            gw.follow.closed(key, open_order)  # this session's from now on: no login's to follow
             open_order.session = self
             open_order.user = self.config.sender_comp_id
             self.by_order_id[order.order_id] = order

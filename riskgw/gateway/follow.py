@@ -4,11 +4,17 @@ The answers on an order (ACCEPTED, FILL, EXCH_REJECT, CANCELLED, REJECTED) go to
 sent it while that session takes answers: it is connected and the gateway has not queued its close
 (after a LOGOUT, a heartbeat timeout, bad credentials). Once it does not:
 
-- an answer goes to another session of the same login that takes answers, which has the order
-  from then on;
+- while the session still has frames the gateway has not written (held behind an exchange
+  backlog, or queued for this turn's flush), the answer waits behind them: they reach the broker
+  if it reads them, or follow the login if the connection goes, and the answer after them, so an
+  order's answers never change order;
+- otherwise it goes to another session of the same login that takes answers, which has the order
+  from then on once the old session's connection is gone (until then the order stays the old
+  session's, so its cancel-on-disconnect covers every order it sent);
 - with none, it is kept for the login, with the replies the gone session was queued or held but
   never written, and all of them are sent, oldest first, right after the LOGON_ACK of the login's
-  next session; that LOGON also gives the new session the login's open orders whose session is gone.
+  next session; that LOGON also gives the new session the login's open orders whose session's
+  connection is gone.
 
 Kept answers are bounded (ANSWERS_KEPT in all; past that the oldest of the login keeping most are
 dropped, counted and logged once per login) and live in memory only. A login the config does not
@@ -55,6 +61,8 @@ class Follow:
         self.orders: dict[str, set[OrderKey]] = {}  # open orders that follow each login
         self.on: dict[str, set[BrokerSession]] = {}  # wire-protocol sessions logged on, by login
         self._said: set[str] = set()  # logins whose dropped answers were logged
+        # Answers behind the unwritten frames of a session that is leaving, until its connection goes.
+        self.deferred: dict[BrokerSession, list[tuple[MsgType, bytes]]] = {}
 
     # ------------------------------------------------------------------ the book
 
@@ -80,10 +88,11 @@ class Follow:
         self.on.setdefault(name, set()).add(session)
         gw = self.gw
         for key in self.orders.get(name, ()):
-            order = gw.open[key]
-            if order.session is None or not takes_answers(order.session):
+            order = gw.open.get(key)
+            if order is not None and (order.session is None or order.session.transport is None):
                 order.session = session
         kept = self.kept.pop(name, None)
+        self._said.discard(name)  # a later overflow is logged again
         if kept:
             self.n_kept -= len(kept)
             gw._log(f"{session.peer}: {name} logged on: sending {len(kept)} answers kept for it")
@@ -103,6 +112,8 @@ class Follow:
             if not on:
                 del self.on[user.name]
         self.unsent(session, unsent)
+        for msg_type, body in self.deferred.pop(session, ()):
+            self.answer(user.name, msg_type, body)
 
     def unsent(self, session: BrokerSession, frames: Iterable[bytes | None]) -> None:
         """Frames a session that is gone was never written: its replies follow its login."""
@@ -113,17 +124,20 @@ class Follow:
             if frame is not None and frame[0] in REPLIES:
                 self.answer(user.name, MsgType(frame[0]), frame[HEADER.size :])
 
-    def route(self, order: OpenOrder) -> BrokerSession | None:
-        """Another session of the order's login that takes answers (which then has the order), or
-        None: there is none, or the order does not follow a login."""
-        login = followed_login(order)
-        if login is None:
-            return None
+    def order_answer(self, order: OpenOrder, login: str, msg_type: MsgType, body: bytes) -> None:
+        """An answer on an order whose session is leaving or gone (see the module's docstring)."""
+        old = order.session
+        gw = self.gw
+        if old is not None and old.transport is not None and (old in gw._held or old in gw._out):
+            self.deferred.setdefault(old, []).append((msg_type, body))
+            return
         for session in self.on.get(login, ()):
             if takes_answers(session):
-                order.session = session
-                return session
-        return None
+                if old is None or old.transport is None:
+                    order.session = session
+                gw.queue_body(session, msg_type, body)
+                return
+        self.keep(login, msg_type, body)
 
     def answer(self, login: str, msg_type: MsgType, body: bytes) -> None:
         """An answer for a login: to a session of it that takes answers, else kept for its next LOGON."""

@@ -123,7 +123,7 @@ class Counters:
     cancels_merged: int = 0  # cancel requests for an order whose cancel still waited for the exchange
     answers_kept: int = 0  # answers kept for a login none of whose sessions was on (follow.py)
     answers_delivered: int = 0  # of those, sent at the login's next LOGON
-    answers_dropped: int = 0  # of those, dropped: past ANSWERS_KEPT, or a login not in the config
+    answers_dropped: int = 0  # kept ones dropped past ANSWERS_KEPT, or any for a login not in the config
 
 
 def _exec_values(frame: Frame) -> dict[str, Any]:
@@ -352,7 +352,7 @@ class Gateway:
             await asyncio.sleep(interval / 2)
             now = loop.time()
             for session in list(self.sessions):
-                if session.paused_at is not None or not session.is_open:
+                if session.paused_at is not None or not session.is_open or session.leaving:
                     continue  # a broker held back for not reading is not silent; it is not read
                 if now - session.last_rx > limit:
                     self._log(
@@ -1010,23 +1010,19 @@ class Gateway:
                     keys.discard(key)
             self._order_done(key)
         session = order.session
-        # Its close queued or its connection lost: another session of its login, or kept. A reset
+        # Its close queued or its connection lost: the answer follows the login (follow.py). A reset
         # not seen yet is seen by the flush, which gives what it could not write to follow.unsent.
         if session is None or (session.leaving and session.orders_follow_login):
-            session = self.follow.route(order)
-            if session is None:
-                login = followed_login(order)
-                if login is not None:
-                    body = order.body
-                    if body is None:
-                        frame_bytes = encode(
-                            frame.type, 0, **order.values, exec_price=price, exec_quantity=qty
-                        )
-                        self.follow.keep(login, frame.type, frame_bytes[HEADER.size :])
-                    else:
-                        self.follow.keep(login, frame.type, body + EXEC_FIELDS.pack(price, qty))
-                self._schedule()  # nothing was queued: the flush still commits the journal
-                return
+            login = followed_login(order)
+            if login is not None:
+                if order.body is None:
+                    whole = encode(frame.type, 0, **order.values, exec_price=price, exec_quantity=qty)
+                    body = whole[HEADER.size :]
+                else:
+                    body = order.body + EXEC_FIELDS.pack(price, qty)
+                self.follow.order_answer(order, login, frame.type, body)
+            self._schedule()  # perhaps nothing was queued: the flush still commits the journal
+            return
         if order.body is None:
             self.queue(session, frame.type, **order.values, exec_price=price, exec_quantity=qty)
         else:
