@@ -242,11 +242,11 @@ def test_a_schema_change_is_migrated_and_replayed_after_a_restart(tmp_path: Path
         assert status["accounts"]["4"] == {"orders": 1, "rejects": 1, "hits": {"AccountKnown": 1}}
         page = render(stack.gateway).splitlines()
         for line in (
-            "riskgw_program_version 2",
-            "riskgw_deployments_total 1",
-            'riskgw_rule_hits_total{rule="AccountKnown"} 2',
-            'riskgw_rule_sole_rejects_total{rule="OrderCap"} 1',
-            'riskgw_account_rule_hits_total{account="1",rule="OrderCap"} 1',
+            "riskgw_program_version 2.0",
+            "riskgw_deployments_total 1.0",
+            'riskgw_rule_hits_total{rule="AccountKnown"} 2.0',
+            'riskgw_rule_sole_rejects_total{rule="OrderCap"} 1.0',
+            'riskgw_account_rule_hits_total{account="1",rule="OrderCap"} 1.0',
         ):
             assert line in page
         state = stack.gateway.card.state_hash()

@@ -158,7 +158,7 @@ def test_card_killed_and_stalled_under_load_loses_and_duplicates_nothing(
         status = handle(stack.gateway, TOKEN, {"token": TOKEN, "cmd": "status"})
         assert status["card"]["counters"]["failovers"] == len(faults)
         page = render(stack.gateway)
-        assert f"riskgw_card_failovers_total {len(faults)}" in page
+        assert f"riskgw_card_failovers_total {len(faults)}.0" in page
         assert "riskgw_failover_us_count" in page
         await broker.close()
         n = check_journal(tmp_path, lock)
@@ -192,7 +192,7 @@ def test_halt_rejects_new_orders_until_the_operator_acts(
         while r.type is not MsgType.REJECTED:
             r = await broker.recv()
         assert (r["order_id"], r["reason"]) == (3, Reason.SHUTDOWN)
-        assert "riskgw_card_halted 1" in render(stack.gateway)
+        assert "riskgw_card_halted 1.0" in render(stack.gateway)
         # the operator brings a card back: orders flow again, decided by software until probation ends
         answer = handle(stack.gateway, TOKEN, {"token": TOKEN, "cmd": "failback"})
         assert answer["ok"], answer

@@ -367,9 +367,9 @@ def test_answers_and_cancels_for_orders_placed_before_a_restart(tmp_path: Path) 
                 ("BROKER2", False, 0),
             ]
             page = render(stack.gateway)
-            assert 'riskgw_fix_session_logged_on{sender_comp_id="BROKER1"} 1' in page
-            assert 'riskgw_fix_session_logged_on{sender_comp_id="BROKER2"} 0' in page
-            assert 'riskgw_fix_session_open_orders{sender_comp_id="BROKER1"} 3' in page
+            assert 'riskgw_fix_session_logged_on{sender_comp_id="BROKER1"} 1.0' in page
+            assert 'riskgw_fix_session_logged_on{sender_comp_id="BROKER2"} 0.0' in page
+            assert 'riskgw_fix_session_open_orders{sender_comp_id="BROKER1"} 3.0' in page
             # Another account's sell that crosses a1: the fill for a1 reaches the session that placed it.
             seller, k = next(
                 (a, k)

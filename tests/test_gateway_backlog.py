@@ -129,9 +129,9 @@ def test_a_stalled_exchange_bounds_memory_and_recovers(tmp_path: Path) -> None:
             assert gw.counters.accepted == accepted_before
             assert gw.rejects_by_reason["EXCHANGE_BACKLOG"] == refused_before + 1
             page = render(gw)
-            assert "riskgw_exchange_backlog_refusing 1\n" in page
-            assert f'riskgw_rejects_total{{reason="EXCHANGE_BACKLOG"}} {refused_before + 1}\n' in page
-            assert "riskgw_sessions_not_read 1\n" in page
+            assert "riskgw_exchange_backlog_refusing 1.0\n" in page
+            assert f'riskgw_rejects_total{{reason="EXCHANGE_BACKLOG"}} {refused_before + 1}.0\n' in page
+            assert "riskgw_sessions_not_read 1.0\n" in page
 
             # a cancel of an open order still goes out, once however often it is asked for
             open_key = max(k for k in gw.open if k[0] in (1, 2))  # alice's accounts
@@ -158,7 +158,7 @@ def test_a_stalled_exchange_bounds_memory_and_recovers(tmp_path: Path) -> None:
             serving = asyncio.get_running_loop().create_task(exchange.serve(conn))
             got = await answers(bob, len(sent), timeout=60)
             await until(lambda: gw.backlog_since is None, "the backlog to clear", gw)
-            assert "riskgw_exchange_backlog_refusing 0\n" in render(gw)
+            assert "riskgw_exchange_backlog_refusing 0.0\n" in render(gw)
             assert not gw._held and not gw._held_back
             began = sum("the exchange is not reading" in line for line in logged)
             assert sum("has read its backlog" in line for line in logged) == began == gw.counters.backlogs

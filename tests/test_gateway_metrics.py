@@ -7,11 +7,12 @@ import re
 from pathlib import Path
 
 import pytest
-from gateway_support import STEP, held_order, run_async, start_stack
+from gateway_support import STEP, held_order, run_async, start_stack, until
 from prometheus_client.parser import text_string_to_metric_families
 
 from riskgw.exchange.sim import Behaviour
-from riskgw.gateway.metrics import label
+from riskgw.gateway.config import User
+from riskgw.gateway.metrics import render
 from riskgw.gateway.protocol import MsgType
 
 pytestmark = pytest.mark.timeout(60)
@@ -88,7 +89,25 @@ def test_metrics_count_what_happened(tmp_path: Path) -> None:
     run_async(script())
 
 
-@pytest.mark.parametrize("value", ["plain", 'say "hi"', "back\\slash", "two\nlines"])
-def test_label_values_from_the_config_are_escaped_as_prometheus_reads_them(value: str) -> None:
-    families = list(text_string_to_metric_families(f'riskgw_answers_waiting{{login="{label(value)}"}} 3\n'))
-    assert [(s.labels, s.value) for s in families[0].samples] == [({"login": value}, 3.0)]
+ODD_LOGINS = ("plain", 'say "hi"', "back\\slash", "two\nlines")  # a config may hold any of these
+
+
+def test_label_values_from_the_config_are_escaped_as_prometheus_reads_them(tmp_path: Path) -> None:
+    async def script() -> None:
+        users = {name: User(name, "pw", frozenset({1, 2})) for name in ODD_LOGINS}
+        stack = await start_stack(tmp_path, Behaviour(fill=0.0, partial=0.0, reject=0.0), users=users)
+        for order_id, name in enumerate(ODD_LOGINS, 1):
+            broker = await stack.broker(name)
+            broker.send(MsgType.NEW_ORDER, **held_order(order_id, account=1, k=order_id))
+            await broker.recv_type(MsgType.ACCEPTED)
+            await until(lambda: stack.exchange.resting() == 1, "the order resting")
+            await broker.close()  # cancel-on-disconnect: the CANCELLED waits for the login's next LOGON
+            await until(lambda: not stack.gateway.open, "the order cancelled")
+        page = render(stack.gateway)
+        await stack.close()
+        waiting = next(f for f in text_string_to_metric_families(page) if f.name == "riskgw_answers_waiting")
+        assert sorted((s.labels["login"], s.value) for s in waiting.samples) == sorted(
+            (name, 1.0) for name in ODD_LOGINS
+        )
+
+    run_async(script())

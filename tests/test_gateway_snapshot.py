@@ -432,7 +432,7 @@ def test_snapshots_by_count_keep_the_newest_and_show_in_status_and_metrics(tmp_p
             "error": "bad token",
         }
         page = render(stack.gateway)
-        assert f"riskgw_snapshot_last_records {answer['records']}" in page
+        assert f"riskgw_snapshot_last_records {answer['records']}.0" in page
         assert "riskgw_snapshot_capture_us" in page
         stamp = next(line for line in page.splitlines() if line.startswith("riskgw_snapshot_last_timestamp"))
         assert abs(float(stamp.split()[1]) - time.time()) < 60

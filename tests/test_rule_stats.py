@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from riskgw.gateway.metrics import page
 from riskgw.gateway.rulestats import RuleStats
 
 
@@ -24,11 +25,11 @@ def test_hits_sole_rejects_and_accounts() -> None:
             "8": {"orders": 2, "rejects": 2, "hits": {"Cap": 2}},
         },
     }
-    lines = stats.metric_lines()
-    assert 'riskgw_rule_hits_total{rule="Cap"} 3' in lines
-    assert 'riskgw_rule_sole_rejects_total{rule="Cap"} 2' in lines
-    assert 'riskgw_account_rejects_total{account="8"} 2' in lines
-    assert 'riskgw_account_rule_hits_total{account="7",rule="Funds"} 1' in lines
+    lines = page(stats.metric_families()).splitlines()
+    assert 'riskgw_rule_hits_total{rule="Cap"} 3.0' in lines
+    assert 'riskgw_rule_sole_rejects_total{rule="Cap"} 2.0' in lines
+    assert 'riskgw_account_rejects_total{account="8"} 2.0' in lines
+    assert 'riskgw_account_rule_hits_total{account="7",rule="Funds"} 1.0' in lines
     assert "# TYPE riskgw_rule_hits_total counter" in lines
 
 

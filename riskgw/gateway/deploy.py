@@ -35,12 +35,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from prometheus_client.metrics_core import Metric
+
 from riskgw.card.driver import CardDriver
 from riskgw.doe.image import Image, ImageError
 from riskgw.engine.csvdata import read_table
 from riskgw.errors import InputError, UserError
 from riskgw.gateway.durable import sync_dir, sync_path
 from riskgw.gateway.journal import DeployMark, Entry
+from riskgw.gateway.metrics import counter, gauge
 from riskgw.gateway.migrate import MigrationError, Row, carry, plan, snapshot_rows
 
 if TYPE_CHECKING:
@@ -320,17 +323,17 @@ class Deployer:
     def version(self) -> int:
         return self.history[-1]
 
-    def metric_lines(self) -> list[str]:
+    def metric_families(self) -> list[Metric]:
         return [
-            "# HELP riskgw_program_version the deployment version running (riskgw deployments)",
-            "# TYPE riskgw_program_version gauge",
-            f"riskgw_program_version {self.version}",
-            "# HELP riskgw_deployments_total program swaps since the gateway started",
-            "# TYPE riskgw_deployments_total counter",
-            f"riskgw_deployments_total {self.swaps}",
-            "# HELP riskgw_last_swap_us how long the last swap held the events back, microseconds",
-            "# TYPE riskgw_last_swap_us gauge",
-            f"riskgw_last_swap_us {self.last_swap_us:.1f}",
+            gauge(
+                "riskgw_program_version", "the deployment version running (riskgw deployments)", self.version
+            ),
+            counter("riskgw_deployments_total", "program swaps since the gateway started", self.swaps),
+            gauge(
+                "riskgw_last_swap_us",
+                "how long the last swap held the events back, microseconds",
+                round(self.last_swap_us, 1),
+            ),
         ]
 
     def __init__(

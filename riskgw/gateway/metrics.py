@@ -3,14 +3,27 @@
 Latencies are histograms in microseconds: the card's time per event (by event type) and the
 journal commit per batch (its write, and its fsync with journal_sync = "commit"), the two costs on the
 order path that the gateway controls.
+
+The order path keeps its own plain counters and `Histogram`s (an int add, no lock); the page is
+made from them at scrape time, on the event loop, by a prometheus-client collector whose metric
+families prometheus-client writes out in its text format (names, escaping of label values).
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Literal
+
+from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import CollectorRegistry
 
 from riskgw.card.select import card_kind
 from riskgw.errors import UserError
@@ -19,6 +32,7 @@ if TYPE_CHECKING:
     from riskgw.gateway.server import Gateway
 
 BUCKETS_US = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1_000.0, 5_000.0, 20_000.0)
+_LE = (*(f"{bound:g}" for bound in BUCKETS_US), "+Inf")
 
 
 class Histogram:
@@ -35,188 +49,198 @@ class Histogram:
     def count(self) -> int:
         return sum(self.counts)
 
-    def lines(self, name: str, labels: str = "") -> list[str]:
-        sep = "," if labels else ""
-        out, running = [], 0
-        for bound, n in zip((*BUCKETS_US, float("inf")), self.counts, strict=True):
+    def add_to(self, family: HistogramMetricFamily, label_values: Sequence[str] = ()) -> None:
+        """Add this histogram to `family` as one child: cumulative buckets by `le`, the sum in µs."""
+        running, buckets = 0, []
+        for le, n in zip(_LE, self.counts, strict=True):
             running += n
-            le = "+Inf" if bound == float("inf") else f"{bound:g}"
-            out.append(f'{name}_bucket{{{labels}{sep}le="{le}"}} {running}')
-        suffix = f"{{{labels}}}" if labels else ""
-        out.append(f"{name}_sum{suffix} {self.sum_us:.3f}")
-        out.append(f"{name}_count{suffix} {running}")
-        return out
+            buckets.append((le, float(running)))
+        family.add_metric(label_values, buckets, round(self.sum_us, 3))
 
 
-def label(value: str) -> str:
-    """A label value as Prometheus' text format writes one: backslash, quote and newline escaped
-    (logins and SenderCompIDs come from the config and may hold any of them)."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+Sample = tuple[Sequence[str], float]  # label values (in the family's label order), value
+
+
+def family(
+    kind: Literal["counter", "gauge"],
+    name: str,
+    help_text: str,
+    samples: Iterable[Sample],
+    labels: Sequence[str] = (),
+) -> Metric:
+    """A counter or gauge family from its samples. Counter names keep their `_total`: the page
+    shows them as given (prometheus-client takes the suffix off the family and puts it back on
+    the samples and on # HELP / # TYPE)."""
+    made = (CounterMetricFamily if kind == "counter" else GaugeMetricFamily)(name, help_text, labels=labels)
+    for values, value in samples:
+        made.add_metric(values, value)
+    return made
+
+
+def counter(name: str, help_text: str, value: float) -> Metric:
+    return family("counter", name, help_text, [((), value)])
+
+
+def gauge(name: str, help_text: str, value: float) -> Metric:
+    return family("gauge", name, help_text, [((), value)])
+
+
+def page(families: Iterable[Metric]) -> str:
+    """The families in Prometheus' text format (version 0.0.4), as GET /metrics serves them."""
+
+    class Families:
+        def collect(self) -> Iterable[Metric]:
+            return families
+
+    registry = CollectorRegistry(auto_describe=False)  # describe-less: collected once, per scrape
+    registry.register(Families())
+    return generate_latest(registry).decode()
 
 
 def render(gw: Gateway) -> str:
+    return page(gateway_families(gw))
+
+
+def gateway_families(gw: Gateway) -> Iterator[Metric]:
     c = gw.counters
-    lines: list[str] = []
-
-    def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, float | int]]) -> None:
-        lines.append(f"# HELP {name} {help_text}")
-        lines.append(f"# TYPE {name} {kind}")
-        for labels, value in samples:
-            lines.append(f"{name}{{{labels}}} {value}" if labels else f"{name} {value}")
-
-    metric("riskgw_orders_total", "counter", "NEW_ORDER frames from brokers", [("", c.orders)])
-    metric(
+    yield counter("riskgw_orders_total", "NEW_ORDER frames from brokers", c.orders)
+    yield family(
+        "counter",
         "riskgw_order_verdicts_total",
-        "counter",
         "orders the card accepted or rejected",
-        [('verdict="accepted"', c.accepted), ('verdict="rejected"', c.rejected)],
+        [(("accepted",), c.accepted), (("rejected",), c.rejected)],
+        ["verdict"],
     )
-    metric(
-        "riskgw_rejects_total",
+    yield family(
         "counter",
+        "riskgw_rejects_total",
         "REJECTED frames sent, by reason",
-        [(f'reason="{reason}"', n) for reason, n in sorted(gw.rejects_by_reason.items())],
+        [((reason,), n) for reason, n in sorted(gw.rejects_by_reason.items())],
+        ["reason"],
     )
     names = [r.name for r in gw.card.image.rules]
-    metric(
+    yield family(
+        "counter",
         "riskgw_rule_failures_total",
-        "counter",
         "orders each rule failed",
-        [(f'rule="{names[i]}"', n) for i, n in enumerate(gw.rule_failures)],
+        [((names[i],), n) for i, n in enumerate(gw.rule_failures)],
+        ["rule"],
     )
-    lines.extend(gw.rule_stats.metric_lines())
+    yield from gw.rule_stats.metric_families()
     if gw.deployer is not None:
-        lines.extend(gw.deployer.metric_lines())
+        yield from gw.deployer.metric_families()
     if gw.snapshots is not None:
-        lines.extend(gw.snapshots.metric_lines())
-    metric(
-        "riskgw_protocol_errors_total",
-        "counter",
-        "malformed or unexpected broker frames",
-        [("", c.protocol_errors)],
+        yield from gw.snapshots.metric_families()
+    yield counter("riskgw_protocol_errors_total", "malformed or unexpected broker frames", c.protocol_errors)
+    yield counter(
+        "riskgw_exchange_events_total", "fills, rejects, cancels from the exchange", c.exchange_events
     )
-    metric(
-        "riskgw_exchange_events_total",
-        "counter",
-        "fills, rejects, cancels from the exchange",
-        [("", c.exchange_events)],
-    )
-    metric("riskgw_journal_records_total", "counter", "journal records written", [("", gw.journal.records)])
-    metric(
+    yield counter("riskgw_journal_records_total", "journal records written", gw.journal.records)
+    yield counter(
         "riskgw_journal_commits_total",
-        "counter",
         "journal commits (one write each, and one fsync with journal_sync = commit)",
-        [("", gw.journal.commits)],
+        gw.journal.commits,
     )
-    metric("riskgw_sessions", "gauge", "broker connections", [("", len(gw.sessions))])
-    metric("riskgw_open_orders", "gauge", "orders open at the exchange", [("", len(gw.open))])
-    metric(
+    yield gauge("riskgw_sessions", "broker connections", len(gw.sessions))
+    yield gauge("riskgw_open_orders", "orders open at the exchange", len(gw.open))
+    yield family(
+        "gauge",
         "riskgw_answers_waiting",
-        "gauge",
         "exchange answers kept for a login none of whose sessions is on, until its next LOGON",
-        [(f'login="{label(login)}"', n) for login, n in gw.follow.waiting().items()],
+        [((login,), n) for login, n in gw.follow.waiting().items()],
+        ["login"],
     )
-    metric(
-        "riskgw_exchange_connected",
-        "gauge",
-        "1 while the exchange link is up",
-        [("", int(gw.exchange is not None))],
-    )
+    yield gauge("riskgw_exchange_connected", "1 while the exchange link is up", int(gw.exchange is not None))
     backlog = gw.backlog_status()
-    metric(
+    yield gauge(
         "riskgw_exchange_backlog_bytes",
-        "gauge",
         "bytes written to the exchange that it has not read and the kernel did not take",
-        [("", backlog["bytes"])],
+        backlog["bytes"],
     )
-    metric(
+    yield gauge(
         "riskgw_exchange_backlog_refusing",
-        "gauge",
         "1 while new orders are refused with EXCHANGE_BACKLOG (the exchange is not reading)",
-        [("", int(backlog["refusing"]))],
+        int(backlog["refusing"]),
     )
-    metric(
+    yield gauge(
         "riskgw_held_replies",
-        "gauge",
         "replies to brokers held until the exchange has read the orders they answer",
-        [("", backlog["held_replies"])],
+        backlog["held_replies"],
     )
-    metric(
+    yield gauge(
         "riskgw_sessions_not_read",
-        "gauge",
         "broker sessions not read from because their held replies passed held_replies_limit",
-        [("", backlog["sessions_not_read"])],
+        backlog["sessions_not_read"],
     )
-    metric("riskgw_kill_all", "gauge", "1 while the gateway-wide kill switch is on", [("", int(gw.kill.all))])
-    metric(
-        "riskgw_card_info",
+    yield gauge("riskgw_kill_all", "1 while the gateway-wide kill switch is on", int(gw.kill.all))
+    yield family(
         "gauge",
+        "riskgw_card_info",
         "1 for the executor that decides orders: pynq (a U200), sim or soft",
-        [(f'kind="{card_kind(gw.card)}"', 1)],
+        [((card_kind(gw.card),), 1)],
+        ["kind"],
     )
     fix = gw.status_parts.get("fix")
     if fix is not None:
         sessions = fix()["sessions"]
-        metric(
+        yield family(
+            "gauge",
             "riskgw_fix_session_logged_on",
-            "gauge",
             "1 while the FIX session (its broker's SenderCompID) is logged on",
-            [(f'sender_comp_id="{label(f["sender_comp_id"])}"', int(f["logged_on"])) for f in sessions],
+            [((f["sender_comp_id"],), int(f["logged_on"])) for f in sessions],
+            ["sender_comp_id"],
         )
-        metric(
-            "riskgw_fix_session_open_orders",
+        yield family(
             "gauge",
+            "riskgw_fix_session_open_orders",
             "orders of the FIX session open at the exchange",
-            [(f'sender_comp_id="{label(f["sender_comp_id"])}"', f["open_orders"]) for f in sessions],
+            [((f["sender_comp_id"],), f["open_orders"]) for f in sessions],
+            ["sender_comp_id"],
         )
     collector = gw.status_parts.get("gc")
     gc = collector() if collector is not None else {}
     if gc.get("mode") == "idle":
-        metric(
-            "riskgw_gc_full_collections_total",
+        yield family(
             "counter",
+            "riskgw_gc_full_collections_total",
             "Python's full garbage collections since the start; forced: while orders flowed",
-            [('when="quiet"', gc["full_collections"] - gc["forced"]), ('when="forced"', gc["forced"])],
+            [(("quiet",), gc["full_collections"] - gc["forced"]), (("forced",), gc["forced"])],
+            ["when"],
         )
-        metric(
+        yield gauge(
             "riskgw_gc_last_full_ms",
-            "gauge",
             "the pause of the last full garbage collection, milliseconds",
-            [("", gc["last_full_ms"])],
+            gc["last_full_ms"],
         )
-    _standby_metrics(gw, metric, lines)
-    lines.append("# HELP riskgw_card_event_us time the card took per event, microseconds")
-    lines.append("# TYPE riskgw_card_event_us histogram")
-    for event, hist in sorted(gw.card_latency.items()):
-        lines.extend(hist.lines("riskgw_card_event_us", f'event="{event}"'))
-    lines.append(
-        "# HELP riskgw_journal_commit_us time of one journal commit (its write, and its fsync with "
-        "journal_sync = commit), microseconds"
+    yield from _standby_families(gw)
+    events = HistogramMetricFamily(
+        "riskgw_card_event_us", "time the card took per event, microseconds", labels=["event"]
     )
-    lines.append("# TYPE riskgw_journal_commit_us histogram")
-    lines.extend(gw.commit_latency.lines("riskgw_journal_commit_us"))
-    return "\n".join(lines) + "\n"
+    for event, hist in sorted(gw.card_latency.items()):
+        hist.add_to(events, [event])
+    yield events
+    commits = HistogramMetricFamily(
+        "riskgw_journal_commit_us",
+        "time of one journal commit (its write, and its fsync with journal_sync = commit), microseconds",
+        labels=[],
+    )
+    gw.commit_latency.add_to(commits)
+    yield commits
 
 
-def _standby_metrics(
-    gw: Gateway, metric: Callable[[str, str, str, list[tuple[str, float | int]]], None], lines: list[str]
-) -> None:
+def _standby_families(gw: Gateway) -> Iterator[Metric]:
     from riskgw.card.lockstep import LockstepCard
 
     card = gw.card
     if not isinstance(card, LockstepCard):
         return
     n = card.counters
-    primary: list[tuple[str, float | int]] = [("", int(card.primary == "card"))]
-    metric(
-        "riskgw_card_primary", "gauge", "1 while the card decides, 0 while the software engine does", primary
+    yield gauge(
+        "riskgw_card_primary",
+        "1 while the card decides, 0 while the software engine does",
+        int(card.primary == "card"),
     )
-    metric(
-        "riskgw_card_halted",
-        "gauge",
-        "1 while new orders are halted after a mismatch",
-        [("", int(card.halted))],
-    )
+    yield gauge("riskgw_card_halted", "1 while new orders are halted after a mismatch", int(card.halted))
     for name, help_text, value in (
         ("riskgw_card_failovers_total", "switches from the card to the software engine", n.failovers),
         ("riskgw_card_failbacks_total", "times the card became primary again", n.failbacks),
@@ -238,15 +262,17 @@ def _standby_metrics(
             n.rejoin_failures,
         ),
     ):
-        metric(name, "counter", help_text, [("", value)])
+        yield counter(name, help_text, value)
     hist = Histogram()
     for f in card.failovers:
         hist.observe_ns(f.duration_ns)
-    lines.append(
-        "# HELP riskgw_failover_us detection to the first decision by the software engine, microseconds"
+    failover = HistogramMetricFamily(
+        "riskgw_failover_us",
+        "detection to the first decision by the software engine, microseconds",
+        labels=[],
     )
-    lines.append("# TYPE riskgw_failover_us histogram")
-    lines.extend(hist.lines("riskgw_failover_us"))
+    hist.add_to(failover)
+    yield failover
 
 
 async def start_metrics(host: str, port: int, page: Callable[[], str]) -> asyncio.Server:

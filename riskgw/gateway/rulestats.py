@@ -14,8 +14,13 @@ keeps counting, a new one starts at zero, a removed one keeps its final count.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from prometheus_client.metrics_core import Metric
+
+from riskgw.gateway.metrics import family
 
 
 @dataclass
@@ -69,28 +74,43 @@ class RuleStats:
             },
         }
 
-    def metric_lines(self) -> list[str]:
+    def metric_families(self) -> Iterator[Metric]:
         """Prometheus counters: riskgw_rule_hits_total, riskgw_rule_sole_rejects_total,
         riskgw_account_orders_total, riskgw_account_rejects_total, riskgw_account_rule_hits_total."""
-        lines: list[str] = []
-
-        def head(name: str, text: str) -> None:
-            lines.append(f"# HELP {name} {text}")
-            lines.append(f"# TYPE {name} counter")
-
-        head("riskgw_rule_hits_total", "new orders that failed the rule (by rule name, across deployments)")
-        lines.extend(f'riskgw_rule_hits_total{{rule="{n}"}} {c.hits}' for n, c in self.rules.items())
-        head("riskgw_rule_sole_rejects_total", "new orders rejected by this rule alone")
-        lines.extend(f'riskgw_rule_sole_rejects_total{{rule="{n}"}} {c.sole}' for n, c in self.rules.items())
+        rules = self.rules.items()
+        yield family(
+            "counter",
+            "riskgw_rule_hits_total",
+            "new orders that failed the rule (by rule name, across deployments)",
+            [((n,), c.hits) for n, c in rules],
+            ["rule"],
+        )
+        yield family(
+            "counter",
+            "riskgw_rule_sole_rejects_total",
+            "new orders rejected by this rule alone",
+            [((n,), c.sole) for n, c in rules],
+            ["rule"],
+        )
         accounts = sorted(self.accounts.items())
-        head("riskgw_account_orders_total", "new orders the card decided, by account")
-        lines.extend(f'riskgw_account_orders_total{{account="{a}"}} {c.orders}' for a, c in accounts)
-        head("riskgw_account_rejects_total", "new orders the rules rejected, by account")
-        lines.extend(f'riskgw_account_rejects_total{{account="{a}"}} {c.rejects}' for a, c in accounts)
-        head("riskgw_account_rule_hits_total", "new orders of the account that failed the rule")
-        for a, c in accounts:
-            lines.extend(
-                f'riskgw_account_rule_hits_total{{account="{a}",rule="{n}"}} {hits}'
-                for n, hits in c.hits.items()
-            )
-        return lines
+        yield family(
+            "counter",
+            "riskgw_account_orders_total",
+            "new orders the card decided, by account",
+            [((str(a),), c.orders) for a, c in accounts],
+            ["account"],
+        )
+        yield family(
+            "counter",
+            "riskgw_account_rejects_total",
+            "new orders the rules rejected, by account",
+            [((str(a),), c.rejects) for a, c in accounts],
+            ["account"],
+        )
+        yield family(
+            "counter",
+            "riskgw_account_rule_hits_total",
+            "new orders of the account that failed the rule",
+            [((str(a), n), hits) for a, c in accounts for n, hits in c.hits.items()],
+            ["account", "rule"],
+        )

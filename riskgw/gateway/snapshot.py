@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from prometheus_client.metrics_core import Metric
+
 from riskgw.card.driver import CardDriver, CardError
 from riskgw.card.lockstep import LockstepCard, Restorable, load_snapshot
 from riskgw.doe.image import Image
@@ -41,6 +43,7 @@ from riskgw.engine.state import Snapshot
 from riskgw.errors import UserError
 from riskgw.gateway.follow import followed_login
 from riskgw.gateway.journal import JournalHeader
+from riskgw.gateway.metrics import counter, gauge
 from riskgw.gateway.snapfile import (
     Captured,
     Loaded,
@@ -485,28 +488,34 @@ class Snapshotter:
             "max_capture_us": round(self.max_capture_us, 1),
         }
 
-    def metric_lines(self) -> list[str]:
+    def metric_families(self) -> list[Metric]:
         last = self.last or {}
         return [
-            "# HELP riskgw_snapshots_total state snapshots written since the gateway started",
-            "# TYPE riskgw_snapshots_total counter",
-            f"riskgw_snapshots_total {self.taken}",
-            "# HELP riskgw_snapshot_failures_total state snapshots that could not be written",
-            "# TYPE riskgw_snapshot_failures_total counter",
-            f"riskgw_snapshot_failures_total {self.failures}",
-            "# HELP riskgw_snapshot_last_timestamp_seconds when the last snapshot was on disk (0: none)",
-            "# TYPE riskgw_snapshot_last_timestamp_seconds gauge",
-            f"riskgw_snapshot_last_timestamp_seconds {self.last_time:.3f}",
-            "# HELP riskgw_snapshot_last_records journal records the last snapshot covers",
-            "# TYPE riskgw_snapshot_last_records gauge",
-            f"riskgw_snapshot_last_records {last.get('records', 0)}",
-            "# HELP riskgw_snapshot_last_bytes size of the last snapshot file",
-            "# TYPE riskgw_snapshot_last_bytes gauge",
-            f"riskgw_snapshot_last_bytes {last.get('bytes', 0)}",
-            "# HELP riskgw_snapshot_capture_us time the last snapshot held the order path (its copy), µs",
-            "# TYPE riskgw_snapshot_capture_us gauge",
-            f"riskgw_snapshot_capture_us {self.last_capture_us:.1f}",
-            "# HELP riskgw_snapshot_write_seconds time the last snapshot took to write, off the order path",
-            "# TYPE riskgw_snapshot_write_seconds gauge",
-            f"riskgw_snapshot_write_seconds {last.get('write_s', 0)}",
+            counter(
+                "riskgw_snapshots_total", "state snapshots written since the gateway started", self.taken
+            ),
+            counter(
+                "riskgw_snapshot_failures_total", "state snapshots that could not be written", self.failures
+            ),
+            gauge(
+                "riskgw_snapshot_last_timestamp_seconds",
+                "when the last snapshot was on disk (0: none)",
+                round(self.last_time, 3),
+            ),
+            gauge(
+                "riskgw_snapshot_last_records",
+                "journal records the last snapshot covers",
+                last.get("records", 0),
+            ),
+            gauge("riskgw_snapshot_last_bytes", "size of the last snapshot file", last.get("bytes", 0)),
+            gauge(
+                "riskgw_snapshot_capture_us",
+                "time the last snapshot held the order path (its copy), µs",
+                round(self.last_capture_us, 1),
+            ),
+            gauge(
+                "riskgw_snapshot_write_seconds",
+                "time the last snapshot took to write, off the order path",
+                last.get("write_s", 0),
+            ),
         ]
