@@ -911,7 +911,12 @@ class Gateway:
             self.queue_close(session)
             return
         session.user = user
-        self.queue(session, MsgType.LOGON_ACK, heartbeat_ms=self.heartbeat_ms)
+        if user.name in self.follow.kept and session not in self._out and session not in self._held:
+            # Kept answers follow, and their ACCEPTEDs may be held behind an exchange backlog: the
+            # LOGON_ACK, which waits for nothing, leaves now (nothing was queued before it).
+            session.send(MsgType.LOGON_ACK, heartbeat_ms=self.heartbeat_ms)
+        else:
+            self.queue(session, MsgType.LOGON_ACK, heartbeat_ms=self.heartbeat_ms)
         if session.orders_follow_login:
             self.follow.logged_on(session)
 
