@@ -81,8 +81,8 @@ class Follow:
     # ------------------------------------------------------------------ sessions
 
     def logged_on(self, session: BrokerSession) -> None:
-        """A login's wire-protocol session is on (its LOGON_ACK queued): it takes the login's open
-        orders whose session is gone, and the answers kept for the login, oldest first."""
+        """A login's wire-protocol session is on (its LOGON_ACK queued or sent): it takes the login's
+        open orders whose session's connection is gone, and the answers kept for it, oldest first."""
         assert session.user is not None
         name = session.user.name
         self.on.setdefault(name, set()).add(session)
@@ -131,22 +131,19 @@ class Follow:
         if old is not None and old.transport is not None and (old in gw._held or old in gw._out):
             self.deferred.setdefault(old, []).append((msg_type, body))
             return
-        for session in self.on.get(login, ()):
-            if takes_answers(session):
-                if old is None or old.transport is None:
-                    order.session = session
-                gw.queue_body(session, msg_type, body)
-                return
-        self.keep(login, msg_type, body)
+        session = self.answer(login, msg_type, body)
+        if session is not None and (old is None or old.transport is None):
+            order.session = session
 
-    def answer(self, login: str, msg_type: MsgType, body: bytes) -> None:
-        """An answer for a login: to a session of it that takes answers, else kept for its next LOGON."""
-        gw = self.gw
+    def answer(self, login: str, msg_type: MsgType, body: bytes) -> BrokerSession | None:
+        """An answer for a login: to a session of it that takes answers (returned), else kept for
+        its next LOGON (None)."""
         for session in self.on.get(login, ()):
             if takes_answers(session):
-                gw.queue_body(session, msg_type, body)
-                return
+                self.gw.queue_body(session, msg_type, body)
+                return session
         self.keep(login, msg_type, body)
+        return None
 
     def keep(self, login: str, msg_type: MsgType, body: bytes) -> None:
         gw = self.gw
