@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import os
 import struct
+import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -272,6 +273,10 @@ class Journal:
         self._opened_at = at or Position(0, 0, 0)  # the file's end when it was opened
         self._deploys = 0  # deployment records among `records`
         self.written = self._opened_at.offset  # bytes in the file (what commits wrote)
+        # What this journal's own fsyncs (journal_sync = "commit") covered, and when: the journal
+        # lag on /metrics. What the file held when it was opened counts as synced.
+        self.synced = self.written
+        self.synced_at = time.monotonic()
 
     def append(
         self, event: Event, inputs: Sequence[Value], decision: Decision, sender: str | None = None
@@ -301,6 +306,11 @@ class Journal:
         return Position(self.written, at.records + self.records, at.events + self.records - self._deploys)
 
     @property
+    def fsync(self) -> bool:
+        """Whether each commit fsyncs (journal_sync = "commit")."""
+        return self._fsync
+
+    @property
     def pending(self) -> int:
         return len(self._buf)
 
@@ -319,6 +329,7 @@ class Journal:
                 self.written += n
             if self._fsync:
                 os.fsync(self._fd)
+                self.synced, self.synced_at = self.written, time.monotonic()
         except OSError as exc:
             self.broken = exc
             raise

@@ -10,6 +10,11 @@ before its replies leave and a power loss loses nothing either.
 The thread fsyncs its own descriptor of the journal file (fsync acts on the file, whichever
 descriptor names it), so it never touches the gateway's; os.fsync releases the GIL, so the event
 loop runs meanwhile. A failed fsync is kept in `failed` for the gateway to stop on.
+
+`synced` is the file's size when the last completed fsync began (every write that had returned by
+then is on disk) and `synced_at` when that fsync ended: the journal lag on /metrics. The size comes
+from fstat on the thread's own descriptor, so the thread reads nothing of the gateway's; each is
+one attribute store, read whole under the GIL.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ class JournalSyncer:
         self.failed: OSError | None = None
         self.syncs = 0
         self.last_sync_ns = 0  # duration of the last fsync
+        self.synced = 0  # the journal's size the last completed fsync covered
+        self.synced_at = 0.0  # time.monotonic() when it completed (0: none yet)
         self._fd = os.open(path, os.O_RDONLY)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="journal fsync", daemon=True)
@@ -34,11 +41,13 @@ class JournalSyncer:
     def _sync(self) -> None:
         start = time.perf_counter_ns()
         try:
+            covered = os.fstat(self._fd).st_size
             os.fsync(self._fd)
         except OSError as exc:
             self.failed = self.failed or exc
             return
         self.last_sync_ns = time.perf_counter_ns() - start
+        self.synced, self.synced_at = covered, time.monotonic()
         self.syncs += 1
 
     def _run(self) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Literal
 
@@ -141,6 +142,7 @@ def gateway_families(gw: Gateway) -> Iterator[Metric]:
         "journal commits (one write each, and one fsync with journal_sync = commit)",
         gw.journal.commits,
     )
+    yield from _journal_lag(gw)
     yield gauge("riskgw_sessions", "broker connections", len(gw.sessions))
     yield gauge("riskgw_open_orders", "orders open at the exchange", len(gw.open))
     yield family(
@@ -226,6 +228,37 @@ def gateway_families(gw: Gateway) -> Iterator[Metric]:
     )
     gw.commit_latency.add_to(commits)
     yield commits
+
+
+def _journal_lag(gw: Gateway) -> Iterator[Metric]:
+    """How far the journal on disk is behind what the gateway has written (and so may have
+    acknowledged): what a power loss or a kernel crash would take, by journal_sync mode."""
+    journal, syncer = gw.journal, gw.syncer
+    synced, synced_at = journal.synced, journal.synced_at
+    if syncer is not None:  # "interval": the thread's fsyncs
+        synced, synced_at = max(synced, syncer.synced), max(synced_at, syncer.synced_at)
+    mode = "interval" if syncer is not None else "commit" if journal.fsync else "none"
+    yield family(
+        "gauge",
+        "riskgw_journal_sync_mode",
+        "1 for the journal_sync mode running: commit (each commit fsynced before its replies leave), "
+        "interval (fsynced every journal_sync_ms by a thread), none (never fsynced)",
+        [((mode,), 1)],
+        ["mode"],
+    )
+    yield gauge(
+        "riskgw_journal_unsynced_bytes",
+        "journal bytes written whose fsync has not completed (their replies may have left): a power "
+        "loss or kernel crash could lose them, a gateway crash cannot; 0 after each commit with "
+        "journal_sync = commit",
+        max(0, journal.written - synced),
+    )
+    yield gauge(
+        "riskgw_journal_sync_age_seconds",
+        "seconds since the journal's last completed fsync (since it was opened before the first, "
+        "and always with journal_sync = none); old with 0 unsynced bytes just means no new records",
+        round(time.monotonic() - synced_at, 3),
+    )
 
 
 def _standby_families(gw: Gateway) -> Iterator[Metric]:
