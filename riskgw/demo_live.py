@@ -127,9 +127,11 @@ def _scrape(url: str, path: Path) -> str:
 
 
 def _metric(text: str, name: str) -> str:
+    """A metric's first sample on the page, as a count ("447", not the exposition's "447.0")."""
     for line in text.splitlines():
         if line.startswith(name + " ") or line.startswith(name + "{"):
-            return line.rsplit(" ", 1)[1]
+            value = float(line.rsplit(" ", 1)[1])
+            return f"{value:.0f}" if value.is_integer() else f"{value:g}"
     return "?"
 
 

@@ -57,6 +57,7 @@ def test_demo_over_tcp_runs_every_flow_rule_and_control(
     assert 0 < news < sent  # KILL_SWITCH rejects never reach the card
     metrics = (tmp_path / "metrics.txt").read_text()
     assert f"riskgw_orders_total {sent}.0" in metrics
+    assert f"(riskgw_orders_total {sent}, journal commits " in out  # the summary says it as a count
     # the FIX acceptor ran beside the binary port, and the summary says how to reach it
     fix_port = int(out.split("FIX 4.4 acceptor on 127.0.0.1:", 1)[1].split(":", 1)[0])
     started = f"FIX 4.4 on 127.0.0.1:{fix_port} (sessions BROKER1"  # on loopback alone, as it says
