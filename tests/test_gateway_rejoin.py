@@ -535,3 +535,58 @@ def test_a_logon_skips_an_index_entry_for_an_order_no_longer_open(tmp_path: Path
         await stack.close()
 
     run_async(script())
+
+
+def test_a_fill_is_not_told_twice_to_a_broker_that_sends_its_order_again(tmp_path: Path) -> None:
+    """The old session is leaving with its FILL unwritten behind a backlog when the broker sends the
+    order again on a new session: the repeat's history tells the FILL, the old session's copy is
+    dropped when its connection goes."""
+
+    async def script() -> list[int]:
+        anyone = User("keeper", "pw-k", None, cancel_on_disconnect=False)
+        exchange, conn, running = await stalled_gateway(
+            tmp_path, [], users={**USERS, "keeper": anyone}, held_replies_limit=1_000_000
+        )
+        gw = running.gateway
+        serving = None
+        try:
+            s1 = await Client.connect(running.port)
+            s1.send(MsgType.LOGON, username="keeper", password="pw-k")
+            await s1.recv_type(MsgType.LOGON_ACK)
+            first = held_order(1, 1)
+            s1.send(MsgType.NEW_ORDER, **first)
+            await s1.recv_type(MsgType.ACCEPTED)
+            for order_id in range(2, 3_001):  # the exchange reads none: s1's replies are held
+                s1.send(MsgType.NEW_ORDER, **held_order(order_id, order_id % 20, k=order_id % 16))
+            session = next(iter(gw.follow.on["keeper"]))
+            await until(lambda: session in gw._held and session.last_seq == s1.seq, "held")
+            events = gw.counters.exchange_events
+            await exchange.answer(conn, MsgType.FILL, **first, exec_price=first["price"], exec_quantity=40)
+            await until(lambda: gw.counters.exchange_events == events + 1, "FILL decided")
+            s1.send(MsgType.LOGOUT, reason=0)
+            await until(lambda: session.leaving, "s1 leaving")
+            # the broker, not sure of order 1, sends it again on a new connection
+            s2 = await Client.connect(running.port)
+            s2.send(MsgType.LOGON, username="keeper", password="pw-k")
+            await s2.recv_type(MsgType.LOGON_ACK)
+            s2.send(MsgType.NEW_ORDER, **first)
+            await until(lambda: gw.counters.repeated == 1, "answered again")
+            await s1.close()
+            await until(lambda: session not in gw.sessions, "s1 gone")
+            serving = asyncio.get_running_loop().create_task(exchange.serve(conn))
+            s2.send(MsgType.HEARTBEAT)
+            fills = []
+            while (f := await s2.recv(timeout=10)).type is not MsgType.HEARTBEAT:
+                if f.type is MsgType.FILL and f["order_id"] == 1:
+                    fills.append(f["exec_quantity"])
+            await s2.close()
+            return fills
+        finally:
+            if serving is None:
+                conn.close()
+            await running.stop()
+            if serving is not None:
+                await serving
+
+    fills = run_async(script(), 80)
+    assert fills == [40], fills

@@ -24,6 +24,7 @@ and counted. Indexes keep the work per LOGON and per answer to the login's own o
 
 from __future__ import annotations
 
+import struct
 from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -38,6 +39,14 @@ ANSWERS_KEPT = 100_000  # answers kept in all for logins none of whose sessions 
 REPLIES = frozenset(
     {MsgType.ACCEPTED, MsgType.REJECTED, MsgType.FILL, MsgType.EXCH_REJECT, MsgType.CANCELLED}
 )
+
+
+_KEY = struct.Struct("<qi")  # every reply's body starts with order_id, account_id
+
+
+def _key(body: bytes) -> OrderKey:
+    order_id, account_id = _KEY.unpack_from(body)
+    return account_id, order_id
 
 
 def followed_login(order: OpenOrder) -> str | None:
@@ -63,6 +72,9 @@ class Follow:
         self._said: set[str] = set()  # logins whose dropped answers were logged
         # Answers behind the unwritten frames of a session that is leaving, until its connection goes.
         self.deferred: dict[BrokerSession, list[tuple[MsgType, bytes]]] = {}
+        # Orders whose whole history was sent again to the login (a repeated NEW_ORDER) while a
+        # session of it was leaving: what that session has unwritten on them would repeat it.
+        self.superseded: dict[BrokerSession, set[OrderKey]] = {}
 
     # ------------------------------------------------------------------ the book
 
@@ -112,6 +124,7 @@ class Follow:
             if not on:
                 del self.on[user.name]
         self.unsent(session, unsent)
+        self.superseded.pop(session, None)
         for msg_type, body in self.deferred.pop(session, ()):
             self.answer(user.name, msg_type, body)
 
@@ -120,9 +133,25 @@ class Follow:
         user = session.user
         if user is None or not session.orders_follow_login:
             return
+        skip = self.superseded.get(session, ())
         for frame in frames:
             if frame is not None and frame[0] in REPLIES:
-                self.answer(user.name, MsgType(frame[0]), frame[HEADER.size :])
+                body = frame[HEADER.size :]
+                if not skip or _key(body) not in skip:
+                    self.answer(user.name, MsgType(frame[0]), body)
+
+    def answered_again(self, session: BrokerSession, key: OrderKey) -> None:
+        """A repeated NEW_ORDER gets the order's whole history on `session`: the same order's
+        replies that a leaving session of the login has not written would tell it twice."""
+        user = session.user
+        if user is None or not session.orders_follow_login:
+            return
+        for other in self.on.get(user.name, ()):
+            if other is not session and not takes_answers(other):
+                self.superseded.setdefault(other, set()).add(key)
+                waiting = self.deferred.get(other)
+                if waiting:
+                    self.deferred[other] = [(t, body) for t, body in waiting if _key(body) != key]
 
     def order_answer(self, order: OpenOrder, login: str, msg_type: MsgType, body: bytes) -> None:
         """An answer on an order whose session is leaving or gone (see the module's docstring)."""

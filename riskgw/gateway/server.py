@@ -876,8 +876,10 @@ class Gateway:
 
     def _answer_again(self, session: BrokerSession, frame: Frame, key: OrderKey, decision: Decision) -> None:
         """The recorded answer to an order decided before; it is not run nor forwarded again. An open
-        order's later fills, rejects and cancels go to this session from now on."""
+        order's later fills, rejects and cancels go to this session from now on. The order keeps the
+        login the journal has for it (a restart from the journal alone gives it that one)."""
         self.counters.repeated += 1
+        self.follow.answered_again(session, key)
         if not decision.accepted:
             self._reject(session, frame, Reason.RULE, decision)
             return
@@ -885,7 +887,8 @@ class Gateway:
         if order is not None and (order.session is None or not takes_answers(order.session)):
             self.follow.closed(key, order)
             order.session = session
-            order.user = session.user.name if session.user else None
+            if order.user is None:
+                order.user = session.user.name if session.user else None
             self.follow.opened(key, order)
         self.queue(session, MsgType.ACCEPTED, **order_values(frame))
         for msg_type, price, qty in self.history.get(key, ()):

@@ -75,7 +75,7 @@ class Orders:
     # account the highest order id dropped from it.
     done: list[OrderKey] = field(default_factory=list)
     forgotten: dict[int, int] = field(default_factory=dict)
-    # The login each open order follows (Gateway.answer_to), for those that follow one.
+    # The login each open order follows (riskgw.gateway.follow), for those that follow one.
     logins: dict[OrderKey, str] = field(default_factory=dict)
 
 

@@ -132,7 +132,13 @@ def capture(gw: Gateway, versions: Sequence[int], header: JournalHeader) -> Capt
     # Answer lists grow in place: each is copied.
     answers = {key: tuple(items) for key, items in gw.history.items()}
     open_orders = {key: order.remaining for key, order in gw.open.items()}
-    logins = {key: login for key, order in gw.open.items() if (login := followed_login(order)) is not None}
+    # A version 1 journal keeps no logins: a snapshot of it keeps none either, so a restart from it
+    # gives what a restart from the journal alone gives.
+    logins = {
+        key: login
+        for key, order in gw.open.items()
+        if gw.journal.version >= 2 and (login := followed_login(order)) is not None
+    }
     done = list(gw._done)  # the window of done orders whose records the gateway keeps
     forgotten = dict(gw.forgotten)
     took = time.perf_counter_ns() - start
