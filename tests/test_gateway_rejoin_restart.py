@@ -182,7 +182,8 @@ def test_a_version_1_journal_appended_to_restarts_from_a_snapshot_as_from_the_jo
             await keeper.close()
             await stack.running.stop()
             _as_version_1(stack.config.journal)
-            await stack.restart()
+            logged = await stack.restart()
+            assert any("is version 1 (written before logins were recorded)" in line for line in logged)
             assert stack.gateway.journal.version == 1
             assert stack.gateway.open[(5, 1)].user is None
             keeper = await stack.broker("keeper")

@@ -231,6 +231,12 @@ async def _start_on(
     )
     if opened.cut:
         log(opened.cut)
+    if opened.journal.version < 2:
+        log(
+            f"journal {config.journal} is version 1 (written before logins were recorded): the answers of "
+            "its orders follow their login while this gateway runs, not across a restart; a new journal "
+            "is version 2"
+        )
     # The journal's events run under the programs that decided them: deployments are redone
     # where the journal recorded them.
     try:
