@@ -246,6 +246,14 @@ class StalledExchange:
         await asyncio.get_running_loop().sock_sendall(conn, encode(msg_type, self.sent, **values))
 
 
+async def snapshot_now(gw: Gateway) -> dict[str, Any]:
+    """`riskgw ctl snapshot` in process: the snapshotter's answer, which must say it was written."""
+    assert gw.snapshots is not None, "the gateway takes no snapshots"
+    answer = await gw.snapshots.take_now()
+    assert answer["ok"], answer
+    return answer
+
+
 def spawn(*argv: str) -> tuple[subprocess.Popen[str], str]:
     """Start a riskgw command; returns it and the first stderr line that says where it listens."""
     proc = subprocess.Popen(

@@ -14,7 +14,17 @@ from typing import Any
 
 import pytest
 from fix_support import connect, fix_port, fix_stack, price_text
-from gateway_support import SMALL, USERS, Client, Stack, held_order, run_async, start_stack, until
+from gateway_support import (
+    SMALL,
+    USERS,
+    Client,
+    Stack,
+    held_order,
+    run_async,
+    snapshot_now,
+    start_stack,
+    until,
+)
 from prometheus_client.parser import text_string_to_metric_families
 from test_gateway_backlog import stalled_gateway
 
@@ -174,9 +184,7 @@ def test_a_snapshot_keeps_the_login_of_each_open_order(tmp_path: Path) -> None:
         await keeper.recv_type(MsgType.ACCEPTED)
         alice.send(MsgType.NEW_ORDER, **held_order(2, account=1))
         await alice.recv_type(MsgType.ACCEPTED)
-        assert stack.gateway.snapshots is not None
-        answer = await stack.gateway.snapshots.take_now()
-        assert answer["ok"], answer
+        answer = await snapshot_now(stack.gateway)
         loaded = read_snapshot(Path(answer["file"]))
         assert loaded.orders.logins == {(5, 1): "keeper", (1, 2): "alice"}
         await keeper.close()

@@ -6,20 +6,29 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import re
 import shutil
 import signal
 import struct
 import subprocess
-import sys
 import zlib
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fix_support import connect, fix_config, fix_port, fix_stack
-from gateway_support import RULES, SMALL, Client, Stack, held_order, run_async, start_stack, until
+from gateway_support import (
+    RULES,
+    SMALL,
+    Client,
+    Stack,
+    held_order,
+    run_async,
+    snapshot_now,
+    spawn,
+    start_stack,
+    until,
+)
 from test_gateway_snapshot import MANUAL, copy_journal, state_of
 
 from riskgw.doe.isa import Event
@@ -103,9 +112,7 @@ def test_an_order_sent_again_by_another_login_follows_the_same_login_after_eithe
         assert taken is not None and taken.user is not None and taken.user.name == "ops"
         await ops.close()
         await gone(stack, "ops")
-        assert stack.gateway.snapshots is not None
-        answer = await stack.gateway.snapshots.take_now()
-        assert answer["ok"], answer
+        await snapshot_now(stack.gateway)
         await stack.running.stop()
         full_config = copy_all(stack.config, tmp_path / "full")
         await stack.restart()
@@ -137,9 +144,7 @@ def test_a_snapshot_of_wire_and_fix_orders_restarts_as_the_journal_does(tmp_path
             broker = await connect(tmp_path, fix_port(stack))
             broker.held("f1", account=3)
             await broker.report("0", T11="f1")
-            assert stack.gateway.snapshots is not None
-            answer = await stack.gateway.snapshots.take_now()
-            assert answer["ok"], answer
+            await snapshot_now(stack.gateway)
             # after the snapshot: more of each, replayed from the journal's tail
             keeper.send(MsgType.NEW_ORDER, **held_order(3, account=5, k=1))
             await keeper.recv_type(MsgType.ACCEPTED)
@@ -193,9 +198,7 @@ def test_a_version_1_journal_appended_to_restarts_from_a_snapshot_as_from_the_jo
             broker = await connect(tmp_path, fix_port(stack))
             broker.held("f1", account=3)
             await broker.report("0", T11="f1")
-            assert stack.gateway.snapshots is not None
-            answer = await stack.gateway.snapshots.take_now()
-            assert answer["ok"], answer
+            await snapshot_now(stack.gateway)
             await broker.logout()
             await keeper.close()
             assert scan(stack.config.journal).version == 1
@@ -218,9 +221,7 @@ def test_a_tear_in_a_login_after_a_snapshot_is_cut_on_either_restart(tmp_path: P
             keeper.send(MsgType.NEW_ORDER, **held_order(i, account=5, k=i))
             await keeper.recv_type(MsgType.ACCEPTED)
             if i == 1:
-                assert stack.gateway.snapshots is not None
-                answer = await stack.gateway.snapshots.take_now()
-                assert answer["ok"], answer
+                await snapshot_now(stack.gateway)
         await keeper.close()
         await stack.running.stop()
         journal = stack.config.journal
@@ -246,21 +247,11 @@ def test_a_tear_in_a_login_after_a_snapshot_is_cut_on_either_restart(tmp_path: P
 
 
 async def serve(argv: list[str]) -> tuple[subprocess.Popen[str], int]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "riskgw.cli", *argv],
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert proc.stderr is not None
-    lines: list[str] = []
-    while True:
-        line = await asyncio.to_thread(proc.stderr.readline)
-        assert line, "".join(lines)
-        lines.append(line)
-        found = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
-        if found:
-            return proc, int(found.group(1))
+    """`riskgw serve` in its own process, and its broker port (the exchange runs on this loop)."""
+    proc, line = await asyncio.to_thread(spawn, *argv)
+    found = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+    assert found, line
+    return proc, int(found.group(1))
 
 
 async def logon(port: int) -> Client:
