@@ -217,7 +217,7 @@ class ProtocolError(ValueError):
     """A frame that cannot be parsed; the gateway answers it with a PROTOCOL reject."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Frame:
     type: MsgType
     seq: int

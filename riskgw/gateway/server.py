@@ -83,7 +83,7 @@ def failed_mask(decision: Decision) -> bytes:
     return mask.to_bytes(FAILED_MASK_BYTES, "little")
 
 
-@dataclass
+@dataclass(slots=True)
 class OpenOrder:
     values: dict[str, Any]
     session: BrokerSession | None  # None: accepted before a restart (see riskgw.gateway.follow)
