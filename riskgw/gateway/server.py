@@ -558,8 +558,7 @@ class Gateway:
                 waiting = held[link] = frames
                 self.counters.replies_held += 1
             else:
-                if not _write(link, frames, now) and isinstance(link, BrokerSession):
-                    self.follow.unsent(link, frames)  # _write_session, inline on the order path
+                self._write_session(link, frames, now)
                 continue
             if len(waiting) > limit and isinstance(link, BrokerSession) and link not in self._held_back:
                 # It sends faster than its answers may leave: it is not read from until they do.
@@ -762,10 +761,7 @@ class Gateway:
         except ValueError as exc:  # a ticket_id that is not valid text for a CHAR column
             self.protocol_error(session, frame, f"ticket_id: {exc}")
             return
-        login = session.user.name
-        decision = self._run(
-            Event.NEW, values, inputs, login, sender=login if session.orders_follow_login else None
-        )
+        decision = self._run(Event.NEW, values, inputs, session.user.name, sender=_sender(session))
         self._new_decided(session, frame, values, key, inputs, decision)
 
     def _new_decided(
@@ -787,13 +783,10 @@ class Gateway:
             return
         self.counters.accepted += 1
         body = clean_body(frame, values)
-        login = session.user.name
-        self.open[key] = OpenOrder(values, session, values["quantity"], login, body, inputs)
-        if session.orders_follow_login:  # follow.opened, inline on the order path
-            keys = self.follow.orders.get(login)
-            if keys is None:
-                keys = self.follow.orders[login] = set()
-            keys.add(key)
+        order = self.open[key] = OpenOrder(
+            values, session, values["quantity"], session.user.name, body, inputs
+        )
+        self.follow.opened(key, order)
         if body is None:
             self.queue(session, MsgType.ACCEPTED, **values)
             self.queue(self.exchange, MsgType.NEW_ORDER, **values)
@@ -1012,10 +1005,7 @@ class Gateway:
             order.remaining -= qty
         if event is not Event.FILL or order.remaining <= 0:
             del self.open[key]
-            if order.user is not None:  # follow.closed, inline on the order path
-                keys = self.follow.orders.get(order.user)
-                if keys is not None:
-                    keys.discard(key)
+            self.follow.closed(key, order)
             self._order_done(key)
         session = order.session
         # Its close queued or its connection lost: the answer follows the login (follow.py). A reset
