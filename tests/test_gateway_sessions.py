@@ -22,7 +22,10 @@ REST_ALL = Behaviour(fill=0.0, partial=0.0, reject=0.0)
 
 def test_a_silent_session_gets_heartbeats_then_a_heartbeat_timeout_logout(tmp_path: Path) -> None:
     async def script() -> None:
-        stack = await start_stack(tmp_path, FILL_ALL, heartbeat_ms=100, heartbeat_timeout=3)
+        # 2 s of silence before a logout: the talker, which speaks every 50 ms from this same
+        # process, must not be timed out when a loaded machine leaves the process unscheduled for a
+        # few hundred milliseconds (at 3 intervals of 100 ms, a stall of 250 ms did it)
+        stack = await start_stack(tmp_path, FILL_ALL, heartbeat_ms=100, heartbeat_timeout=20)
         silent = await stack.broker("alice")
         talker = await stack.broker("bob")
         never_logs_on = await stack.broker(user=None)
