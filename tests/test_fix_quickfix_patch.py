@@ -117,8 +117,8 @@ def test_the_patched_setup_compiles_every_source_once_longest_first_on_every_cor
     """setup.py's compile replacement, run against a stand-in compiler: every object is built once
     from its own source, the largest source first, and with more than one core more than one at a
     time."""
+    import os
     import threading
-    import time
     import types
 
     sizes = {"small.cpp": 10, "wrapper.cpp": 5000, "mid.cpp": 300}
@@ -127,6 +127,7 @@ def test_the_patched_setup_compiles_every_source_once_longest_first_on_every_cor
     started: list[str] = []
     running, most = [0], [0]
     lock = threading.Lock()
+    overlap = threading.Event()  # two compiles ran at once
 
     class Compiler:
         def compile(self, sources: list[str], *args: object) -> list[str]:
@@ -157,7 +158,11 @@ def test_the_patched_setup_compiles_every_source_once_longest_first_on_every_cor
                 started.append(Path(src).name)
                 running[0] += 1
                 most[0] = max(most[0], running[0])
-            time.sleep(0.05)
+                if running[0] > 1:
+                    overlap.set()
+            # with workers to spare, held until another compile runs beside it (a fixed pause could
+            # end before a loaded machine started the next worker thread); alone, a short pause
+            overlap.wait(10.0 if (os.cpu_count() or 1) > 1 else 0.05)
             with lock:
                 running[0] -= 1
 
