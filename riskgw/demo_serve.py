@@ -15,7 +15,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -73,13 +72,6 @@ class Ports:
             control=int(fields["control"].rsplit(":", 1)[1]),
             fix=int(fields["fix"].rsplit(":", 1)[1]),
         )
-
-
-def _free_port() -> int:
-    """A free TCP port on loopback, for the FIX acceptor (QuickFIX needs the number up front)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def sim_card_available() -> bool:
@@ -182,7 +174,7 @@ async def _serve_demo(workdir: Path, card: str, ports: dict[str, int], seed: int
     exchange_server, exchange = await start_exchange("127.0.0.1", ports["exchange"], Behaviour(seed=seed))
     if card == "sim" and not sim_card_available():
         raise UserError("the simulated card is not available in this checkout: use --card soft")
-    fix_config = demo_fix_config(ports["fix"] or _free_port())
+    fix_config = demo_fix_config(ports["fix"])  # 0: the acceptor takes a free port, and retries
     config = GatewayConfig(
         rules=sorted(REPO_RULES.glob("*.sql")),
         listen=("127.0.0.1", ports["broker"]),
@@ -217,7 +209,7 @@ async def _serve_demo(workdir: Path, card: str, ports: dict[str, int], seed: int
         exchange=int(exchange_server.sockets[0].getsockname()[1]),
         metrics=running.metrics_port,
         control=running.control_port,
-        fix=fix_config.port,
+        fix=running.fix.port,
     )
     gw = running.gateway
     print(f"riskgw demo: card {card}, up in {time.perf_counter() - t0:.1f} s, files in {workdir}", flush=True)

@@ -5,6 +5,7 @@ and the next demo starts once the first has stopped."""
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from gateway_support import probe_lock
 
 from riskgw.cli import main
-from riskgw.demo_serve import READY, workdir_lock
+from riskgw.demo_serve import READY, Ports, workdir_lock
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -114,6 +115,13 @@ def test_a_second_demo_beside_a_running_one_is_refused_and_the_next_one_starts(
         while line and not line.startswith(READY):
             line = first.stdout.readline()
         assert line.startswith(READY), (tmp_path / "first.log").read_text()
+        # every port the ready line gives is one the demo listens on (`--ports any`: the FIX
+        # acceptor's own free port, taken by the acceptor, not picked beforehand)
+        ports = Ports.parse(line)
+        for name in ("broker", "exchange", "metrics", "control", "fix"):
+            port = getattr(ports, name)
+            assert port > 0, name
+            socket.create_connection(("127.0.0.1", port), timeout=10).close()
         # the first demo's own start cleared the directory and kept its lock file
         assert probe_lock(workdir / "gateway.journal.lock") == "held"
         before = files(workdir)
