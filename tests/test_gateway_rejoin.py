@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import socket
 import struct
 import zlib
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from gateway_support import (
     USERS,
     Client,
     Stack,
+    StalledExchange,
     held_order,
     run_async,
     snapshot_now,
@@ -43,7 +45,7 @@ from riskgw.gateway.journal import (
 )
 from riskgw.gateway.metrics import render
 from riskgw.gateway.protocol import MsgType, encode
-from riskgw.gateway.server import Gateway
+from riskgw.gateway.server import BrokerSession, Gateway
 from riskgw.gateway.snapfile import SnapshotError, read_snapshot
 from riskgw.gateway.snapshot import SnapshotSettings
 from riskgw.scenario import ref_price
@@ -403,6 +405,28 @@ def test_journal_records_refuse_a_bad_login() -> None:
         encode_entry(Event.NEW, inputs, Decision(True, ()), "x" * 256)
 
 
+async def a_fill_held_behind_a_backlog(
+    gw: Gateway, exchange: StalledExchange, conn: socket.socket, port: int, quantity: int
+) -> tuple[Client, BrokerSession, dict[str, Any], int]:
+    """Login keeper on a gateway whose exchange reads nothing: order 1 accepted (before the
+    backlog), 2,999 more behind it whose ACCEPTEDs are held, then a FILL of `quantity` on order 1
+    decided and held behind them. Its client, session, order 1 and the exchange events before."""
+    keeper = await Client.connect(port)
+    keeper.send(MsgType.LOGON, username="keeper", password="pw-k")
+    await keeper.recv_type(MsgType.LOGON_ACK)
+    first = held_order(1, 1)
+    keeper.send(MsgType.NEW_ORDER, **first)
+    await keeper.recv_type(MsgType.ACCEPTED)  # it left before the backlog
+    for order_id in range(2, 3_001):  # the exchange reads none of these: their ACCEPTEDs are held
+        keeper.send(MsgType.NEW_ORDER, **held_order(order_id, order_id % 20, k=order_id % 16))
+    session = next(iter(gw.follow.on["keeper"]))
+    await until(lambda: session in gw._held and session.last_seq == keeper.seq, "ACCEPTEDs held")
+    events = gw.counters.exchange_events
+    await exchange.answer(conn, MsgType.FILL, **first, exec_price=first["price"], exec_quantity=quantity)
+    await until(lambda: gw.counters.exchange_events == events + 1, "the FILL decided")
+    return keeper, session, first, events
+
+
 def test_an_answer_held_behind_an_exchange_backlog_is_kept_when_its_session_goes(tmp_path: Path) -> None:
     async def script() -> None:
         anyone = User("keeper", "pw-k", None, cancel_on_disconnect=False)
@@ -410,19 +434,7 @@ def test_an_answer_held_behind_an_exchange_backlog_is_kept_when_its_session_goes
             tmp_path, [], users={**USERS, "keeper": anyone}, held_replies_limit=1_000_000
         )
         gw = running.gateway
-        keeper = await Client.connect(running.port)
-        keeper.send(MsgType.LOGON, username="keeper", password="pw-k")
-        await keeper.recv_type(MsgType.LOGON_ACK)
-        first = held_order(1, 1)
-        keeper.send(MsgType.NEW_ORDER, **first)
-        await keeper.recv_type(MsgType.ACCEPTED)  # it left before the backlog
-        for order_id in range(2, 3_001):  # the exchange reads none of these: their ACCEPTEDs are held
-            keeper.send(MsgType.NEW_ORDER, **held_order(order_id, order_id % 20, k=order_id % 16))
-        session = next(iter(gw.follow.on["keeper"]))
-        await until(lambda: session in gw._held and session.last_seq == keeper.seq, "ACCEPTEDs held")
-        events = gw.counters.exchange_events
-        await exchange.answer(conn, MsgType.FILL, **first, exec_price=first["price"], exec_quantity=100)
-        await until(lambda: gw.counters.exchange_events == events + 1, "the FILL decided")
+        keeper, session, _, _ = await a_fill_held_behind_a_backlog(gw, exchange, conn, running.port, 100)
         held = gw._held[session]
         assert held[-1] is not None and held[-1][0] == MsgType.FILL  # it waits behind the ACCEPTEDs
         replies = len(held)  # ACCEPTEDs, REJECTEDs (EXCHANGE_BACKLOG) and the FILL, all unwritten
@@ -472,19 +484,9 @@ def test_an_orders_answers_keep_their_order_behind_a_leaving_sessions_unwritten_
         )
         gw = running.gateway
         try:
-            keeper = await Client.connect(running.port)
-            keeper.send(MsgType.LOGON, username="keeper", password="pw-k")
-            await keeper.recv_type(MsgType.LOGON_ACK)
-            first = held_order(1, 1)
-            keeper.send(MsgType.NEW_ORDER, **first)
-            await keeper.recv_type(MsgType.ACCEPTED)
-            for order_id in range(2, 3_001):
-                keeper.send(MsgType.NEW_ORDER, **held_order(order_id, order_id % 20, k=order_id % 16))
-            session = next(iter(gw.follow.on["keeper"]))
-            await until(lambda: session in gw._held and session.last_seq == keeper.seq, "held")
-            events = gw.counters.exchange_events
-            await exchange.answer(conn, MsgType.FILL, **first, exec_price=first["price"], exec_quantity=40)
-            await until(lambda: gw.counters.exchange_events == events + 1, "FILL decided")
+            keeper, session, first, events = await a_fill_held_behind_a_backlog(
+                gw, exchange, conn, running.port, 40
+            )
             keeper.send(MsgType.LOGOUT, reason=0)
             await until(lambda: session.leaving, "the session leaving")
             await exchange.answer(conn, MsgType.CANCELLED, **first, exec_price=0, exec_quantity=60)
@@ -558,19 +560,7 @@ def test_a_fill_is_not_told_twice_to_a_broker_that_sends_its_order_again(tmp_pat
         gw = running.gateway
         serving = None
         try:
-            s1 = await Client.connect(running.port)
-            s1.send(MsgType.LOGON, username="keeper", password="pw-k")
-            await s1.recv_type(MsgType.LOGON_ACK)
-            first = held_order(1, 1)
-            s1.send(MsgType.NEW_ORDER, **first)
-            await s1.recv_type(MsgType.ACCEPTED)
-            for order_id in range(2, 3_001):  # the exchange reads none: s1's replies are held
-                s1.send(MsgType.NEW_ORDER, **held_order(order_id, order_id % 20, k=order_id % 16))
-            session = next(iter(gw.follow.on["keeper"]))
-            await until(lambda: session in gw._held and session.last_seq == s1.seq, "held")
-            events = gw.counters.exchange_events
-            await exchange.answer(conn, MsgType.FILL, **first, exec_price=first["price"], exec_quantity=40)
-            await until(lambda: gw.counters.exchange_events == events + 1, "FILL decided")
+            s1, session, first, _ = await a_fill_held_behind_a_backlog(gw, exchange, conn, running.port, 40)
             s1.send(MsgType.LOGOUT, reason=0)
             await until(lambda: session.leaving, "s1 leaving")
             # the broker, not sure of order 1, sends it again on a new connection
